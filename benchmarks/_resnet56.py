@@ -1,0 +1,27 @@
+"""Shared set-up of the measurement benchmarks: the pretrained ResNet56 exported to ONNX."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline.export import export_onnx  # noqa: E402
+from pipeline.models import create_model, default_checkpoint, load_checkpoint  # noqa: E402
+from pipeline.settings import Settings  # noqa: E402
+
+
+def pretrained_resnet56(settings: Settings | None = None) -> torch.nn.Module:
+    """The pretrained ResNet56 (option-A shortcuts) in eval mode."""
+    settings = settings or Settings.load()
+    model = create_model("resnet56_cifar")
+    load_checkpoint(model, default_checkpoint("resnet56_cifar", settings))
+    return model.eval()
+
+
+def export(model: torch.nn.Module, path: Path) -> Path:
+    """``model`` exported (and checked against PyTorch) to ``path``."""
+    return export_onnx(model, path).path

@@ -1,0 +1,53 @@
+"""Repeatability of Total_Latency: the same ResNet56 model compiled and timed five times in one process.
+
+Prints each run's median with its 95% CI and max/min of the five medians (target <= 1.03 on the
+2-core development machine). Options let you try other timing settings, e.g. --threads 1.
+
+    python benchmarks/bench_repeatability.py [--runs 5] [--threads 0] [--no-pin] [--min-iters N] [--min-time S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from _resnet56 import export, pretrained_resnet56
+
+from pipeline.measure import MeasureOptions, open_engine
+from pipeline.messages import Target
+
+
+def main() -> None:
+    defaults = MeasureOptions()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--threads", type=int, default=defaults.threads)
+    parser.add_argument("--no-pin", action="store_true")
+    parser.add_argument("--min-iters", type=int, default=defaults.min_iters)
+    parser.add_argument("--min-time", type=float, default=defaults.min_time_s)
+    args = parser.parse_args()
+    options = MeasureOptions(threads=args.threads, pin=not args.no_pin, min_iters=args.min_iters,
+                             min_time_s=args.min_time)
+    with tempfile.TemporaryDirectory() as folder:
+        onnx_path = export(pretrained_resnet56(), Path(folder) / "resnet56.onnx")
+        sample = np.random.default_rng(0).standard_normal((1, 3, 32, 32), dtype=np.float32)
+        medians = []
+        for run in range(args.runs):
+            engine = open_engine(onnx_path, Target(precision=args.precision), options)
+            stats = engine.latency(sample)
+            medians.append(stats.median)
+            info = engine.info()
+            print(f"run {run + 1}: median {stats.median:.4f} ms  95% CI [{stats.ci95_low:.4f}, "
+                  f"{stats.ci95_high:.4f}]  mean {stats.mean:.4f}  p99 {stats.p99:.4f}  "
+                  f"n={stats.count}", flush=True)
+    print(f"device {info.device_name}, {info.precision} ({info.inference_precision}), threads "
+          f"{info.threads}, streams {info.streams}, pinning {info.pinning}, min_iters "
+          f"{options.min_iters}, min_time {options.min_time_s} s")
+    print(f"max/min of the {args.runs} medians: {max(medians) / min(medians):.4f} (target <= 1.03)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The ``edgeprune`` command line: thin click commands over ``pipeline``, ``producer`` and ``consumer``."""

@@ -1,0 +1,1 @@
+"""One module per ``edgeprune`` sub-command (see ``edgeprune.cli.COMMANDS``)."""

@@ -1,0 +1,65 @@
+"""``edgeprune consumer``: take jobs from the Redis queue, benchmark them, report the results."""
+
+from __future__ import annotations
+
+import click
+
+from pipeline.errors import QueueError
+from pipeline.messages import Target
+from pipeline.queue import check_only as check_only_work
+from pipeline.queue import measure_work
+from pipeline.settings import Settings
+
+from .options import redis_option, settings_options
+from .queue import consumer_queue_options, server_queue
+
+
+@click.command()
+@redis_option
+@click.option("--backend", default="openvino", show_default=True,
+              type=click.Choice(["openvino", "onnxruntime"]),
+              help="Engine this consumer measures with: it serves the jobs queued for this "
+                   "backend and --device (each job brings its own precision).")
+@click.option("--device", "target_device", default="CPU", show_default=True,
+              help="Engine device: CPU, GPU or NPU for OpenVINO (GPU/NPU need /dev/dri or "
+                   "/dev/accel in a container); CPU for ONNX Runtime.")
+@click.option("--name", default=None,
+              help="Consumer name in the queue and in results [default: <host>-<pid>]; keep it "
+                   "unique among running consumers.")
+@click.option("--max-jobs", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Exit after this many jobs (0: no limit).")
+@click.option("--idle-exit", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Exit after this many seconds without a job (0: never).")
+@click.option("--fast", is_flag=True,
+              help="Short measurements (a few dozen inferences): for smoke tests, figures are noisy.")
+@click.option("--check-only", is_flag=True,
+              help="Only fetch, verify and parse each model, reporting its size and node count: "
+                   "tests the queue plumbing without measuring.")
+@consumer_queue_options
+@settings_options
+def consumer(settings: Settings, redis_url: str | None, backend: str, target_device: str,
+             name: str | None, max_jobs: int, idle_exit: float, fast: bool, check_only: bool,
+             prefix: str, queue_config: object) -> None:
+    """Serve the job queue of one target (backend and device) until stopped.
+
+    SIGTERM or Ctrl-C: finish the current job, then exit; a second one releases the job back to
+    the queue. A consumer that dies is noticed by its missing keep-alive: its job goes to another
+    consumer after --visibility-timeout seconds.
+    """
+    from consumer.agent import run_consumer
+
+    if not redis_url:
+        raise QueueError("the consumer needs a queue to serve: pass --redis redis://host:6379/0 "
+                         "(or set EDGEPRUNE_REDIS)")
+    queue = server_queue(redis_url, prefix, queue_config)  # type: ignore[arg-type]
+    if check_only:
+        work = check_only_work
+    else:
+        from pipeline.measure import MeasureOptions
+
+        work = measure_work(settings, MeasureOptions.fast() if fast else None)
+    stats = run_consumer(queue, Target(backend=backend, device=target_device), work, name=name,
+                         max_jobs=max_jobs, idle_exit=idle_exit)
+    click.echo(f"consumer stopped: {stats.done} done, {stats.failed} failed, "
+               f"{stats.released} released", err=True)
+

@@ -1,0 +1,137 @@
+"""Click options shared by several commands, so each flag is spelled and explained once."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from pipeline.settings import ENV_VARS, Settings
+
+
+def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --shared/--data/--models-dir/--cache-dir/--torch-device/--threads; pass ``settings``.
+
+    ``--device`` is left free for the inference target (OpenVINO's CPU/GPU/NPU), see ``target_options``.
+    """
+    options = [
+        click.option("--shared", "shared_dir", type=click.Path(path_type=Path), default=None,
+                     help=f"Folder holding data/ and models/ [env {ENV_VARS['shared_dir']}; "
+                          "default ../shared beside the repository when present]."),
+        click.option("--data", type=click.Path(path_type=Path), default=None,
+                     help="Data set: cifar-10-batches-py folder, cifar-10-python.tar.gz, or an "
+                          "image-folder tree train/<class>/*, test/<class>/* (folder or .tar.gz) "
+                          f"[env {ENV_VARS['data']}; default <shared>/data/cifar10-jpeg.tar.gz]."),
+        click.option("--models-dir", type=click.Path(path_type=Path), default=None,
+                     help=f"Folder of pretrained checkpoints [env {ENV_VARS['models_dir']}; "
+                          "default <shared>/models]."),
+        click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+                     help=f"Cache of decoded data sets and measurements [env {ENV_VARS['cache_dir']}; "
+                          "default ~/.cache/edgeprune]."),
+        click.option("--torch-device", "device", default=None,
+                     help=f"torch device for pruning and retraining: auto, cpu, cuda, cuda:1 "
+                          f"[env {ENV_VARS['device']}; default auto]."),
+        click.option("--threads", type=int, default=None,
+                     help=f"CPU threads for torch, 0 for torch's default [env {ENV_VARS['threads']}]."),
+    ]
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        keys = ("shared_dir", "data", "models_dir", "cache_dir", "device", "threads")
+        overrides = {k: kwargs.pop(k) for k in keys}
+        kwargs["settings"] = Settings.load(**overrides)
+        return func(**kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def redis_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --redis URL (env EDGEPRUNE_REDIS); absent means the embedded in-process queue."""
+    return click.option(
+        "--redis", "redis_url", default=None, envvar=ENV_VARS["redis_url"], show_envvar=True,
+        help="Redis URL (redis://[:password@]host:port/db or rediss:// for TLS). Without it the "
+             "queue is embedded in this process and needs no server.",
+    )(func)
+
+
+def target_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --backend/--device/--precision and pass them as ``target`` (a pipeline Target)."""
+    options = [
+        click.option("--backend", default="openvino", show_default=True,
+                     type=click.Choice(["openvino", "onnxruntime"]),
+                     help="Inference engine that runs the deployed model."),
+        click.option("--device", "target_device", default="CPU", show_default=True,
+                     help="Engine device: CPU, GPU or NPU for OpenVINO; CPU for ONNX Runtime."),
+        click.option("--precision", default="fp32", show_default=True,
+                     type=click.Choice(["fp32", "bf16", "fp16", "int8", "auto"]),
+                     help="Inference precision; int8 quantizes with NNCF first; auto keeps the "
+                          "device default (bf16 on CPUs with AMX/AVX512-BF16). The precision that "
+                          "actually ran is recorded."),
+    ]
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        from pipeline.messages import Target
+
+        kwargs["target"] = Target(backend=kwargs.pop("backend"), device=kwargs.pop("target_device"),
+                                  precision=kwargs.pop("precision"))
+        return func(**kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def run_config_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the flags of one prune-retrain-export run: the schedule and its rewrites, the model,
+    retraining, evaluation and the target. They arrive as ``schedule_path``, ``overrides``,
+    ``target`` and keyword arguments named like ``pipeline.flow.RunConfig``'s fields."""
+    from pipeline.models import MODEL_NAMES
+
+    options = [
+        click.option("--schedule", "schedule_path", required=True, type=click.Path(path_type=Path),
+                     help="Distiller-format compression schedule (YAML), e.g. "
+                          "schedules/resnet56_filter_rank.yaml."),
+        click.option("--set", "overrides", multiple=True, metavar="INSTANCE.KEY=VALUE",
+                     help="Rewrite one schedule value, e.g. --set filter_pruner_70.desired_sparsity=0.5 "
+                          "(repeatable)."),
+        click.option("--model", default="resnet56_cifar", show_default=True, type=click.Choice(MODEL_NAMES),
+                     help="Network to prune (Distiller's names)."),
+        click.option("--shortcut", default="A", show_default=True, type=click.Choice(["A", "B"]),
+                     help="ResNet shortcut: A zero-pads (the pretrained checkpoints), B uses 1x1 conv + BN."),
+        click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+                     help="Pretrained weights [default: <models-dir>/resnet<depth>-*.th]."),
+        click.option("--epochs", default=0, show_default=True, type=click.IntRange(min=0),
+                     help="Retraining epochs after pruning; 0 skips retraining."),
+        click.option("--lr", default=0.01, show_default=True, type=click.FloatRange(min=0, min_open=True),
+                     help="Initial retraining learning rate (SGD, momentum 0.9); the schedule's "
+                          "lr_schedulers then apply."),
+        click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=1),
+                     help="Retraining batch size."),
+        click.option("--max-steps", "max_steps_per_epoch", default=None, type=click.IntRange(min=1),
+                     help="Cap retraining steps per epoch (quick trials and tests)."),
+        click.option("--subset", default=None, type=click.IntRange(min=10),
+                     help="Retrain on only the first N training images (stratified)."),
+        click.option("--val-fraction", default=0.1, show_default=True, type=click.FloatRange(0.01, 0.5),
+                     help="Share of the training images held out for validation (collapse check, "
+                          "early stopping)."),
+        click.option("--eval-split", default="test", show_default=True, type=click.Choice(["test", "val"]),
+                     help="Split for the final PyTorch and deployed accuracies (val for searches)."),
+        click.option("--eval-limit", "eval_subset", default=0, show_default=True, type=click.IntRange(min=0),
+                     help="Evaluate on the first N images of that split only (0: all)."),
+        target_options,
+        click.option("--torch-eval", is_flag=True,
+                     help="Also evaluate the PyTorch model on --eval-split when it was not retrained "
+                          "(the deployed model is always evaluated there; after retraining PyTorch is too)."),
+        click.option("--retrain-collapsed", is_flag=True,
+                     help="Retrain even when pruning left a network that predicts one class."),
+        click.option("--seed", default=0, show_default=True, type=int,
+                     help="Seed for splits, shuffling and initialisation."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func

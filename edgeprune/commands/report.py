@@ -1,0 +1,105 @@
+"""``edgeprune report``: a static HTML page (plots, tables), a CSV and a JSON of a sweep's trials."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from pipeline.errors import SweepError
+from pipeline.messages import TrialRecord
+
+#: Where a baseline table is looked for inside a sweep folder when --baselines is not given.
+BASELINE_CANDIDATES = ("baseline.json", "baseline/baseline.json")
+
+
+def read_trial_file(path: Path) -> list[TrialRecord]:
+    """TrialRecords from a JSON list (or ``{"trials": [...]}``) or a JSON-lines file."""
+    text = path.read_text()
+    try:
+        if path.suffix == ".jsonl":
+            items = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            data = json.loads(text)
+            items = data["trials"] if isinstance(data, dict) else data
+        return [TrialRecord.from_dict(item) for item in items]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SweepError(f"{path} does not hold trial records ({exc}): pass a sweep folder, a "
+                         "storage URL, or a JSON list of trial records") from None
+
+
+def load_sweep(source: str, study_name: str | None = None) -> list[TrialRecord]:
+    """Trials of a sweep folder or storage URL (through the sweep store), or of a trials JSON file."""
+    path = Path(source)
+    if path.is_file() and path.suffix in (".json", ".jsonl"):
+        return read_trial_file(path)
+    from pipeline.search.storage import load_trials
+
+    return load_trials(source, study_name)
+
+
+def _baselines(source: str, explicit: Path | None) -> list:
+    from pipeline.baseline import load_table
+    from pipeline.report import BaselinePoint
+
+    path = explicit
+    if path is None and Path(source).is_dir():
+        path = next((Path(source) / c for c in BASELINE_CANDIDATES if (Path(source) / c).is_file()),
+                    None)
+    if path is None:
+        return []
+    return [BaselinePoint(row.name, row.metrics, row.run_dir) for row in load_table(path).rows]
+
+
+@click.command()
+@click.argument("source", metavar="SWEEP_DIR_OR_STORAGE")
+@click.option("--study", "study_name", default=None,
+              help="Study to report when the storage holds several [default: its only study].")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder for index.html, the PNG plots, trials.csv and report.json "
+                   "[default: SWEEP_DIR/report, or ./report for a storage URL].")
+@click.option("--bin-width", default=0.02, show_default=True,
+              type=click.FloatRange(min=0, min_open=True, max=1),
+              help="Width of the equal-width sparsity bins of the binned-latency plot.")
+@click.option("--metric", "metrics", multiple=True, metavar="NAME",
+              help="Metric for correlations, importance and best-so-far (repeatable) "
+                   "[default: Top1, Total_Latency, Latency, Throughput, those present].")
+@click.option("--latency-metric", default="Total_Latency", show_default=True,
+              help="Latency on the Pareto front's x axis and in the binned plot (Total_Latency: "
+                   "end-to-end request; Latency: sum of per-layer times).")
+@click.option("--accuracy-metric", default="Top1", show_default=True,
+              help="Accuracy on the Pareto front's y axis (Top1 is the deployed model's).")
+@click.option("--min-top1", "min_accuracy", type=float, default=None,
+              help="Pick the best model as the fastest with accuracy >= this (percent); "
+                   "without it the most accurate trial is the best model.")
+@click.option("--baselines", "baselines_path", type=click.Path(path_type=Path), default=None,
+              help="baseline.json from `edgeprune baseline`, marked on the Pareto plot and used "
+                   "as the unpruned per-layer reference [default: SWEEP_DIR/baseline.json if any].")
+@click.option("--json", "as_json", is_flag=True, help="Print report.json (every figure) to stdout.")
+def report(source: str, study_name: str | None, out_dir: Path | None, bin_width: float, metrics: tuple[str, ...],
+           latency_metric: str, accuracy_metric: str, min_accuracy: float | None,
+           baselines_path: Path | None, as_json: bool) -> None:
+    """Write an HTML report of a sweep: Pareto front, importance, correlations, binned latency,
+    best-so-far, per-layer latency and trial outcomes.
+
+    SWEEP_DIR_OR_STORAGE is an `edgeprune sweep` output folder, its storage URL (sqlite:///...,
+    postgresql://...), or a JSON list of trial records. Accuracy on the shared JPEG CIFAR-10 is
+    lower than on the original set (ResNet56: 83.2% vs 93.4% Top1).
+    """
+    from pipeline.report import DEFAULT_METRICS, build_report
+
+    trials = load_sweep(source, study_name)
+    if not trials:
+        raise SweepError(f"{source} holds no trials: run `edgeprune sweep` into it first")
+    out_dir = out_dir or (Path(source) / "report" if Path(source).is_dir() else Path("report"))
+    paths = build_report(trials, out_dir, baselines=_baselines(source, baselines_path),
+                         bin_width=bin_width, metrics=metrics or DEFAULT_METRICS,
+                         latency_metric=latency_metric, accuracy_metric=accuracy_metric,
+                         min_accuracy=min_accuracy)
+    if as_json:
+        click.echo(paths.json.read_text())
+    else:
+        click.echo(f"{len(trials)} trials; report: {paths.html}\n"
+                   f"plots: {', '.join(p.name for p in paths.plots.values())}\n"
+                   f"data: {paths.csv}, {paths.json}")

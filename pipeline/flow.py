@@ -1,0 +1,357 @@
+"""The producer's and consumer's steps as plain functions.
+
+``produce`` takes a run configuration to an exported ONNX model (schedule → pruning → [gate] →
+retraining → export); ``consume`` measures one job's model on its target. ``edgeprune run``, the
+agents, sweeps and baselines all call these, so the pipeline logic exists once.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .data import MEAN, STD, DataSplits, load_data, to_tensor_batch
+from .errors import UserError
+from .messages import ArtifactRef, Job, ModelFacts, Result, Target
+from .models import count_macs_params, create_model, default_checkpoint, load_checkpoint
+from .pruning import CompressionScheduler, PruneReport, arch_signature, prune_one_shot
+from .pruning.sparsity import SparsityReport, measure_sparsity, weight_shapes
+from .schedule import Schedule, load_schedule
+from .settings import Settings
+from .training import Accuracy, TrainConfig, evaluate, train
+
+if TYPE_CHECKING:
+    from .measure import MeasureOptions
+
+log = logging.getLogger(__name__)
+
+#: Shown beside every accuracy measured on the shared data set.
+JPEG_NOTE = ("accuracy on the JPEG re-encoding of CIFAR-10 is lower than on the original set "
+             "(pretrained ResNet56: 83.2% vs 93.4% Top1)")
+
+#: A pruned network whose Top1 is within this many points of chance (100/n) predicts one class.
+COLLAPSE_MARGIN = 1.0
+
+
+@dataclass
+class RunConfig:
+    """Everything one prune-retrain-export run needs besides the settings."""
+
+    schedule: Path | str
+    overrides: Sequence[str] | Mapping[str, Any] = ()
+    model: str = "resnet56_cifar"
+    shortcut: str = "A"
+    #: None: the pretrained checkpoint for ``model`` in the settings' models folder.
+    checkpoint: Path | None = None
+    epochs: int = 0
+    lr: float = 0.01
+    batch_size: int = 128
+    max_steps_per_epoch: int | None = None
+    val_fraction: float = 0.1
+    #: Use only N train images (fast runs); validation is split off before this.
+    subset: int | None = None
+    #: Split that final accuracies (PyTorch and deployed) are computed on.
+    eval_split: str = "test"
+    #: Evaluate on the first N images of ``eval_split`` only (0: all).
+    eval_subset: int = 0
+    target: Target = field(default_factory=Target)
+    retrain_collapsed: bool = False
+    #: Also evaluate the PyTorch model on ``eval_split`` when it was not retrained. Off by default:
+    #: the model is then the pruned one already evaluated on val, its ONNX export is checked against
+    #: PyTorch's logits, and the consumer measures the deployed model on ``eval_split`` anyway; on
+    #: 2 cores the extra pass costs ~11 s for ResNet56 on 10,000 images.
+    torch_eval: bool = False
+    seed: int = 0
+    #: Sweep parameters, recorded with the job and the result.
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Produced:
+    """What a producer made: the model file and everything known about it before measurement."""
+
+    run_id: str
+    out_dir: Path
+    onnx_path: Path | None
+    schedule_yaml: str
+    facts: ModelFacts
+    metrics: dict[str, Any]
+    #: ok | collapsed | gated | early_stopped
+    status: str
+    reason: str
+    stage_seconds: dict[str, float]
+    prune_report: PruneReport | None
+    config: RunConfig
+    #: Element sparsity and kept channels of every weight against the unpruned model, taken last,
+    #: so fine-grained zeros and structured removal are told apart whatever pruned them.
+    sparsity: SparsityReport | None = None
+
+
+GateFn = Callable[[Path, ModelFacts], "str | None"]
+EpochFn = Callable[[int, Accuracy], bool]
+StageFn = Callable[[str, float], None]
+
+
+class _Stages:
+    """Times named stages and tells an optional listener when each one ends."""
+
+    def __init__(self, listener: StageFn | None) -> None:
+        self.seconds: dict[str, float] = {}
+        self._listener = listener
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        log.info("%s ...", name)
+        yield
+        elapsed = time.perf_counter() - start
+        self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
+        log.info("%s done in %.2f s", name, elapsed)
+        if self._listener is not None:
+            self._listener(name, elapsed)
+
+
+def load_model(config: RunConfig, settings: Settings, num_classes: int = 10) -> torch.nn.Module:
+    """The configured model with its pretrained weights (random weights only when none exist)."""
+    model = create_model(config.model, num_classes=num_classes, shortcut=config.shortcut)
+    checkpoint = config.checkpoint or default_checkpoint(config.model, settings)
+    if checkpoint is None:
+        raise UserError(f"no pretrained checkpoint for {config.model}: pass --checkpoint FILE or "
+                        "--models-dir DIR holding resnet<depth>-*.th")
+    load_checkpoint(model, checkpoint)
+    return model
+
+
+def read_schedule(config: RunConfig, model: torch.nn.Module) -> Schedule:
+    """The run's schedule with its overrides applied, validated against ``model``."""
+    schedule = load_schedule(config.schedule, config.overrides)
+    schedule.validate(model)
+    return schedule
+
+
+def model_facts(model: torch.nn.Module, data: DataSplits) -> ModelFacts:
+    """Size and input facts that travel with the job."""
+    macs, params = count_macs_params(model)
+    return ModelFacts(input_shape=[1, 3, 32, 32], num_classes=len(data.classes), mean=list(MEAN),
+                      std=list(STD), macs=macs, params=params, arch_signature=arch_signature(model))
+
+
+def is_collapsed(top1: float, num_classes: int) -> bool:
+    """True when Top1 sits at chance level: the network predicts (almost) one class."""
+    return abs(top1 - 100.0 / num_classes) <= COLLAPSE_MARGIN
+
+
+def _device(settings: Settings) -> str:
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    return settings.torch_device()
+
+
+def produce(config: RunConfig, settings: Settings, out_dir: Path, gate: GateFn | None = None,
+            on_epoch: EpochFn | None = None, on_stage: StageFn | None = None) -> Produced:
+    """Prune, retrain and export one model into ``out_dir`` (which must exist).
+
+    ``gate(onnx_of_pruned_model, facts)`` may veto retraining by returning a reason (latency gate);
+    ``on_epoch(epoch, val_accuracy)`` may stop retraining early by returning False.
+    """
+    stage = _Stages(on_stage)
+    device = _device(settings)
+    run_id = uuid.uuid4().hex[:12]
+    with stage("schedule"):
+        # Validate before anything heavy, so a bad schedule fails in milliseconds.
+        probe = create_model(config.model, shortcut=config.shortcut)
+        schedule = read_schedule(config, probe)
+        schedule_yaml = schedule.to_yaml()
+        (out_dir / "schedule.yaml").write_text(schedule_yaml)
+    with stage("data"):
+        data = load_data(settings.data_path, settings.cache_dir, val_fraction=config.val_fraction,
+                         subset=config.subset, seed=config.seed)
+    with stage("model"):
+        model = load_model(config, settings, num_classes=len(data.classes)).to(device)
+        macs_before, params_before = count_macs_params(model)
+        shapes_before = weight_shapes(model)
+    with stage("prune"):
+        report = prune_one_shot(model, schedule, torch.zeros(1, 3, 32, 32, device=device))
+        facts = model_facts(model, data)
+    metrics: dict[str, Any] = {"macs": facts.macs, "params": facts.params,
+                               "macs_before": macs_before, "params_before": params_before}
+    with stage("evaluate_pruned"):
+        before = evaluate(model, data.val, device=device)
+    metrics.update(Top1_before=before.top1, Top5_before=before.top5)
+    status, reason = "ok", ""
+    if is_collapsed(before.top1, len(data.classes)):
+        status = "collapsed"
+        reason = (f"validation Top1 {before.top1:.2f}% after pruning is within {COLLAPSE_MARGIN} "
+                  f"point of chance ({100 / len(data.classes):.1f}%): the network predicts one class")
+        log.warning("run %s collapsed: %s", run_id, reason)
+    if gate is not None and status == "ok":
+        with stage("gate"):
+            gate_path = _export(model, out_dir / "pruned.onnx", data)
+            verdict = gate(gate_path, facts)
+            gate_path.unlink(missing_ok=True)
+        if verdict:
+            status, reason = "gated", verdict
+    train_now = config.epochs > 0 and (status == "ok" or (status == "collapsed" and config.retrain_collapsed))
+    if train_now:
+        with stage("retrain"):
+            # after=report: the one-shot pruners already fired; only gradual ones and lr schedulers remain.
+            hooks = CompressionScheduler(model, schedule, after=report)
+            train_config = TrainConfig(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
+                                       max_steps_per_epoch=config.max_steps_per_epoch, device=device,
+                                       seed=config.seed)
+            trained = train(model, data, train_config, hooks=hooks, on_epoch=on_epoch)
+            facts = model_facts(model, data)
+        metrics.update(epochs_run=trained.epochs_run, macs=facts.macs, params=facts.params)
+        if trained.stopped_early:
+            status, reason = "early_stopped", f"stopped after epoch {trained.epochs_run - 1}"
+    sparsity = measure_sparsity(model, shapes_before)
+    metrics.update(element_sparsity=sparsity.element_sparsity, removed_fraction=sparsity.removed_fraction,
+                   effective_sparsity=sparsity.effective_sparsity)
+    onnx_path = None
+    if status in ("ok", "collapsed"):
+        if train_now or config.torch_eval:
+            with stage("evaluate"):
+                final = evaluate(model, data.split(config.eval_split, config.eval_subset), device=device)
+            metrics.update(Top1_torch=final.top1, Top5_torch=final.top5)
+        with stage("export"):
+            onnx_path = _export(model, out_dir / "model.onnx", data)
+            metrics["onnx_bytes"] = onnx_path.stat().st_size
+    return Produced(run_id=run_id, out_dir=out_dir, onnx_path=onnx_path, schedule_yaml=schedule_yaml,
+                    facts=facts, metrics=metrics, status=status, reason=reason,
+                    stage_seconds=stage.seconds, prune_report=report, config=config, sparsity=sparsity)
+
+
+def _export(model: torch.nn.Module, path: Path, data: DataSplits) -> Path:
+    from .export import export_onnx
+
+    # A CPU copy: the gate exports mid-run, and training may go on on the GPU afterwards.
+    export_onnx(copy.deepcopy(model).cpu().eval(), path,
+                check_images=to_tensor_batch(data.test.images[:64]))
+    return path
+
+
+def job_for(produced: Produced, target: Target | None = None, eval_split: str | None = None) -> Job:
+    """A job for ``produced``'s model; the queue fills in the artifact when it stores the file."""
+    config = produced.config
+    return Job(job_id=uuid.uuid4().hex, run_id=produced.run_id,
+               artifact=ArtifactRef(uri="", sha256="", size=0),
+               target=target or config.target, model=produced.facts,
+               schedule_yaml=produced.schedule_yaml, params=dict(config.params),
+               eval_split=config.eval_split if eval_split is None else eval_split,
+               eval_subset=config.eval_subset, producer_host=socket.gethostname())
+
+
+def consume(job: Job, onnx_path: Path, settings: Settings, options: "MeasureOptions | None" = None) -> Result:
+    """Measure ``job``'s model on its target, with deployed accuracy on ``job.eval_split``.
+
+    A problem with the job or its model becomes a failed Result with the reason; it never yields
+    figures, so no stale or partial numbers are recorded.
+    """
+    from .measure import MeasureOptions, measure
+
+    started = time.time()
+    consumer = f"{socket.gethostname()}:{os.getpid()}"
+    options = options or MeasureOptions()
+    try:
+        images = labels = None
+        if job.eval_split or job.target.precision == "int8":
+            data = _consumer_data(settings.data_path, settings.cache_dir)
+        if job.eval_split:
+            split = data.split(job.eval_split, job.eval_subset)
+            images, labels = to_tensor_batch(split.images), split.labels
+        if job.target.precision == "int8" and options.calibration_images is None:
+            options = dataclasses.replace(options, calibration_images=data.calibration_images())
+        measurement = measure(onnx_path, job.target, images, labels, options)
+    except UserError as exc:
+        return Result(job_id=job.job_id, run_id=job.run_id, status="failed", error=str(exc),
+                      consumer=consumer, target=job.target, started_at=started, finished_at=time.time())
+    return Result(job_id=job.job_id, run_id=job.run_id, status="ok", metrics=measurement.to_metrics(),
+                  consumer=consumer, target=job.target, started_at=started, finished_at=time.time())
+
+
+@functools.lru_cache(maxsize=1)
+def _consumer_data(path: Path, cache_dir: Path) -> DataSplits:
+    """The data set a consumer evaluates on, loaded once per process: a consumer serves many jobs."""
+    return load_data(path, cache_dir)
+
+
+def result_record(produced: Produced, result: Result | None, pending_job: str = "") -> dict[str, Any]:
+    """The JSON record of a run: configuration, producer and consumer figures, timings.
+
+    ``pending_job`` names a queued job whose result has not come yet: the record then says
+    ``pending`` and holds no consumer figures, never stale ones.
+    """
+    config = produced.config
+    metrics = dict(produced.metrics)
+    status, reason = produced.status, produced.reason
+    if pending_job:
+        status, reason = "pending", f"job {pending_job} is queued; its result is stored when it comes"
+    elif result is not None:
+        metrics.update(result.metrics)
+        if not result.ok:
+            status, reason = "failed", result.error
+    from .measure.accuracy import accuracy_gap
+
+    top1_gap = gap_flag = None
+    if "Top1" in metrics and "Top1_torch" in metrics:
+        top1_gap = round(float(metrics["Top1"]) - float(metrics["Top1_torch"]), 3)
+        gap_flag = accuracy_gap(float(metrics["Top1"]), float(metrics["Top1_torch"]))
+    layers = []
+    if produced.sparsity is not None:
+        layers = [w for w in produced.sparsity.to_dict()["weights"]
+                  if w["shape_after"] != w["shape_before"] or w["element_sparsity"] > 0]
+    return {
+        "run_id": produced.run_id,
+        "status": status,
+        "reason": reason,
+        "model": config.model,
+        "shortcut": config.shortcut,
+        "schedule": str(config.schedule) if isinstance(config.schedule, Path) else "<text>",
+        "overrides": list(config.overrides) if not isinstance(config.overrides, Mapping)
+        else dict(config.overrides),
+        "params": config.params,
+        "epochs": config.epochs,
+        "lr": config.lr,
+        "eval_split": config.eval_split,
+        "target": (result.target if result else config.target).to_dict(),
+        "consumer": result.consumer if result else "",
+        "metrics": metrics,
+        "deployed_minus_torch_top1": top1_gap,
+        "accuracy_gap_flagged": gap_flag is not None,
+        "pruned_layers": layers,
+        "arch_signature": produced.facts.arch_signature,
+        "stage_seconds": {k: round(v, 3) for k, v in produced.stage_seconds.items()},
+        "note": JPEG_NOTE,
+    }
+
+
+def write_result(out_dir: Path, produced: Produced, result: Result | None, pending_job: str = "") -> Path:
+    """Write ``result.json`` atomically: a reader sees the whole record or none."""
+    path = out_dir / "result.json"
+    tmp = path.with_suffix(".json.tmp")
+    record = result_record(produced, result, pending_job)
+    tmp.write_text(json.dumps(record, indent=2, default=_jsonable))
+    os.replace(tmp, path)
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

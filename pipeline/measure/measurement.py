@@ -1,0 +1,193 @@
+"""``measure``: one ONNX model on one target, to the figures every search decision rests on.
+
+Definitions (kept under the seed's names for continuity):
+
+- ``Latency`` (ms): sum of the per-layer execution times from the engine's profiling counters for
+  one inference (OpenVINO PERF_COUNT real_time of executed layers; ORT node kernel times), each
+  layer's time being its mean over ``profile_repeats`` profiled inferences after the warm-up, on a
+  separate compiled model so that profiling does not slow the timed one. (OpenVINO's counters are
+  running means, so a per-inference median is not available; the mean is what they give.) It
+  leaves out everything between layers and around the request.
+- ``Total_Latency`` (ms): median wall time of one synchronous request end to end, including
+  setting the input tensor and returning the output; batch 1, LATENCY hint, one stream.
+- ``Throughput`` (images/s): THROUGHPUT hint on all cores, an async queue of the engine's optimal
+  number of requests, batch 1 (ORT: back-to-back runs on all intra-op threads).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BenchmarkError
+from ..messages import Target
+from .accuracy import DeployedAccuracy, accuracy_gap, evaluate_logits
+from .facts import OnnxFacts, onnx_facts
+from .options import EngineInfo, MeasureOptions
+from .profile import LayerProfile
+from .stats import LatencyStats
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("openvino", "onnxruntime")
+
+
+@dataclass
+class Measurement:
+    """Everything measured for one model on one target."""
+
+    onnx_path: str
+    engine: EngineInfo
+    facts: OnnxFacts
+    #: Total_Latency statistics (ms).
+    latency: LatencyStats
+    profile: LayerProfile | None
+    throughput: float | None
+    throughput_requests: int | None
+    accuracy: DeployedAccuracy | None
+    ir_bytes: int | None
+    #: Set when deployed Top1 differs from options.torch_top1 by more than 0.5 points.
+    accuracy_flag: str | None
+    keep_layers: bool
+    seconds: float
+
+    @property
+    def layer_latency_ms(self) -> float | None:
+        """``Latency``: sum of per-layer (mean) times for one inference."""
+        return self.profile.latency_ms if self.profile else None
+
+    def to_metrics(self) -> dict[str, Any]:
+        """The figures under the metric names of docs/architecture.md."""
+        e = self.engine
+        metrics: dict[str, Any] = {
+            "Latency": self.layer_latency_ms,
+            "Total_Latency": self.latency.median,
+            "Throughput": self.throughput,
+            "latency": self.latency.to_dict(),
+            "profiled_wall_ms": self.profile.wall_mean_ms if self.profile else None,
+            "backend": e.backend,
+            "device": e.device,
+            "device_name": e.device_name,
+            "precision": e.precision,
+            "precision_requested": e.requested_precision,
+            "inference_precision": e.inference_precision,
+            "runtime_precisions": e.runtime_precisions,
+            f"{e.backend}_version": e.engine_version,
+            "batch_size": e.batch_size,
+            "threads": e.threads,
+            "streams": e.streams,
+            "pinning": e.pinning,
+            "throughput_requests": self.throughput_requests,
+            "onnx_bytes": self.facts.onnx_bytes,
+            "ir_bytes": self.ir_bytes,
+            "params": self.facts.params,
+            "macs": self.facts.macs,
+            "measure_seconds": round(self.seconds, 3),
+        }
+        if self.accuracy is not None:
+            metrics.update(Top1=self.accuracy.top1, Top5=self.accuracy.top5,
+                           eval_count=self.accuracy.count)
+        if self.accuracy_flag:
+            metrics["accuracy_flag"] = self.accuracy_flag
+        if self.keep_layers and self.profile is not None:
+            metrics["per_layer"] = self.profile.to_dicts()
+        return metrics
+
+
+def _shape(dims) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in dims) + ")"
+
+
+def _check_images(path: Path, facts: OnnxFacts, images: np.ndarray | None,
+                  labels: np.ndarray | None, what: str) -> None:
+    if images is None:
+        return
+    expected = facts.input_shape[1:]
+    if images.ndim != 4 or any(e is not None and e != got for e, got in zip(expected, images.shape[1:])):
+        raise BenchmarkError(
+            f"{path}: the model takes images of shape (C, H, W) = {_shape(expected)} but the {what} "
+            f"images are {_shape(images.shape[1:])}: use data of the model's size or export the "
+            "model for this data")
+    if labels is None:
+        return
+    if len(labels) != len(images):
+        raise BenchmarkError(f"{len(images)} {what} images but {len(labels)} labels: pass one label "
+                             "per image")
+    if facts.num_outputs and len(labels) and int(labels.max()) >= facts.num_outputs:
+        raise BenchmarkError(f"{path}: the model has {facts.num_outputs} outputs but the labels go "
+                             f"up to {int(labels.max())}: use data with the model's classes")
+
+
+def check_target(target: Target) -> None:
+    """A BenchmarkError, before any work, when the backend, device or precision cannot run here."""
+    if target.backend == "openvino":
+        from .openvino_backend import check_target as check
+    elif target.backend == "onnxruntime":
+        from .onnxruntime_backend import check_target as check
+    else:
+        raise BenchmarkError(f"unknown backend {target.backend!r}: use one of {', '.join(BACKENDS)}")
+    check(target.device, target.precision)
+
+
+def open_engine(onnx_path: Path, target: Target, options: MeasureOptions):
+    """The backend engine for ``target``, or a BenchmarkError naming the choices."""
+    check_target(target)
+    if target.backend == "openvino":
+        from .openvino_backend import OpenVinoEngine
+
+        return OpenVinoEngine(onnx_path, target.device, target.precision, options,
+                              options.calibration_images)
+    from .onnxruntime_backend import OnnxRuntimeEngine
+
+    return OnnxRuntimeEngine(onnx_path, target.device, target.precision, options)
+
+
+def measure(onnx_path: Path | str, target: Target, eval_images: np.ndarray | None = None,
+            eval_labels: np.ndarray | None = None,
+            options: MeasureOptions | None = None) -> Measurement:
+    """Latency statistics, layer profile, throughput, sizes and (given images) deployed accuracy.
+
+    ``eval_images`` are normalised float32 NCHW (``pipeline.data.to_tensor_batch``). Any problem the
+    user can fix (missing or corrupt file, wrong input size, unknown device) is a BenchmarkError
+    raised before anything is measured.
+    """
+    started = time.perf_counter()
+    options = options or MeasureOptions()
+    path = Path(onnx_path)
+    check_target(target)
+    facts = onnx_facts(path)
+    _check_images(path, facts, eval_images, eval_labels, "evaluation")
+    _check_images(path, facts, options.calibration_images, None, "calibration")
+    if None in facts.input_shape[1:]:
+        raise BenchmarkError(f"{path}: input {facts.input_shape} has a dynamic axis besides the "
+                             "batch: export the model with a fixed image size")
+    engine = open_engine(path, target, options)
+    if eval_images is not None and len(eval_images):
+        sample = np.ascontiguousarray(eval_images[:1], dtype=np.float32)
+    else:
+        sample = np.random.default_rng(0).standard_normal([1, *facts.input_shape[1:]],
+                                                          dtype=np.float32)
+    info = engine.info()
+    log.info("measuring %s on %s %s (%s)", path.name, info.backend, info.device, info.precision)
+    latency = engine.latency(sample)
+    profile = engine.profile(sample)
+    throughput, requests = engine.throughput(sample) if options.throughput else (None, None)
+    accuracy = flag = None
+    if eval_images is not None and eval_labels is not None and len(eval_images):
+        batch = min(options.accuracy_batch, len(eval_images))
+        accuracy = evaluate_logits(engine.predictor(batch), eval_images, eval_labels, batch)
+        if options.torch_top1 is not None:
+            flag = accuracy_gap(accuracy.top1, options.torch_top1)
+            if flag:
+                log.warning(flag)
+    return Measurement(
+        onnx_path=str(path), engine=info, facts=facts, latency=latency, profile=profile,
+        throughput=throughput, throughput_requests=requests, accuracy=accuracy,
+        ir_bytes=engine.ir_bytes(), accuracy_flag=flag, keep_layers=options.profile_layers,
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,90 @@
+"""Latency statistics: a timing loop that stops on count AND time, and distribution-free summaries.
+
+Timings of an inference engine are skewed (a long right tail of scheduler hiccups), so the median
+is the headline figure and its confidence interval comes from order statistics (binomial method),
+which needs no assumption about the distribution.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+from scipy.stats import binom
+
+
+@dataclass
+class LatencyStats:
+    """Summary of per-inference times in milliseconds."""
+
+    median: float
+    mean: float
+    std: float
+    p90: float
+    p99: float
+    min: float
+    max: float
+    count: int
+    #: 95% confidence interval of the median (order statistics; min/max when count < 6).
+    ci95_low: float
+    ci95_high: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int]:
+    """1-based ranks (j, k) with P(x_(j) <= true median < x_(k)) >= ``confidence``.
+
+    The number of samples below the true median is Binomial(n, 1/2); the interval is the
+    symmetric pair of order statistics with the largest j whose tail stays within alpha/2.
+    Below 6 samples no pair reaches 95%, and the range (1, n) is returned.
+    """
+    if n < 1:
+        raise ValueError("median_ci_ranks needs at least one sample")
+    alpha = 1.0 - confidence
+    cdf = binom.cdf(np.arange(n + 1), n, 0.5)
+    # Largest m with P(B <= m) <= alpha/2; then j = m + 1 and k = n + 1 - j.
+    m = int(np.searchsorted(cdf, alpha / 2, side="right")) - 1
+    j = max(m + 1, 1)
+    return j, n + 1 - j
+
+
+def summarize(times_ms: np.ndarray | list[float]) -> LatencyStats:
+    """Median, mean, std (sample, ddof=1), p90/p99 (linear interpolation), min, max, median CI."""
+    values = np.sort(np.asarray(times_ms, dtype=np.float64))
+    if values.size == 0:
+        raise ValueError("summarize needs at least one timing")
+    j, k = median_ci_ranks(values.size)
+    return LatencyStats(
+        median=float(np.median(values)),
+        mean=float(values.mean()),
+        std=float(values.std(ddof=1)) if values.size > 1 else 0.0,
+        p90=float(np.percentile(values, 90)),
+        p99=float(np.percentile(values, 99)),
+        min=float(values[0]),
+        max=float(values[-1]),
+        count=int(values.size),
+        ci95_low=float(values[j - 1]),
+        ci95_high=float(values[k - 1]),
+    )
+
+
+def time_calls(call: Callable[[], object], warmup: int, min_iters: int, min_time_s: float,
+               max_iters: int = 1_000_000) -> np.ndarray:
+    """Milliseconds per ``call()``: ``warmup`` uncounted calls, then until BOTH ``min_iters`` calls
+    and ``min_time_s`` seconds of timed calls are reached (or ``max_iters``)."""
+    for _ in range(warmup):
+        call()
+    times: list[float] = []
+    clock = time.perf_counter
+    spent = 0.0
+    while (len(times) < min_iters or spent < min_time_s) and len(times) < max_iters:
+        start = clock()
+        call()
+        elapsed = clock() - start
+        times.append(elapsed * 1e3)
+        spent += elapsed
+    return np.asarray(times)

@@ -1,0 +1,68 @@
+"""Loading pretrained weights saved by akamaster's trainer, Distiller, or edgeprune itself."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from ..errors import ModelError
+from .registry import depth_of
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+#: Other spellings of our module names: Distiller's head is ``fc``, akamaster's option-B path ``shortcut``.
+_ALIASES = ((re.compile(r"^fc\."), "linear."), (re.compile(r"\.shortcut\."), ".downsample."))
+
+
+def canonical_name(name: str) -> str:
+    """A parameter name without the ``module.`` prefix that DataParallel adds."""
+    return name[len("module."):] if name.startswith("module.") else name
+
+
+def _canonical_key(key: str) -> str:
+    key = canonical_name(key)
+    for pattern, replacement in _ALIASES:
+        key = pattern.sub(replacement, key)
+    return key
+
+
+def load_checkpoint(model: nn.Module, path: Path) -> None:
+    """Load ``path`` into ``model``; any missing, extra or mis-shaped tensor is a ModelError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"checkpoint {path} not found: pass --checkpoint FILE or --models-dir DIR")
+    try:
+        # weights_only: a checkpoint is data; never run code from it.
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt file
+        raise ModelError(f"checkpoint {path} cannot be read ({type(exc).__name__}): "
+                         "pass a torch state dict saved with torch.save") from None
+    state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
+    if not isinstance(state, dict):
+        raise ModelError(f"checkpoint {path} holds no state dict: save {{'state_dict': model.state_dict()}}")
+    state = {_canonical_key(k): v for k, v in state.items()}
+    own = model.state_dict()
+    # Old checkpoints predate BatchNorm's step counter; it carries no weights.
+    missing = sorted(k for k in set(own) - set(state) if not k.endswith("num_batches_tracked"))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        detail = (f"missing {missing[:3]}" if missing else
+                  f"unexpected {unexpected[:3]}" if unexpected else f"shape mismatch at {shapes[:3]}")
+        raise ModelError(f"checkpoint {path} does not fit the model ({detail}): check --model and "
+                         "--shortcut match the checkpoint")
+    model.load_state_dict(state, strict=False)
+
+
+def default_checkpoint(name: str, settings: "Settings") -> Path | None:
+    """The pretrained checkpoint for model ``name`` in the settings' models folder, if present."""
+    folder = settings.checkpoints_dir
+    if folder is None or not folder.is_dir():
+        return None
+    matches = sorted(folder.glob(f"resnet{depth_of(name)}-*.th"))
+    return matches[0] if matches else None

@@ -1,0 +1,87 @@
+"""Tunables of the job queue, and the names of its Redis keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Name of the consumer group on every job stream.
+GROUP = "consumers"
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """How long things may take and how big they may be.
+
+    The defaults suit a measurement that takes seconds to minutes; tests shorten the timeouts.
+    """
+
+    #: A job claimed but not touched for this long is handed to another consumer. A live
+    #: consumer touches its job every third of this, so only a dead or hung one loses it.
+    visibility_timeout_s: float = 60.0
+    #: Deliveries (claims, including reclaims after a consumer died) before a job is dead-lettered.
+    max_attempts: int = 3
+    #: Where artifacts go: ``redis`` (a key with a TTL on the queue's Redis) or ``file:///dir``
+    #: (a directory every producer and consumer sees at the same path).
+    artifact_store: str = "redis"
+    #: Largest model file the queue accepts, in bytes.
+    max_artifact_bytes: int = 64 * 1024 * 1024
+    #: An artifact whose job is not done within this time expires (Redis store only).
+    artifact_ttl_s: int = 3 * 24 * 3600
+    #: Results (and failure records) are kept this long for producers that come back late.
+    result_ttl_s: int = 7 * 24 * 3600
+    #: Dead-letter entries kept (older ones are trimmed).
+    dead_letter_max: int = 10_000
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """Every Redis key of one queue, under one prefix (so tests and deployments stay apart)."""
+
+    prefix: str = "edgeprune"
+
+    def jobs(self, target_name: str) -> str:
+        """Stream of jobs for one target, e.g. ``edgeprune:jobs:openvino-CPU``."""
+        return f"{self.prefix}:jobs:{target_name}"
+
+    def doorbell(self, target_name: str) -> str:
+        """List a consumer blocks on while its stream is empty; ``submit`` rings it."""
+        return f"{self.prefix}:bell:{target_name}"
+
+    @property
+    def targets(self) -> str:
+        """Set of target names that ever had a job (for ``status``)."""
+        return f"{self.prefix}:targets"
+
+    @property
+    def dead(self) -> str:
+        """Stream of dead-lettered jobs with their errors."""
+        return f"{self.prefix}:dead"
+
+    def result(self, job_id: str) -> str:
+        return f"{self.prefix}:result:{job_id}"
+
+    def done(self, job_id: str) -> str:
+        """List pushed once a job's result is stored: the producer blocks on it."""
+        return f"{self.prefix}:done:{job_id}"
+
+    def artifact(self, job_id: str) -> str:
+        return f"{self.prefix}:artifact:{job_id}"
+
+    @property
+    def deliveries(self) -> str:
+        """Hash job id → deliveries so far (survives re-queueing, unlike the stream's count)."""
+        return f"{self.prefix}:deliveries"
+
+    @property
+    def errors(self) -> str:
+        """Hash job id → last error, reported when the job is dead-lettered."""
+        return f"{self.prefix}:errors"
+
+    def consumer(self, name: str) -> str:
+        """Heartbeat key of one consumer (expires when the consumer stops beating)."""
+        return f"{self.prefix}:consumer:{name}"
+
+    @property
+    def stats(self) -> str:
+        """Hash of counters: submitted, ok, failed, dead, reclaimed, requeued, duplicates."""
+        return f"{self.prefix}:stats"

@@ -1,0 +1,117 @@
+"""One producer trial end to end: produce the model, queue it, wait for its result, record it.
+
+The producer agent, ``edgeprune run`` and sweeps all call ``run_trial``; the queue may be a real
+Redis or the embedded one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..messages import Result
+from .streams import JobQueue
+
+if TYPE_CHECKING:
+    from ..flow import EpochFn, GateFn, Produced, RunConfig, StageFn
+    from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Tracker(Protocol):
+    """Where a trial reports its parameters and figures (W&B in sweeps; nothing by default)."""
+
+    def log_params(self, params: dict[str, Any]) -> None: ...
+
+    def log_metrics(self, metrics: dict[str, Any]) -> None: ...
+
+    def finish(self, summary: dict[str, Any]) -> None: ...
+
+
+class NullTracker:
+    """A tracker that records nothing."""
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, Any]) -> None:
+        pass
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        pass
+
+
+@dataclass
+class TrialOutcome:
+    """What one trial produced and what the consumer measured (None: nothing was queued, or the
+    wait timed out; ``timed_out`` tells which)."""
+
+    produced: "Produced"
+    result: Result | None
+    result_path: Path
+    job_id: str = ""
+    timed_out: bool = False
+
+    @property
+    def status(self) -> str:
+        """ok | collapsed | gated | early_stopped (from the producer) | failed | timeout."""
+        if self.timed_out:
+            return "timeout"
+        if self.result is not None and not self.result.ok:
+            return "failed"
+        return self.produced.status
+
+    def metrics(self) -> dict[str, Any]:
+        """Producer figures overlaid with the consumer's."""
+        merged = dict(self.produced.metrics)
+        if self.result is not None:
+            merged.update(self.result.metrics)
+        return merged
+
+
+def run_trial(config: "RunConfig", queue: JobQueue, settings: "Settings", out_dir: Path,
+              timeout: float, tracker: Tracker | None = None, gate: "GateFn | None" = None,
+              on_epoch: "EpochFn | None" = None, on_stage: "StageFn | None" = None) -> TrialOutcome:
+    """Prune/retrain/export ``config`` into ``out_dir``, measure it through ``queue``, write
+    ``result.json`` and report to ``tracker``.
+
+    A model that collapsed, was gated or stopped early is not queued unless the producer still
+    exported it (``produced.onnx_path``). A wait past ``timeout`` seconds returns with
+    ``timed_out``; the job stays queued and its result is still stored when it comes.
+    """
+    from ..flow import job_for, produce, write_result
+
+    tracker = tracker or NullTracker()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tracker.log_params(dict(config.params))
+    produced = produce(config, settings, out_dir, gate=gate, on_epoch=on_epoch, on_stage=on_stage)
+    # Pre-retraining figures (Top1_before, MACs) are visible while the job waits for a consumer.
+    tracker.log_metrics(dict(produced.metrics))
+    result: Result | None = None
+    job_id, timed_out = "", False
+    if produced.onnx_path is not None:
+        start = time.perf_counter()
+        job = queue.submit(job_for(produced, config.target, config.eval_split), produced.onnx_path)
+        job_id = job.job_id
+        log.info("run %s: job %s queued, waiting up to %.0f s", produced.run_id, job_id, timeout)
+        result = queue.wait_result(job_id, timeout)
+        timed_out = result is None
+        if timed_out:
+            log.warning("run %s: no result for job %s within %.0f s; it stays queued",
+                        produced.run_id, job_id, timeout)
+        produced.stage_seconds["benchmark"] = time.perf_counter() - start
+        if on_stage is not None:
+            on_stage("benchmark", produced.stage_seconds["benchmark"])
+    path = write_result(out_dir, produced, result, pending_job=job_id if timed_out else "")
+    outcome = TrialOutcome(produced=produced, result=result, result_path=path, job_id=job_id,
+                           timed_out=timed_out)
+    metrics = outcome.metrics()
+    tracker.log_metrics(metrics)
+    reason = result.error if result is not None and not result.ok else produced.reason
+    tracker.finish({**metrics, "status": outcome.status, "reason": reason, "job_id": job_id})
+    return outcome

@@ -1,0 +1,226 @@
+"""Sweep reports: analysis, PNG plots, a static HTML page, a CSV and a JSON of the same figures.
+
+``build_report(trials, out_dir)`` is the one entry point; it reads plain ``TrialRecord`` lists, so
+it works on any store that can produce them (local Optuna sweeps, W&B exports, hand-made tables).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.messages import TrialRecord
+
+from . import analysis, plots
+from .layers import compare_profiles, load_profile
+
+log = logging.getLogger(__name__)
+
+#: Printed on the page and in report.json beside every accuracy figure.
+JPEG_NOTE = ("accuracy is measured on the JPEG re-encoding of CIFAR-10, which is lower than on the "
+             "original CIFAR-10 (pretrained ResNet56: 83.2% vs 93.4% Top1)")
+
+DEFAULT_METRICS = ("Top1", "Total_Latency", "Latency", "Throughput")
+
+
+@dataclass
+class BaselinePoint:
+    """A reference model to mark on the report (unpruned, hand-picked, ...)."""
+
+    name: str
+    metrics: dict[str, Any]
+    run_dir: str = ""
+
+
+@dataclass
+class ReportPaths:
+    """Where a report's files were written."""
+
+    out_dir: Path
+    html: Path
+    csv: Path
+    json: Path
+    plots: dict[str, Path] = field(default_factory=dict)
+
+
+def _write_text(path: Path, text: str) -> Path:
+    """Write ``text`` through a temporary file, so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _flat_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Scalar metrics as they are; one level of nested dicts as ``outer.inner``; lists dropped."""
+    flat: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()
+                         if not isinstance(v, (dict, list))})
+        elif not isinstance(value, list):
+            flat[key] = value
+    return flat
+
+
+def trials_csv(trials: Sequence[TrialRecord]) -> str:
+    """All trials as CSV: number, status, reason, timings, then every parameter and metric."""
+    params = sorted({p for t in trials for p in t.params})
+    flat = [_flat_metrics(t.metrics) for t in trials]
+    metrics = sorted({m for f in flat for m in f})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["number", "status", "reason", "compute_s", "started_at", "finished_at",
+                     "run_dir"] + params + metrics)
+    for trial, values in sorted(zip(trials, flat), key=lambda tv: tv[0].number):
+        writer.writerow([trial.number, trial.status, trial.reason, trial.compute_s,
+                         trial.started_at, trial.finished_at, trial.run_dir]
+                        + [trial.params.get(p, "") for p in params]
+                        + [values.get(m, "") for m in metrics])
+    return buffer.getvalue()
+
+
+def _present(trials: Sequence[TrialRecord], metrics: Sequence[str]) -> list[str]:
+    return [m for m in metrics if any(analysis.metric_value(t, m) is not None for t in trials)]
+
+
+def analyse(trials: Sequence[TrialRecord], baselines: Sequence[BaselinePoint] = (),
+            bin_width: float = 0.02, metrics: Sequence[str] = DEFAULT_METRICS,
+            latency_metric: str = "Total_Latency", accuracy_metric: str = "Top1",
+            min_accuracy: float | None = None) -> dict[str, Any]:
+    """Every figure of the report as one JSON-ready dict (what report.json holds)."""
+    metrics = _present(trials, metrics)
+    numeric = analysis.numeric_params(trials)
+    varying = analysis.varying_params(trials)
+    sparsities = analysis.sparsity_params(trials)
+    importances = {m: analysis.importance(trials, varying, m) for m in metrics}
+    best_metric = latency_metric if min_accuracy is not None else accuracy_metric
+    best = analysis.best_trial(trials, best_metric, accuracy_metric, min_accuracy)
+    return {
+        "note": JPEG_NOTE,
+        "trials": len(trials),
+        "metrics": list(metrics),
+        "params": {"numeric": numeric, "all_varying": varying, "sparsity": sparsities},
+        "counts": analysis.status_counts(trials),
+        "pareto": _pareto_dict(analysis.pareto(trials, latency_metric, accuracy_metric)),
+        "correlations": analysis.to_jsonable(analysis.correlations(trials, numeric, metrics)),
+        "importance": {m: analysis.to_jsonable(i) for m, i in importances.items() if i is not None},
+        "importance_estimator": analysis.IMPORTANCE_ESTIMATOR,
+        "bins": {"metric": latency_metric, "width": bin_width,
+                 "params": analysis.to_jsonable(
+                     analysis.binned_metric(trials, sparsities, latency_metric, bin_width))},
+        "progress": {m: analysis.to_jsonable(analysis.best_so_far(trials, m)) for m in metrics},
+        "best": {"rule": (f"lowest {latency_metric} with {accuracy_metric} >= {min_accuracy}"
+                          if min_accuracy is not None else f"highest {accuracy_metric}"),
+                 "number": best.number if best else None,
+                 "params": best.params if best else None,
+                 "metrics": _flat_metrics(best.metrics) if best else None},
+        "per_layer": _per_layer(best, baselines),
+        "baselines": [{"name": b.name, "metrics": _flat_metrics(b.metrics)} for b in baselines],
+    }
+
+
+def _pareto_dict(result: analysis.Pareto) -> dict[str, Any]:
+    return {"latency_metric": result.latency_metric, "accuracy_metric": result.accuracy_metric,
+            "front": [p.number for p in result.front],
+            "points": analysis.to_jsonable(result.points)}
+
+
+def _per_layer(best: TrialRecord | None, baselines: Sequence[BaselinePoint]) -> dict[str, Any]:
+    """The best trial's per-layer profile beside the unpruned baseline's, or why it is absent."""
+    if best is None:
+        return {"absent": "no trial has the metric that picks the best model"}
+    profile = load_profile(best.metrics, best.run_dir)
+    if profile is None:
+        return {"absent": f"trial #{best.number} has no per-layer profile in its metrics or run "
+                          f"directory ({best.run_dir or 'none recorded'})"}
+    reference = next((b for b in baselines if b.name.startswith("unpruned")), None)
+    reference_profile = load_profile(reference.metrics, reference.run_dir) if reference else None
+    if reference_profile is None:
+        return {"absent": "no per-layer profile of the unpruned model: pass --baselines "
+                          "baseline.json from `edgeprune baseline`", "model": best.number,
+                "model_profile": profile}
+    rows = compare_profiles(profile, reference_profile)
+    return {"model": best.number, "reference": reference.name,  # type: ignore[union-attr]
+            "model_total_ms": sum(profile.values()),
+            "reference_total_ms": sum(reference_profile.values()),
+            "rows": analysis.to_jsonable(rows)}
+
+
+def _baseline_marks(baselines: Sequence[BaselinePoint], latency_metric: str,
+                    accuracy_metric: str) -> dict[str, tuple[float, float]]:
+    marks = {}
+    for b in baselines:
+        x, y = b.metrics.get(latency_metric), b.metrics.get(accuracy_metric)
+        if isinstance(x, (int, float)) and isinstance(y, (int, float)):
+            marks[b.name] = (float(x), float(y))
+    return marks
+
+
+def _draw(report: dict[str, Any], trials: Sequence[TrialRecord],
+          baselines: Sequence[BaselinePoint], out_dir: Path) -> dict[str, Path]:
+    """Draw every figure the report has data for; returns name -> PNG path."""
+    pareto = analysis.pareto(trials, report["pareto"]["latency_metric"],
+                             report["pareto"]["accuracy_metric"])
+    drawn = {
+        "pareto": plots.plot_pareto(
+            pareto, out_dir / "pareto.png",
+            _baseline_marks(baselines, pareto.latency_metric, pareto.accuracy_metric),
+            note="accuracy on JPEG CIFAR-10 (lower than original CIFAR-10)"),
+        "counts": plots.plot_counts(report["counts"], out_dir / "counts.png"),
+        "importance": plots.plot_importance(
+            [analysis.Importance(**i) for i in report["importance"].values()],
+            out_dir / "importance.png"),
+        "bins": plots.plot_bins(
+            {p: [analysis.Bin(**b) for b in bins] for p, bins in report["bins"]["params"].items()},
+            report["bins"]["metric"], report["bins"]["width"], out_dir / "binned_latency.png"),
+        "progress": plots.plot_progress(
+            {m: [analysis.ProgressPoint(**p) for p in points]
+             for m, points in report["progress"].items()}, out_dir / "progress.png"),
+    }
+    if report["correlations"]:
+        table = [analysis.Correlation(**c) for c in report["correlations"]]
+        drawn["pearson"] = plots.plot_correlations(table, out_dir / "pearson.png", "pearson")
+        drawn["spearman"] = plots.plot_correlations(table, out_dir / "spearman.png", "spearman")
+    layers = report["per_layer"]
+    if "rows" in layers:
+        from .layers import LayerRow
+
+        drawn["per_layer"] = plots.plot_layers(
+            [LayerRow(**r) for r in layers["rows"]], out_dir / "per_layer.png",
+            f"trial #{layers['model']}", layers["reference"])
+    return drawn
+
+
+def build_report(trials: Sequence[TrialRecord], out_dir: Path,
+                 baselines: Sequence[BaselinePoint] | None = None, bin_width: float = 0.02,
+                 metrics: Sequence[str] = DEFAULT_METRICS, latency_metric: str = "Total_Latency",
+                 accuracy_metric: str = "Top1", min_accuracy: float | None = None,
+                 title: str = "edgeprune sweep report") -> ReportPaths:
+    """Write index.html, trials.csv, report.json and the PNG plots into ``out_dir``."""
+    from .page import render_page
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    baselines = list(baselines or ())
+    report = analyse(trials, baselines, bin_width, metrics, latency_metric, accuracy_metric,
+                     min_accuracy)
+    drawn = _draw(report, trials, baselines, out_dir)
+    report["files"] = {name: path.name for name, path in drawn.items()}
+    paths = ReportPaths(out_dir=out_dir, html=out_dir / "index.html", csv=out_dir / "trials.csv",
+                        json=out_dir / "report.json", plots=drawn)
+    _write_text(paths.csv, trials_csv(trials))
+    _write_text(paths.json, json.dumps(report, indent=2, sort_keys=True, default=str))
+    _write_text(paths.html, render_page(report, drawn, out_dir, title))
+    log.info("report written to %s", paths.html)
+    return paths
+
+
+__all__ = ["JPEG_NOTE", "BaselinePoint", "ReportPaths", "analyse", "build_report", "trials_csv"]

@@ -1,0 +1,126 @@
+"""The report's HTML page: one section per analysis, laid out from report.json's content."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .html import image, page, paragraph, section, table
+
+
+def _img(drawn: Mapping[str, Path], name: str, out_dir: Path, alt: str) -> str:
+    return image(drawn[name], out_dir, alt) if name in drawn else ""
+
+
+def _summary(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -> str:
+    counts = report["counts"]
+    best = report["best"]
+    parts = [
+        table(["status", "trials"], [(s, n) for s, n in counts.items()]),
+        paragraph("collapsed: the pruned network predicted (almost) one class; gated: retraining "
+                  "skipped because the pruned architecture could not meet the latency target; "
+                  "early_stopped: retraining stopped by the early-termination rule; failed: the "
+                  "trial raised or its measurement failed (reason in trials.csv)."),
+        _img(drawn, "counts", out_dir, "trial outcomes"),
+    ]
+    if best["number"] is not None:
+        parts.append(paragraph(f"Best model ({best['rule']}): trial #{best['number']}."))
+        parts.append(table(["parameter", "value"], sorted(best["params"].items())))
+    return section("Trials", *parts)
+
+
+def _pareto(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -> str:
+    pareto = report["pareto"]
+    front = set(pareto["front"])
+    rows = [(f"#{p['number']}", p["latency"], p["accuracy"], p["status"])
+            for p in sorted(pareto["points"], key=lambda p: p["latency"]) if p["number"] in front]
+    lat, acc = pareto["latency_metric"], pareto["accuracy_metric"]
+    parts = [_img(drawn, "pareto", out_dir, "Pareto front"),
+             paragraph(f"{len(pareto['points'])} trials have both {acc} and {lat}; "
+                       f"{len(front)} lie on the front (no other trial is both faster and at "
+                       "least as accurate)."),
+             table(["trial", f"{lat} (ms)", f"{acc} (%)", "status"], rows)]
+    if report["baselines"]:
+        parts.append(table(["baseline", f"{lat} (ms)", f"{acc} (%)"],
+                           [(b["name"], b["metrics"].get(lat), b["metrics"].get(acc))
+                            for b in report["baselines"]]))
+    return section("Pareto front: accuracy vs latency", *parts)
+
+
+def _importance(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -> str:
+    importance = report["importance"]
+    if not importance:
+        return section("Parameter importance",
+                       paragraph("Too few trials (or no varying parameter) for importance.", "muted"))
+    params = sorted({p for i in importance.values() for p in i["values"]})
+    rows = [[p] + [importance[m]["values"].get(p) for m in importance] for p in params]
+    return section("Parameter importance",
+                   paragraph(f"Estimator: {report['importance_estimator']}."),
+                   _img(drawn, "importance", out_dir, "parameter importance"),
+                   table(["parameter"] + list(importance), rows))
+
+
+def _correlations(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -> str:
+    rows = [(c["param"], c["metric"], c["pearson"], c["spearman"], c["n"])
+            for c in report["correlations"]]
+    if not rows:
+        return section("Correlations", paragraph("No numeric parameter varies across trials.", "muted"))
+    return section("Correlations of parameters with metrics",
+                   paragraph("Pearson's r (linear) and Spearman's rho (rank, ties averaged) over "
+                             "the trials that have both values; a dash where undefined (fewer "
+                             "than 3 trials or a constant column)."),
+                   table(["parameter", "metric", "Pearson r", "Spearman rho", "trials"], rows),
+                   _img(drawn, "pearson", out_dir, "Pearson correlations"),
+                   _img(drawn, "spearman", out_dir, "Spearman correlations"))
+
+
+def _bins(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -> str:
+    bins = report["bins"]
+    rows = [(param, f"[{b['low']:.3f}, {b['high']:.3f})", b["count"], b["mean"])
+            for param, param_bins in bins["params"].items() for b in param_bins]
+    return section(f"Mean {bins['metric']} per sparsity bin (width {bins['width']:g})",
+                   paragraph("Each pruner's sparsity parameter is cut into equal-width bins on "
+                             f"multiples of {bins['width']:g}; bars show the mean {bins['metric']} "
+                             "of the trials in each bin (number of trials above each bar)."),
+                   _img(drawn, "bins", out_dir, "binned latency"),
+                   table(["parameter", "bin", "trials", f"mean {bins['metric']} (ms)"], rows))
+
+
+def _progress(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -> str:
+    rows = []
+    for metric, points in report["progress"].items():
+        last = points[-1] if points else {}
+        rows.append((metric, last.get("best"), last.get("cumulative_compute_s")))
+    return section("Best so far and compute time",
+                   _img(drawn, "progress", out_dir, "best so far"),
+                   table(["metric", "best", "total compute (s)"], rows))
+
+
+def _layers(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -> str:
+    layers = report["per_layer"]
+    if "rows" not in layers:
+        return section("Per-layer latency of the best model", paragraph(layers["absent"], "muted"))
+    rows = [(r["name"], r["model_ms"], r["reference_ms"]) for r in layers["rows"]]
+    return section("Per-layer latency of the best model",
+                   paragraph(f"Trial #{layers['model']}: {layers['model_total_ms']:.3f} ms summed "
+                             f"over layers; {layers['reference']}: "
+                             f"{layers['reference_total_ms']:.3f} ms."),
+                   _img(drawn, "per_layer", out_dir, "per-layer latency"),
+                   table(["layer", f"trial #{layers['model']} (ms)",
+                          f"{layers['reference']} (ms)"], rows))
+
+
+def render_page(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path,
+                title: str) -> str:
+    """The full HTML document for ``report`` (as :func:`pipeline.report.analyse` returns it)."""
+    builders = (_summary, _pareto, _importance, _correlations, _bins, _progress, _layers)
+    sections = [build(report, drawn, out_dir) for build in builders]
+    sections.append(section("Data", '<p><a href="trials.csv">trials.csv</a> (every trial, '
+                                    'parameters and metrics) · <a href="report.json">report.json</a> '
+                                    '(every figure on this page)</p>'))
+    notes = {"Accuracy": report["note"],
+             "Latency": "Latency = sum of OpenVINO per-layer times for one inference; "
+                        "Total_Latency = median of one synchronous request end to end; "
+                        "Throughput = images/s with the throughput hint on all cores"}
+    return page(title, sections, notes)

@@ -1,0 +1,303 @@
+"""The local sweep engine: an Optuna study driven by ask/tell over a trial function.
+
+Sampler per ``method``: ``grid`` → ``GridSampler``; ``random`` → ``RandomSampler``; ``bayes`` →
+``GPSampler`` (a Gaussian process): W&B's own bayes method is a GP, so the same file searches the
+same way in both places; a GP is the most sample-efficient model for what we have (a few dozen
+expensive trials over a handful of parameters; benchmarks/search_efficiency.py measures it against
+TPE and random); and Optuna 5's GPSampler covers every case of our spaces: float/int/categorical
+parameters, several objectives (log EHVI), the accuracy floor (constrained EI, from
+``Trial.set_constraint``) and parallel workers (q-batch EI over running trials). The extension key
+``sampler: tpe`` switches to multivariate TPE (cheaper to fit when trials are many and fast).
+
+The trial function is injected (``TrialFunction``): the library knows nothing of producers or
+queues. Each trial leaves a TrialRecord in its user attributes (see ``storage``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from pipeline.errors import SweepError
+from pipeline.messages import Target, TrialRecord
+
+from .config import SweepConfig
+from .early_stop import EarlyStopper
+from .gate import LatencyGate, MeasureFn, StudyLatencyCache
+from .space import SearchSpace
+from .storage import RECORD_ATTR, json_safe, record_of
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("ok", "collapsed", "gated", "early_stopped", "failed")
+INTERRUPTED = "interrupted: the worker stopped before the trial finished; rerun with the same params"
+CURVE_ATTR = "curve"
+#: Violation recorded for a constraint whose metric a trial never produced (e.g. Top1 of a gated trial).
+_MISSING_VIOLATION = 1e6
+
+
+@dataclass
+class TrialOutcome:
+    """What a trial function returns: the TrialRecord fields the trial itself knows."""
+
+    status: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    compute_s: float = 0.0
+    run_dir: str = ""
+
+
+@dataclass
+class TrialContext:
+    """What a trial function gets: its parameters, a folder, and the callbacks for ``produce``."""
+
+    number: int
+    params: dict[str, Any]
+    run_dir: Path
+    #: ``gate(onnx_path, facts) -> reason | None`` for ``produce``; None when the sweep has no gate.
+    gate: Callable[..., str | None] | None = None
+    #: ``on_epoch(epoch, accuracy) -> bool`` for ``produce``; None when nothing stops early.
+    on_epoch: Callable[[int, Any], bool] | None = None
+
+
+TrialFunction = Callable[[TrialContext], TrialOutcome]
+
+
+def study_name_of(config: SweepConfig) -> str:
+    """The study name: the sweep's ``name``, else its file name without suffix."""
+    return config.name or Path(config.source).stem or "sweep"
+
+
+def make_sampler(config: SweepConfig, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """The sampler for ``config.method`` (see the module docstring for the choice)."""
+    if config.method == "grid":
+        return optuna.samplers.GridSampler(SearchSpace(config).grid(), seed=seed)
+    if config.method == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return bayes_sampler(config.bayes_sampler, seed)
+
+
+def bayes_sampler(kind: str = "gp", seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """``gp`` (default) or ``tpe``, each after five random start-up trials (Optuna's default is
+    ten: our trials cost minutes)."""
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
+                                          n_startup_trials=5)
+    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=5)
+
+
+def open_study(config: SweepConfig, storage: optuna.storages.BaseStorage,
+               study_name: str | None = None, seed: int | None = None,
+               sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+    """Create the sweep's study, or join it (resume, or another worker) when it exists.
+
+    ``sampler`` replaces the one ``method`` implies (benchmarks compare samplers this way).
+    """
+    name = study_name or study_name_of(config)
+    directions = [o.goal for o in config.objectives]
+    study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
+                                sampler=sampler or make_sampler(config, seed),
+                                directions=directions)
+    stored = [d.name.lower() for d in study.directions]
+    if stored != directions:
+        raise SweepError(f"study {name!r} already exists with directions {stored}, but the sweep "
+                         f"asks for {directions}: give the sweep another name or --study")
+    if "sweep" not in study.user_attrs:
+        study.set_user_attr("sweep", json_safe(config.raw))
+    return study
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class SweepRunner:
+    """Runs trials of one study until it holds ``n_trials`` (shared by every worker)."""
+
+    def __init__(self, config: SweepConfig, study: optuna.Study, trial_fn: TrialFunction,
+                 out_dir: Path, n_trials: int, measure: MeasureFn | None = None,
+                 target: Target | None = None, on_record: Callable[[TrialRecord], None] | None = None):
+        self.config = config
+        self.study = study
+        self.trial_fn = trial_fn
+        self.out_dir = Path(out_dir)
+        self.n_trials = min(n_trials, config.run_cap) if config.run_cap else n_trials
+        self.measure = measure
+        self.target = target or Target()
+        self.on_record = on_record
+        self.space = SearchSpace(config)
+        #: Fresh latency measurements made by this runner's gates (cache hits excluded).
+        self.gate_measurements = 0
+
+    # -- budget and resume ------------------------------------------------------------------
+    def counted_trials(self) -> int:
+        """Trials that use up the budget: started ones, except those interrupted (they rerun)."""
+        started = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        return sum(1 for t in self.study.get_trials(deepcopy=False, states=started)
+                   if t.user_attrs.get(RECORD_ATTR, {}).get("reason") != INTERRUPTED)
+
+    def budget_left(self) -> bool:
+        if self.counted_trials() >= self.n_trials:
+            return False
+        sampler = self.study.sampler
+        return not (isinstance(sampler, optuna.samplers.GridSampler)
+                    and sampler.is_exhausted(self.study))
+
+    def recover_interrupted(self) -> int:
+        """Fail this host's running trials whose process died, and queue their params again."""
+        host = socket.gethostname()
+        recovered = 0
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            owner = t.user_attrs.get(RECORD_ATTR, {}).get("worker", "")
+            owner_host, _, pid = owner.rpartition(":")
+            if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+                continue
+            record = dict(t.user_attrs[RECORD_ATTR], status="failed", reason=INTERRUPTED)
+            optuna.trial.Trial(self.study, t._trial_id).set_user_attr(RECORD_ATTR, record)
+            self.study.tell(t.number, state=TrialState.FAIL)
+            self.study.enqueue_trial(t.params, skip_if_exists=False)
+            recovered += 1
+        return recovered
+
+    # -- trials -----------------------------------------------------------------------------
+    def run(self) -> list[TrialRecord]:
+        """Run trials until the budget is spent; returns the records this worker produced."""
+        records = []
+        while self.budget_left():
+            records.append(self.run_one())
+        return records
+
+    def run_one(self) -> TrialRecord:
+        trial = self.study.ask()
+        params = self.space.suggest(trial)
+        run_dir = self.out_dir / "trials" / f"{trial.number:04d}"
+        started = time.time()
+        base = {"params": json_safe(params), "status": "running", "started_at": started,
+                "run_dir": str(run_dir), "worker": worker_id()}
+        trial.set_user_attr(RECORD_ATTR, base)
+        gate = self._gate_for(params)
+        stop_reason: list[str] = []
+        context = TrialContext(trial.number, params, run_dir, gate,
+                               self._on_epoch(trial, stop_reason))
+        try:
+            outcome = self.trial_fn(context)
+        except KeyboardInterrupt:
+            self._finish(trial, base, TrialOutcome("failed", reason=INTERRUPTED), started)
+            self.study.enqueue_trial(trial.params, skip_if_exists=False)  # the resumed sweep reruns it
+            raise
+        except Exception as exc:  # one bad trial must not end the sweep; its reason is kept
+            log.exception("trial %d failed", trial.number)
+            outcome = TrialOutcome("failed", reason=f"{type(exc).__name__}: {exc}")
+        if gate is not None:
+            self.gate_measurements += gate.measurements
+            if outcome.status == "gated":
+                outcome.metrics = {**gate.metrics, **outcome.metrics}
+        if outcome.status == "early_stopped" and stop_reason:
+            outcome.reason = stop_reason[0]
+        return self._finish(trial, base, outcome, started)
+
+    def _finish(self, trial: optuna.Trial, base: dict[str, Any], outcome: TrialOutcome,
+                started: float) -> TrialRecord:
+        if outcome.status not in STATUSES:
+            raise ValueError(f"trial function returned status {outcome.status!r}; use one of {STATUSES}")
+        metrics = json_safe(outcome.metrics)
+        record = dict(base, status=outcome.status, metrics=metrics, reason=outcome.reason,
+                      finished_at=time.time(), run_dir=outcome.run_dir or base["run_dir"],
+                      compute_s=outcome.compute_s or time.time() - started)
+        trial.set_user_attr(RECORD_ATTR, record)
+        for c in self.config.constraints:
+            # Samplers read these (Optuna 5's set_constraint): <= 0 feasible.
+            trial.set_constraint(str(c), c.violation(metrics[c.metric])
+                                 if _finite(metrics.get(c.metric)) else _MISSING_VIOLATION)
+        values = [metrics.get(o.name) for o in self.config.objectives]
+        if outcome.status != "failed" and all(_finite(v) for v in values):
+            self.study.tell(trial, [float(v) for v in values])
+        elif outcome.status == "failed":
+            self.study.tell(trial, state=TrialState.FAIL)
+        else:
+            # Gated or stopped without every objective: a known-bad region, not a crash.
+            self.study.tell(trial, state=TrialState.PRUNED)
+        result = TrialRecord.from_dict(dict(record, number=trial.number))
+        if self.on_record is not None:
+            self.on_record(result)
+        return result
+
+    def _gate_for(self, params: dict[str, Any]) -> LatencyGate | None:
+        if self.measure is None or not self.config.gate.active:
+            return None
+        precision = params.get("precision", self.target.precision)
+        target = Target(self.target.backend, self.target.device, str(precision))
+        return LatencyGate(self.config.gate, target, self.measure, StudyLatencyCache(self.study),
+                           finished=self.finished_records)
+
+    def finished_records(self) -> list[TrialRecord]:
+        done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        return [record_of(t) for t in self.study.get_trials(deepcopy=False, states=done)]
+
+    def _on_epoch(self, trial: optuna.Trial, stop_reason: list[str]
+                  ) -> Callable[[int, Any], bool] | None:
+        rule = self.config.early_stop_rule
+        if not rule:
+            return None
+        stopper = EarlyStopper(rule, self.config.early_terminate)
+        curve: dict[str, float] = {}
+
+        def on_epoch(epoch: int, accuracy: Any) -> bool:
+            done = epoch + 1  # train() counts epochs from 0
+            top1 = float(getattr(accuracy, "top1", accuracy))
+            curve[str(done)] = top1
+            trial.set_user_attr(CURVE_ATTR, dict(curve))
+            peers = [float(t.user_attrs[CURVE_ATTR][str(done)])
+                     for t in self.study.get_trials(deepcopy=False)
+                     if t.number != trial.number and str(done) in t.user_attrs.get(CURVE_ATTR, {})]
+            reason = stopper.judge(done, top1, peers)
+            if reason:
+                stop_reason.append(reason)
+                return False
+            return True
+
+        return on_epoch
+
+
+def best_trials(config: SweepConfig, records: list[TrialRecord]) -> list[TrialRecord]:
+    """The best feasible trial (one objective) or the feasible Pareto front (several)."""
+    feasible = [r for r in records if r.status in ("ok", "collapsed", "gated")
+                and all(_finite(r.metrics.get(o.name)) for o in config.objectives)
+                and all(_finite(r.metrics.get(c.metric)) and c.violation(r.metrics[c.metric]) <= 0
+                        for c in config.constraints)]
+    signs = [1.0 if o.minimize else -1.0 for o in config.objectives]
+
+    def key(r: TrialRecord) -> list[float]:
+        return [s * float(r.metrics[o.name]) for s, o in zip(signs, config.objectives)]
+
+    if len(config.objectives) == 1:
+        return sorted(feasible, key=key)[:1]
+    front = []
+    for r in feasible:
+        kr = key(r)
+        if not any(all(a <= b for a, b in zip(key(o), kr)) and key(o) != kr for o in feasible):
+            front.append(r)
+    return sorted(front, key=key)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

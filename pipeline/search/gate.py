@@ -1,0 +1,179 @@
+"""Latency gate: measure the pruned architecture before retraining, skip retraining hopeless ones.
+
+Latency depends on the architecture (kept channels per layer), the precision and the target, not
+on the weights; so the pruned, untrained model is measured once, right after pruning. The gate
+says "skip" when the latency misses the sweep's limit, or (rule ``dominated``, off by default)
+when a finished trial is at least as fast and reached the best Top1 of the sweep so far, which
+this slower architecture would have to beat to matter.
+
+Measurements are cached by ``(arch_signature, backend, device, precision)`` in the study itself
+(a study user attribute), so every worker sharing the study, on any machine, reuses them and the
+cache needs no service of its own. ``FileLatencyCache`` serves the ``wandb agent`` path, which has
+no study.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import optuna
+
+from pipeline.messages import ArtifactRef, Job, ModelFacts, Target, TrialRecord
+
+from .config import GateOptions
+
+log = logging.getLogger(__name__)
+
+#: measure(onnx_path, facts, target) -> metrics under the result names (Latency, Total_Latency, ...).
+MeasureFn = Callable[[Path, ModelFacts, Target], dict[str, Any]]
+_CACHE_PREFIX = "latency_cache:"
+
+
+def cache_key(facts: ModelFacts, target: Target) -> str:
+    """The key of one architecture on one target at one precision."""
+    text = "|".join([facts.arch_signature, target.backend, target.device, target.precision])
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+class LatencyCache(Protocol):
+    def get(self, key: str) -> dict[str, Any] | None: ...
+
+    def put(self, key: str, metrics: dict[str, Any]) -> None: ...
+
+
+class StudyLatencyCache:
+    """Cache in the study's user attributes: shared by every worker of the study."""
+
+    def __init__(self, study: optuna.Study):
+        self.study = study
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.study.user_attrs.get(_CACHE_PREFIX + key)
+
+    def put(self, key: str, metrics: dict[str, Any]) -> None:
+        self.study.set_user_attr(_CACHE_PREFIX + key, metrics)
+
+
+class FileLatencyCache:
+    """Cache in one JSON file (written atomically), for runs without a study."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self._load().get(key)
+
+    def put(self, key: str, metrics: dict[str, Any]) -> None:
+        with self._lock:
+            data = self._load()
+            data[key] = metrics
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f)
+            os.replace(tmp, self.path)
+
+
+class LatencyGate:
+    """``gate(onnx_path, facts)`` as ``pipeline.flow.produce`` calls it: a reason to skip, or None.
+
+    After a call, ``metrics`` holds the (cached or fresh) measurement, so a gated trial still
+    records its latency.
+    """
+
+    def __init__(self, options: GateOptions, target: Target, measure: MeasureFn,
+                 cache: LatencyCache, finished: Callable[[], list[TrialRecord]] | None = None,
+                 accuracy_metric: str = "Top1"):
+        self.options = options
+        self.target = target
+        self.measure = measure
+        self.cache = cache
+        self.finished = finished
+        self.accuracy_metric = accuracy_metric
+        self.metrics: dict[str, Any] = {}
+        #: Fresh measurements made by this gate (cache hits excluded).
+        self.measurements = 0
+
+    def __call__(self, onnx_path: Path, facts: ModelFacts) -> str | None:
+        key = cache_key(facts, self.target)
+        cached = self.cache.get(key)
+        if cached is None:
+            cached = self.measure(Path(onnx_path), facts, self.target)
+            self.measurements += 1
+            self.cache.put(key, cached)
+        else:
+            log.info("latency cache hit for architecture %s", facts.arch_signature[:40])
+        self.metrics = dict(cached)
+        return self.reason()
+
+    def reason(self) -> str | None:
+        name, limit = self.options.metric, self.options.limit
+        value = self.metrics.get(name) if name else None
+        if value is None:
+            return None
+        if limit is not None and value > limit:
+            return (f"gated: {name} {value:.3f} ms of the pruned architecture ({self.target.precision}) "
+                    f"exceeds the target {limit:g} ms, so it was not retrained")
+        if self.options.dominated and self.finished is not None:
+            return self._dominated(name, value)
+        return None
+
+    def _dominated(self, name: str, value: float) -> str | None:
+        done = [r for r in self.finished() if r.status == "ok"
+                and r.metrics.get(name) is not None and r.metrics.get(self.accuracy_metric) is not None]
+        if not done:
+            return None
+        best = max(r.metrics[self.accuracy_metric] for r in done)
+        for r in done:
+            if r.metrics[name] <= value and r.metrics[self.accuracy_metric] >= best:
+                return (f"gated: dominated by trial {r.number} ({name} {r.metrics[name]:.3f} <= "
+                        f"{value:.3f} ms with the best {self.accuracy_metric} so far, "
+                        f"{best:.2f}%)")
+        return None
+
+
+def local_measure(settings: Any, options: Any = None) -> MeasureFn:
+    """Measure in this process with ``pipeline.measure.measure`` (no accuracy: latency only)."""
+
+    def measure(onnx_path: Path, facts: ModelFacts, target: Target) -> dict[str, Any]:
+        from pipeline.measure import measure as run_measure
+
+        return run_measure(onnx_path, target, options=options).to_metrics()
+
+    return measure
+
+
+def queue_measure(queue: Any, timeout: float, run_id: str = "gate") -> MeasureFn:
+    """Measure on the real target through the job queue (a consumer), latency only."""
+
+    def measure(onnx_path: Path, facts: ModelFacts, target: Target) -> dict[str, Any]:
+        from pipeline.errors import BenchmarkError
+
+        job = Job(job_id=uuid.uuid4().hex, run_id=f"{run_id}-{uuid.uuid4().hex[:8]}",
+                  artifact=ArtifactRef(uri="", sha256="", size=0), target=target, model=facts,
+                  eval_split="")
+        job = queue.submit(job, onnx_path)
+        result = queue.wait_result(job.job_id, timeout)
+        if result is None or not result.ok:
+            why = "no consumer answered" if result is None else result.error
+            raise BenchmarkError(f"latency gate could not measure {onnx_path.name} on "
+                                 f"{target.name} ({why}): start a consumer for that target")
+        return result.metrics
+
+    return measure

@@ -1,0 +1,111 @@
+"""W&B parameter distributions as Optuna suggestions.
+
+Distributions Optuna has natively (uniform, int, log, categorical) become one Optuna parameter of
+the same name, so samplers model them directly. The others (normal, log-normal, beta, weighted
+categorical, quantised log) draw a latent ``<name>~u`` uniform on (0, 1) and map it through the
+inverse CDF: random sampling then follows W&B's distribution exactly, and TPE models the latent.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+from typing import Any, Callable
+
+import optuna
+from scipy import stats
+
+from .config import SweepConfig, ParamSpec
+
+#: Suffix of the latent uniform behind a distribution Optuna lacks.
+LATENT_SUFFIX = "~u"
+_EPS = 1e-9
+
+
+def _quantise(value: float, q: float) -> float:
+    """W&B's q_* rounding, with float noise removed (0.30000000000000004 → 0.3)."""
+    return round(round(value / q) * q, 10)
+
+
+def _grid_values(spec: ParamSpec) -> list[Any]:
+    if spec.distribution in ("categorical", "categorical_w_probabilities"):
+        return list(spec.values)
+    assert spec.min is not None and spec.max is not None
+    if spec.distribution == "int_uniform":
+        return list(range(int(spec.min), int(spec.max) + 1))
+    count = int(math.floor((spec.max - spec.min) / spec.q + 1e-9)) + 1
+    return [_quantise(spec.min + i * spec.q, spec.q) for i in range(count)]
+
+
+class SearchSpace:
+    """The sweep's parameters; ``suggest(trial)`` returns one full parameter set."""
+
+    def __init__(self, config: SweepConfig):
+        self.config = config
+        self.specs = config.searched
+
+    def suggest(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
+        """Sampled values of every searched parameter plus the sweep's constants."""
+        params = dict(self.config.constants)
+        for name, spec in self.specs.items():
+            params[name] = self._suggest_one(trial, spec)
+        return params
+
+    def grid(self) -> dict[str, list[Any]]:
+        """Values of each searched parameter for Optuna's GridSampler (method: grid)."""
+        return {name: _grid_values(spec) for name, spec in self.specs.items()}
+
+    def grid_size(self) -> int:
+        return math.prod(len(v) for v in self.grid().values())
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        grid = self.grid()
+        return [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+
+    def _suggest_one(self, trial: optuna.trial.BaseTrial, spec: ParamSpec) -> Any:
+        d, name = spec.distribution, spec.name
+        if self.config.method == "grid":
+            return trial.suggest_categorical(name, _grid_values(spec))
+        if d == "categorical":
+            return self._categorical(trial, spec)
+        lo, hi = spec.min, spec.max
+        if d == "int_uniform":
+            return trial.suggest_int(name, int(lo), int(hi))
+        if d == "uniform":
+            return trial.suggest_float(name, lo, hi)
+        if d in ("log_uniform_values", "inv_log_uniform_values"):
+            # 1/X of a log-uniform X is log-uniform on the same range: one distribution serves both.
+            return trial.suggest_float(name, lo, hi, log=True)
+        if d == "log_uniform":
+            return trial.suggest_float(name, math.exp(lo), math.exp(hi), log=True)
+        if d == "q_uniform":
+            return _quantise(trial.suggest_float(name, lo, hi), spec.q)
+        if d == "q_log_uniform_values":
+            return _quantise(trial.suggest_float(name, lo, hi, log=True), spec.q)
+        u = trial.suggest_float(name + LATENT_SUFFIX, _EPS, 1 - _EPS)
+        return _INVERSE_CDF[d](spec, u)
+
+    @staticmethod
+    def _categorical(trial: optuna.trial.BaseTrial, spec: ParamSpec) -> Any:
+        primitive = all(v is None or isinstance(v, (bool, int, float, str)) for v in spec.values)
+        if primitive:
+            return trial.suggest_categorical(spec.name, list(spec.values))
+        index = trial.suggest_categorical(spec.name + "#index", list(range(len(spec.values))))
+        return spec.values[index]
+
+
+def _weighted_choice(spec: ParamSpec, u: float) -> Any:
+    cumulative = list(itertools.accumulate(spec.probabilities))
+    return spec.values[min(bisect.bisect_right(cumulative, u * cumulative[-1]), len(spec.values) - 1)]
+
+
+_INVERSE_CDF: dict[str, Callable[[ParamSpec, float], Any]] = {
+    "categorical_w_probabilities": _weighted_choice,
+    "normal": lambda s, u: float(stats.norm.ppf(u, s.mu, s.sigma)),
+    "q_normal": lambda s, u: _quantise(float(stats.norm.ppf(u, s.mu, s.sigma)), s.q),
+    "log_normal": lambda s, u: math.exp(float(stats.norm.ppf(u, s.mu, s.sigma))),
+    "q_log_normal": lambda s, u: _quantise(math.exp(float(stats.norm.ppf(u, s.mu, s.sigma))), s.q),
+    "beta": lambda s, u: float(stats.beta.ppf(u, s.a, s.b)),
+    "q_beta": lambda s, u: _quantise(float(stats.beta.ppf(u, s.a, s.b)), s.q),
+}

@@ -1,0 +1,62 @@
+"""Experiment tracking for a producer's trial: W&B, or nothing.
+
+Both trackers follow ``pipeline.queue.trial.Tracker`` (``log_params``, ``log_metrics``,
+``finish``), the protocol ``run_trial`` reports to.
+
+Under ``wandb agent`` the run W&B's controller created is picked up by ``wandb.init`` from the
+agent's environment; the final metrics go to the run summary under the result names (``Latency``,
+``Total_Latency``, ``Throughput``, ``Top1``, ``Top5`` and ours), which is what the sweep's
+``metric.name`` reads. ``WANDB_MODE=offline`` works without an account.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline.queue.trial import NullTracker, Tracker
+
+
+def _loggable(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Numbers and strings W&B can chart or show; nested dicts (``latency`` stats) kept as is."""
+    return {k: v for k, v in metrics.items()
+            if isinstance(v, (int, float, str, dict)) and not isinstance(v, bool)}
+
+
+class WandbTracker:
+    """One W&B run per trial: parameters in the config, metrics in the history and summary."""
+
+    def __init__(self, project: str | None = None, entity: str | None = None,
+                 group: str | None = None, dir: Path | str | None = None, job_type: str = "trial"):
+        self.init_kwargs = {"project": project, "entity": entity, "group": group,
+                            "dir": str(dir) if dir else None, "job_type": job_type}
+        self.run: Any = None
+
+    @property
+    def run_path(self) -> str:
+        return "" if self.run is None else "/".join(str(p) for p in self.run.path)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Start the run with the trial's parameters as its config (the agent's run, if any)."""
+        import wandb
+
+        kwargs = {k: v for k, v in self.init_kwargs.items() if v is not None}
+        self.run = wandb.init(config=dict(params), **kwargs)
+
+    def log_metrics(self, metrics: dict[str, Any]) -> None:
+        """Figures as one history step (pre-retraining ones too: Top1_before, macs, params)."""
+        self.run.log({k: v for k, v in _loggable(metrics).items() if not isinstance(v, dict)})
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        """Final metrics (and status, reason) to the run summary, then end the run."""
+        self.run.summary.update(_loggable(summary))
+        self.run.finish(exit_code=1 if summary.get("status") in ("failed", "timeout") else 0)
+
+
+def make_tracker(kind: str, **kwargs: Any) -> Tracker:
+    """``none`` → NullTracker, ``wandb`` → WandbTracker(**kwargs)."""
+    if kind == "wandb":
+        return WandbTracker(**kwargs)
+    if kind in ("none", ""):
+        return NullTracker()
+    raise ValueError(f"unknown tracker {kind!r}")

@@ -1,0 +1,50 @@
+"""The real trial function of a sweep: parameters → schedule overrides → ``run_trial`` → outcome."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable
+
+from pipeline.flow import RunConfig
+from pipeline.queue import JobQueue, Tracker, run_trial
+from pipeline.settings import Settings
+
+from .engine import TrialContext, TrialFunction, TrialOutcome
+from .mapping import BaseSchedule, map_params
+
+
+def run_config_for(base: RunConfig, params: dict[str, Any],
+                   schedule: BaseSchedule | None = None) -> RunConfig:
+    """``base`` with the trial's parameters applied (schedule overrides, epochs, lr, precision)."""
+    mapped = map_params(params, schedule or BaseSchedule(base.schedule))
+    settings = mapped.run_settings
+    target = dataclasses.replace(base.target, precision=settings.get("precision", base.target.precision))
+    return dataclasses.replace(
+        base, overrides=mapped.override_strings(), epochs=settings.get("epochs", base.epochs),
+        lr=settings.get("lr", base.lr), target=target, params=mapped.params)
+
+
+def make_trial_function(base: RunConfig, settings: Settings, queue: JobQueue, timeout: float,
+                        tracker_factory: Callable[[], Tracker] | None = None) -> TrialFunction:
+    """A trial function that prunes, retrains and exports through ``pipeline.flow`` and waits for
+    the consumer's measurement on ``queue``."""
+    schedule = BaseSchedule(base.schedule)
+
+    def run(context: TrialContext) -> TrialOutcome:
+        config = run_config_for(base, context.params, schedule)
+        tracker = tracker_factory() if tracker_factory else None
+        done = run_trial(config, queue, settings, Path(context.run_dir), timeout, tracker=tracker,
+                         gate=context.gate, on_epoch=context.on_epoch)
+        status = done.status
+        reason = done.produced.reason
+        if status == "timeout":
+            status, reason = "failed", f"no measurement within {timeout:.0f} s: is a consumer running?"
+        elif status == "failed" and done.result is not None:
+            reason = done.result.error
+        compute_s = sum(done.produced.stage_seconds.values())
+        if done.result is not None and done.result.started_at > 0:
+            compute_s += max(0.0, done.result.finished_at - done.result.started_at)
+        return TrialOutcome(status, done.metrics(), reason, compute_s, str(context.run_dir))
+
+    return run

@@ -1,0 +1,132 @@
+"""One settings object for every agent and command.
+
+Values come from, in rising priority: defaults, environment variables (``EDGEPRUNE_*``), and
+explicit overrides (CLI flags). Nothing else in the code base reads ``os.environ`` for edgeprune
+settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import UserError
+
+#: The shared folder's default place: beside the repository root (``../shared``).
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+_DEFAULT_SHARED = _REPO_ROOT.parent / "shared"
+
+#: Environment variable for each field; the CLI flag of the same name overrides it.
+ENV_VARS: dict[str, str] = {
+    "shared_dir": "EDGEPRUNE_SHARED",
+    "data": "EDGEPRUNE_DATA",
+    "models_dir": "EDGEPRUNE_MODELS",
+    "cache_dir": "EDGEPRUNE_CACHE",
+    "redis_url": "EDGEPRUNE_REDIS",
+    "device": "EDGEPRUNE_DEVICE",
+    "threads": "EDGEPRUNE_THREADS",
+    "tracker": "EDGEPRUNE_TRACKER",
+    # Set by `wandb agent` in the environment of each run it launches.
+    "wandb_sweep_id": "WANDB_SWEEP_ID",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where data, weights and caches live, which queue to use and where to compute."""
+
+    #: Folder with ``data/`` and ``models/`` (the project's ``../shared`` by default).
+    shared_dir: Path | None = None
+    #: Data set: ``cifar-10-batches-py`` folder, ``cifar-10-python.tar.gz`` or an image-folder tree
+    #: (folder or .tar.gz). Default: ``<shared_dir>/data/cifar10-jpeg.tar.gz``.
+    data: Path | None = None
+    #: Folder of pretrained checkpoints. Default: ``<shared_dir>/models``.
+    models_dir: Path | None = None
+    #: Decoded data sets, measurement caches. Default: ``~/.cache/edgeprune``.
+    cache_dir: Path = Path("~/.cache/edgeprune").expanduser()
+    #: Redis URL (``redis://``, ``rediss://``); None means the embedded in-process queue.
+    redis_url: str | None = None
+    #: torch device for pruning and retraining: ``auto`` picks CUDA when present.
+    device: str = "auto"
+    #: CPU threads for torch (0: torch's default).
+    threads: int = 0
+    #: Experiment tracker for producer trials: auto (W&B under ``wandb agent``), none or wandb.
+    tracker: str = "auto"
+    #: The W&B sweep this process runs for, when ``wandb agent`` launched it.
+    wandb_sweep_id: str | None = None
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Build settings from ``env`` (default ``os.environ``) and non-None ``overrides``."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = env.get(ENV_VARS[field.name])
+            if raw:
+                values[field.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls._coerce(values)
+
+    @classmethod
+    def _coerce(cls, values: dict[str, Any]) -> "Settings":
+        for key in ("shared_dir", "data", "models_dir", "cache_dir"):
+            if values.get(key) is not None:
+                values[key] = Path(values[key]).expanduser()
+        if "threads" in values:
+            try:
+                values["threads"] = int(values["threads"])
+            except ValueError:
+                raise UserError(
+                    f"threads={values['threads']!r} is not a whole number: set {ENV_VARS['threads']} "
+                    "or --threads to e.g. 2"
+                ) from None
+        if "shared_dir" not in values and _DEFAULT_SHARED.is_dir():
+            values["shared_dir"] = _DEFAULT_SHARED
+        return cls(**values)
+
+    def replace(self, **overrides: Any) -> "Settings":
+        """A copy with the non-None ``overrides`` applied."""
+        values = dataclasses.asdict(self)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return Settings._coerce(values)
+
+    @property
+    def data_path(self) -> Path:
+        """The data set to use, or a UserError saying how to name one."""
+        if self.data is not None:
+            return self.data
+        if self.shared_dir is not None:
+            return self.shared_dir / "data" / "cifar10-jpeg.tar.gz"
+        raise UserError(
+            "no data set given and no shared folder found: pass --data PATH (or set "
+            f"{ENV_VARS['data']}) to a cifar-10-batches-py folder or an image-folder tree"
+        )
+
+    @property
+    def checkpoints_dir(self) -> Path | None:
+        """Folder of pretrained checkpoints, if any is known."""
+        if self.models_dir is not None:
+            return self.models_dir
+        if self.shared_dir is not None:
+            return self.shared_dir / "models"
+        return None
+
+    def tracker_kind(self) -> str:
+        """``wandb`` or ``none``: ``auto`` means W&B exactly when ``wandb agent`` launched us."""
+        if self.tracker == "auto":
+            return "wandb" if self.wandb_sweep_id else "none"
+        if self.tracker not in ("none", "wandb"):
+            raise UserError(f"unknown tracker {self.tracker!r}: set {ENV_VARS['tracker']} or "
+                            "--tracker to auto, none or wandb")
+        return self.tracker
+
+    def torch_device(self) -> str:
+        """The torch device string: ``cuda`` when asked or available under ``auto``, else ``cpu``."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,20 @@
+"""The producer agent: one trial through a Redis queue, or through the embedded one without Redis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.flow import RunConfig
+from pipeline.queue import QueueConfig, Tracker, TrialOutcome, measure_work, open_queue, run_trial
+from pipeline.settings import Settings
+
+
+def run_producer(config: RunConfig, settings: Settings, out_dir: Path, timeout: float,
+                 redis_url: str | None = None, prefix: str = "edgeprune",
+                 queue_config: QueueConfig | None = None, tracker: Tracker | None = None,
+                 measure_options: object | None = None) -> TrialOutcome:
+    """Run one trial; its job goes to the Redis at ``redis_url``, or to a consumer thread in this
+    process (measuring with ``measure_options``) when ``redis_url`` is None."""
+    work = measure_work(settings, measure_options)
+    with open_queue(redis_url, work, config.target, queue_config, prefix) as queue:
+        return run_trial(config, queue, settings, out_dir, timeout, tracker=tracker)

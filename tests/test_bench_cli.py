@@ -1,0 +1,148 @@
+"""``edgeprune bench``: a good run prints and writes figures; every bad input is one error line, exit 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgeprune.cli import main
+from pipeline.export import export_onnx
+from pipeline.models import create_model
+
+FAST = ["--min-iters", "20", "--min-time", "0.05"]
+
+
+class TinyNet(torch.nn.Module):
+    """A classifier for 1x28x28 images: fits no CIFAR data."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3)
+        self.head = torch.nn.Linear(4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x).mean(dim=(2, 3)))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("bench")
+    resnet = export_onnx(create_model("resnet20_cifar"), folder / "resnet20.onnx").path
+    tiny = export_onnx(TinyNet(), folder / "tiny.onnx", input_shape=(1, 1, 28, 28)).path
+    corrupt = folder / "corrupt.onnx"
+    corrupt.write_bytes(resnet.read_bytes()[: resnet.stat().st_size // 3])
+    text = folder / "notes.onnx"
+    text.write_text("this is not a model\n")
+    return {"resnet": resnet, "tiny": tiny, "corrupt": corrupt, "text": text,
+            "missing": folder / "missing.onnx"}
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def bench(capsys, monkeypatch):
+    """Run ``edgeprune bench ARGS`` through the console entry point in this process."""
+
+    def run(*args: str, settings=None) -> Outcome:
+        data = ["--data", str(settings.data), "--cache-dir", str(settings.cache_dir)] if settings else []
+        monkeypatch.setattr(sys, "argv", ["edgeprune", "bench", *args, *data])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return Outcome(code, captured.out, captured.err)
+
+    return run
+
+
+def assert_one_error_line(result: Outcome, *words: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    for word in words:
+        assert word in lines[0]
+    assert result.stdout == ""
+
+
+def test_bench_prints_json_and_writes_out(bench, models, settings, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = bench(str(models["resnet"]), "--accuracy", "--limit", "200", "--baseline",
+                   str(models["resnet"]), "--per-layer", "--json", "--out", str(out), *FAST,
+                   settings=settings)
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert json.loads(out.read_text()) == printed
+    model = printed["model"]
+    assert model["Total_Latency"] > 0 and model["Latency"] > 0 and model["eval_count"] == 200
+    assert model["latency"]["count"] >= 20 and model["per_layer"]
+    assert printed["baseline"]["macs"] == model["macs"]
+    # Two compiles of one file may differ in which tiny nodes OpenVINO reports as executed, so
+    # the comparison is the union of both profiles, each time on its own side.
+    rows = {row["name"]: row for row in printed["per_layer_comparison"]}
+    mine = {layer["name"]: layer["ms"] for layer in model["per_layer"]}
+    theirs = {layer["name"]: layer["ms"] for layer in printed["baseline"]["per_layer"]}
+    assert set(rows) == set(mine) | set(theirs)
+    assert all(rows[name]["ms"] == ms for name, ms in mine.items())
+    assert all(rows[name]["baseline_ms"] == ms for name, ms in theirs.items())
+
+
+def test_bench_prints_a_table(bench, models) -> None:
+    result = bench(str(models["resnet"]), "--backend", "onnxruntime", *FAST)
+    assert result.returncode == 0, result.stderr
+    for label in ("Latency ms (layer sum)", "Total_Latency ms (median)", "95% CI of median",
+                  "Throughput img/s", "params / MACs", "onnxruntime"):
+        assert label in result.stdout
+
+
+def test_missing_file(bench, models, tmp_path: Path) -> None:
+    out = tmp_path / "never.json"
+    assert_one_error_line(bench(str(models["missing"]), "--out", str(out)), "no such model file")
+    assert not out.exists()
+
+
+def test_corrupt_file(bench, models, tmp_path: Path) -> None:
+    out = tmp_path / "never.json"
+    assert_one_error_line(bench(str(models["corrupt"]), "--out", str(out)), "not a valid ONNX")
+    assert not out.exists()
+
+
+def test_text_file_is_not_onnx(bench, models) -> None:
+    assert_one_error_line(bench(str(models["text"])), "notes.onnx", "not a valid ONNX")
+
+
+def test_input_shape_does_not_match_the_data(bench, models, settings, tmp_path: Path) -> None:
+    out = tmp_path / "never.json"
+    result = bench(str(models["tiny"]), "--accuracy", "--limit", "50", "--out", str(out), *FAST,
+                   settings=settings)
+    assert_one_error_line(result, "(1, 28, 28)", "(3, 32, 32)")
+    assert not out.exists()
+
+
+def test_unknown_device(bench, models, tmp_path: Path) -> None:
+    out = tmp_path / "never.json"
+    assert_one_error_line(bench(str(models["resnet"]), "--device", "TPU", "--out", str(out), *FAST),
+                          "'TPU'", "CPU")
+    assert not out.exists()
+
+
+def test_unknown_device_for_onnxruntime(bench, models) -> None:
+    assert_one_error_line(bench(str(models["resnet"]), "--backend", "onnxruntime", "--device",
+                                "GPU"), "'GPU'")
+
+
+def test_onnxruntime_refuses_other_precisions(bench, models) -> None:
+    assert_one_error_line(bench(str(models["resnet"]), "--backend", "onnxruntime", "--precision",
+                                "int8"), "fp32 only")

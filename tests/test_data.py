@@ -1,0 +1,300 @@
+"""pipeline.data: formats, cache, splits, augmentation and the errors for bad data sets."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline import data
+from pipeline.data import MEAN, STD, Split, batches, load_data, random_crop_flip, to_tensor_batch
+from pipeline.errors import DataError
+
+CLASSES = ["cat", "dog", "frog"]
+
+
+# --------------------------------------------------------------------------------------------
+# Builders for small data sets in the accepted formats
+
+
+def _images(count: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(count, 32, 32, 3), dtype=np.uint8)
+
+
+def _write_cifar_batches(folder: Path, per_batch: int = 12) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A cifar-10-batches-py folder in the official layout (planar rows, bytes keys, protocol 2)."""
+    folder.mkdir(parents=True)
+    train_images, train_labels = [], []
+    for index, name in enumerate([*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]):
+        images = _images(per_batch, seed=index)
+        labels = [i % len(CLASSES) for i in range(per_batch)]
+        planar = images.transpose(0, 3, 1, 2).reshape(per_batch, -1)
+        batch = {b"batch_label": name.encode(), b"labels": labels, b"data": planar,
+                 b"filenames": [f"{name}_{i}.png".encode() for i in range(per_batch)]}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+        if name == "test_batch":
+            test_images, test_labels = images, np.array(labels)
+        else:
+            train_images.append(images)
+            train_labels.extend(labels)
+    meta = {b"label_names": [c.encode() for c in CLASSES], b"num_vis": 3072}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return np.concatenate(train_images), np.array(train_labels), test_images, test_labels
+
+
+def _write_image_tree(root: Path, per_class: int = 4, classes: list[str] = CLASSES) -> None:
+    for split in ("train", "test"):
+        for label, cls in enumerate(classes):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(_images(1, seed=label * 100 + i)[0]).save(folder / f"{i}.png")
+
+
+def _tar(source: Path, target: Path, arcname: str) -> Path:
+    with tarfile.open(target, "w:gz") as archive:
+        archive.add(source, arcname=arcname)
+    return target
+
+
+# --------------------------------------------------------------------------------------------
+# The shared mini set
+
+
+def test_mini_set_splits_are_stratified_and_cached(mini_data: Path, tmp_path: Path, monkeypatch) -> None:
+    splits = load_data(mini_data, tmp_path, val_fraction=0.1, seed=0)
+    classes = splits.classes
+    assert classes == sorted(classes) and len(classes) == 10
+    total_train = len(splits.train) + len(splits.val)
+    assert len(splits.val) == round(total_train * 0.1)
+    per_class_val = np.bincount(splits.val.labels, minlength=len(classes))
+    assert (per_class_val == len(splits.val) // len(classes)).all()
+    assert np.bincount(splits.test.labels).tolist() == [len(splits.test) // len(classes)] * len(classes)
+    assert splits.train.images.shape[1:] == (32, 32, 3) and splits.train.images.dtype == np.uint8
+    assert splits.train.labels.dtype == np.int64
+
+    # Second load comes from the cache: decoding again would fail.
+    monkeypatch.setattr(data, "_decode", lambda path: pytest.fail("decoded twice"))
+    again = load_data(mini_data, tmp_path, val_fraction=0.1, seed=0)
+    assert np.array_equal(again.val.images, splits.val.images)
+    assert np.array_equal(again.train.labels, splits.train.labels)
+    other_seed = load_data(mini_data, tmp_path, val_fraction=0.1, seed=1)
+    assert not np.array_equal(other_seed.val.images, splits.val.images)
+    assert np.array_equal(other_seed.test.images, splits.test.images)
+
+
+def test_subset_keeps_a_stratified_prefix_and_leaves_val_alone(mini_data: Path, cache_dir: Path) -> None:
+    full = load_data(mini_data, cache_dir)
+    small = load_data(mini_data, cache_dir, subset=50)
+    num_classes = len(full.classes)
+    assert len(small.train) == 50
+    counts = np.bincount(small.train.labels, minlength=num_classes)
+    assert counts.max() - counts.min() <= 1
+    assert np.array_equal(small.train.images, full.train.images[:50])
+    assert np.array_equal(small.val.labels, full.val.labels)
+    assert len(small.test) == len(full.test)
+
+
+@pytest.mark.parametrize("val_fraction, subset", [(1.0, None), (-0.1, None), (0.1, 0)])
+def test_bad_split_arguments_are_user_errors(mini_data: Path, cache_dir: Path, val_fraction, subset) -> None:
+    with pytest.raises(DataError, match="val_fraction|subset"):
+        load_data(mini_data, cache_dir, val_fraction=val_fraction, subset=subset)
+
+
+# --------------------------------------------------------------------------------------------
+# CIFAR python batches
+
+
+@pytest.mark.parametrize("form", ["batches_folder", "parent_folder", "official_tar"])
+def test_cifar_python_batches_decode_to_nhwc(tmp_path: Path, form: str) -> None:
+    batches_dir = tmp_path / "src" / "cifar-10-batches-py"
+    train_images, train_labels, test_images, test_labels = _write_cifar_batches(batches_dir)
+    source = {
+        "batches_folder": batches_dir,
+        "parent_folder": batches_dir.parent,
+        "official_tar": _tar(batches_dir, tmp_path / "cifar-10-python.tar.gz", "cifar-10-batches-py"),
+    }[form]
+    splits = load_data(source, tmp_path / "cache", val_fraction=0.0)
+    assert splits.classes == CLASSES
+    assert np.array_equal(splits.test.images, test_images)
+    assert np.array_equal(splits.test.labels, test_labels)
+    # Train comes back in class-interleaved order: compare as sets of (image, label) pairs.
+    expected = sorted(zip(map(bytes, train_images), train_labels.tolist()))
+    assert sorted(zip(map(bytes, splits.train.images), splits.train.labels.tolist())) == expected
+    assert len(splits.val) == 0
+
+
+class _Payload:
+    """Unpickling this runs a command: the loader must refuse it before it runs."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_cifar_batches_refuse_anything_but_numpy(tmp_path: Path) -> None:
+    batches_dir = tmp_path / "cifar-10-batches-py"
+    _write_cifar_batches(batches_dir)
+    marker = tmp_path / "pwned"
+    (batches_dir / "data_batch_3").write_bytes(pickle.dumps({b"data": _Payload(marker)}, protocol=2))
+    with pytest.raises(DataError, match="data_batch_3.*refusing"):
+        load_data(batches_dir, tmp_path / "cache")
+    assert not marker.exists()
+
+
+def test_cifar_batch_with_wrong_shape_is_a_data_error(tmp_path: Path) -> None:
+    batches_dir = tmp_path / "cifar-10-batches-py"
+    _write_cifar_batches(batches_dir)
+    bad = {b"data": np.zeros((4, 100), np.uint8), b"labels": [0, 1, 2, 0]}
+    (batches_dir / "test_batch").write_bytes(pickle.dumps(bad, protocol=2))
+    with pytest.raises(DataError, match=r"test_batch needs b'data' uint8 N x 3072 \(N > 0\)"):
+        load_data(batches_dir, tmp_path / "cache")
+
+
+# --------------------------------------------------------------------------------------------
+# Image-folder trees
+
+
+def test_image_tree_in_wrapped_tar_with_odd_images(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    _write_image_tree(tree)
+    Image.new("L", (48, 40), color=200).save(tree / "train" / "dog" / "big_gray.png")
+    (tree / "train" / "dog" / ".DS_Store").write_bytes(b"not an image")
+    archive = _tar(tree, tmp_path / "tree.tgz", "wrapper")
+    splits = load_data(archive, tmp_path / "cache", val_fraction=0.0)
+    assert splits.classes == CLASSES
+    assert len(splits.train) == 3 * 4 + 1 and len(splits.test) == 3 * 4
+    gray = splits.train.images[splits.train.labels == CLASSES.index("dog")]
+    assert any((image == 200).all() for image in gray)  # resized to 32x32, converted to RGB
+    folder = load_data(tree, tmp_path / "cache", val_fraction=0.0)
+    assert np.array_equal(np.sort(folder.test.images, axis=0), np.sort(splits.test.images, axis=0))
+
+
+def test_parallel_decoding_matches_serial(tmp_path: Path, monkeypatch) -> None:
+    tree = tmp_path / "tree"
+    _write_image_tree(tree)
+    serial = load_data(tree, tmp_path / "serial", val_fraction=0.0)
+    monkeypatch.setattr(data, "_PARALLEL_MIN_IMAGES", 0)
+    parallel = load_data(tree, tmp_path / "parallel", val_fraction=0.0)
+    assert np.array_equal(parallel.train.images, serial.train.images)
+    assert np.array_equal(parallel.test.labels, serial.test.labels)
+    (tree / "test" / "dog" / "bad.png").write_bytes(b"PNG? no")
+    with pytest.raises(DataError, match="test/dog/bad.png: unreadable image"):
+        load_data(tree, tmp_path / "parallel")
+
+
+def test_changed_source_is_decoded_again(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    _write_image_tree(tree)
+    assert len(load_data(tree, tmp_path / "cache").test) == 12
+    Image.fromarray(_images(1, seed=7)[0]).save(tree / "test" / "cat" / "extra.png")
+    assert len(load_data(tree, tmp_path / "cache").test) == 13
+
+
+def _make_missing(tmp_path: Path) -> Path:
+    return tmp_path / "nowhere"
+
+
+def _make_no_layout(tmp_path: Path) -> Path:
+    (tmp_path / "d" / "images").mkdir(parents=True)
+    (tmp_path / "d" / "images" / "a.png").write_bytes(b"x")
+    return tmp_path / "d"
+
+
+def _make_empty_class(tmp_path: Path) -> Path:
+    _write_image_tree(tmp_path / "t")
+    for file in (tmp_path / "t" / "test" / "frog").iterdir():
+        file.unlink()
+    return tmp_path / "t"
+
+
+def _make_unreadable(tmp_path: Path) -> Path:
+    _write_image_tree(tmp_path / "t")
+    (tmp_path / "t" / "train" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    return _tar(tmp_path / "t", tmp_path / "t.tar.gz", ".")
+
+
+def _make_not_tar(tmp_path: Path) -> Path:
+    (tmp_path / "data.tar.gz").write_text("hello")
+    return tmp_path / "data.tar.gz"
+
+
+def _make_class_mismatch(tmp_path: Path) -> Path:
+    _write_image_tree(tmp_path / "t")
+    (tmp_path / "t" / "test" / "frog").rename(tmp_path / "t" / "test" / "toad")
+    return tmp_path / "t"
+
+
+@pytest.mark.parametrize("make, message", [
+    (_make_missing, r"nowhere: data set not found: expected"),
+    (_make_no_layout, r"/d: no cifar-10-batches-py batches and no train/ \+ test/ class folders"),
+    (_make_empty_class, r"empty class folder\(s\) test/\['frog'\]"),
+    (_make_unreadable, r"t.tar.gz: .*train/cat/broken.jpg: unreadable image"),
+    (_make_not_tar, r"data.tar.gz: not a tar archive"),
+    (_make_class_mismatch, r"only in train: \['frog'\], only in test: \['toad'\]"),
+])
+def test_bad_data_sets_give_one_line_errors(tmp_path: Path, make, message: str) -> None:
+    source = make(tmp_path)
+    with pytest.raises(DataError, match=message) as error:
+        load_data(source, tmp_path / "cache")
+    assert "\n" not in str(error.value)
+    assert not list((tmp_path / "cache").glob("data/*/classes.json"))  # nothing half-written
+
+
+# --------------------------------------------------------------------------------------------
+# Tensors, batches, augmentation
+
+
+def test_to_tensor_batch_normalises_to_nchw() -> None:
+    mean_pixel = np.round(np.array(MEAN) * 255).astype(np.uint8)
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    images[0] = mean_pixel
+    images[1] = 255
+    tensor = to_tensor_batch(images)
+    assert tensor.shape == (2, 3, 32, 32) and tensor.dtype == np.float32
+    assert np.abs(tensor[0]).max() < 0.5 / 255 / min(STD)
+    expected_white = (1 - np.array(MEAN)) / np.array(STD)
+    assert np.allclose(tensor[1, :, 5, 7], expected_white, atol=1e-5)
+
+
+def test_batches_cover_the_split_once() -> None:
+    split = Split(_images(10, seed=1), np.arange(10, dtype=np.int64), "t")
+    shuffled = list(batches(split, 4, shuffle=True, seed=3))
+    assert [len(labels) for _, labels in shuffled] == [4, 4, 2]
+    labels = np.concatenate([labels.numpy() for _, labels in shuffled])
+    assert sorted(labels) == list(range(10)) and labels.tolist() != list(range(10))
+    images = np.concatenate([x.numpy() for x, _ in shuffled])
+    assert np.allclose(images, to_tensor_batch(split.images[labels]))
+
+
+def test_random_crop_flip_is_a_shifted_or_mirrored_window() -> None:
+    images = _images(16, seed=2)
+    out = random_crop_flip(images, np.random.default_rng(0))
+    assert out.shape == images.shape and out.dtype == np.uint8
+    padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)))
+    flipped = 0
+    for original, crop in zip(padded, out):
+        windows = [(original[t:t + 32, l:l + 32], f) for t in range(9) for l in range(9) for f in (False, True)]
+        matches = [f for window, f in windows if np.array_equal(window[:, ::-1] if f else window, crop)]
+        assert matches, "crop is not a window of the padded image"
+        flipped += matches[0]
+    assert 0 < flipped < len(images)
+
+
+def test_every_split_prefix_is_stratified(mini_data, cache_dir) -> None:
+    from pipeline.data import load_data
+
+    data = load_data(mini_data, cache_dir)
+    classes = len(data.classes)
+    for name in ("train", "val", "test"):
+        head = data.split(name, 3 * classes)
+        counts = np.bincount(head.labels, minlength=classes)
+        assert counts.min() == counts.max() == 3, (name, counts)
+    assert len(data.test) == 1000 and np.bincount(data.test.labels).tolist() == [100] * classes

@@ -1,0 +1,78 @@
+"""The report page in headless Chromium: it renders from disk without console errors or broken
+images, and the screenshot is not blank.
+
+Chromium reports console messages on stderr (``--enable-logging=stderr``); the page itself has no
+scripts, so a copy of it gets a small probe that logs every image that failed to load and a final
+count line. Any other console line is an error of the page.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_report import fixed_baselines, fixed_trials
+
+from pipeline.report import build_report
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--enable-logging=stderr", "--v=0", "--window-size=1200,2400",
+                  "--hide-scrollbars"]
+PROBE = """<script>window.addEventListener("load", () => {
+  const broken = [...document.images].filter(i => !i.complete || i.naturalWidth === 0);
+  broken.forEach(i => console.error("broken image " + i.src));
+  console.log("edgeprune-probe images=" + document.images.length + " broken=" + broken.length);
+});</script>"""
+CONSOLE_LINE = re.compile(r':CONSOLE(?:\(\d+\)|:\d+)\] "(.*)", source: ')
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.fail("Chromium not found: apt-get install -y chromium")
+
+
+def render(page: Path, screenshot: Path, profile_dir: Path) -> list[str]:
+    """Load a probed copy of ``page`` in headless Chromium; return its console messages."""
+    probed = page.with_name("_probe_" + page.name)
+    probed.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    profile_dir.mkdir()
+    completed = subprocess.run(
+        [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}",
+         f"--screenshot={screenshot}", probed.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120, check=False)
+    probed.unlink()
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return CONSOLE_LINE.findall(completed.stderr)
+
+
+def test_report_page_renders_without_console_errors(tmp_path: Path) -> None:
+    paths = build_report(fixed_trials(), tmp_path / "report", baselines=fixed_baselines())
+    screenshot = tmp_path / "screenshot.png"
+    messages = render(paths.html, screenshot, tmp_path / "chromium-profile")
+    probe = [m for m in messages if m.startswith("edgeprune-probe")]
+    assert probe == [f"edgeprune-probe images={len(paths.plots)} broken=0"], messages
+    assert [m for m in messages if not m.startswith("edgeprune-probe")] == []
+    with Image.open(screenshot) as image:
+        pixels = np.asarray(image.convert("L"), dtype=float)
+    assert pixels.shape == (2400, 1200)
+    assert pixels.std() > 10, "screenshot is blank"
+    assert (pixels < 128).mean() > 0.005, "screenshot has almost no dark (text or plot) pixels"
+
+
+def test_probe_catches_a_broken_image_and_a_script_error(tmp_path: Path) -> None:
+    page = tmp_path / "bad.html"
+    page.write_text('<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head><body>'
+                    '<img src="missing.png"><script>undefined_function();</script></body></html>')
+    messages = render(page, tmp_path / "bad.png", tmp_path / "chromium-profile")
+    assert any("broken image" in m and "missing.png" in m for m in messages), messages
+    assert any("undefined_function" in m for m in messages), messages
+    assert "edgeprune-probe images=1 broken=1" in messages

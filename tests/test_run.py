@@ -1,0 +1,90 @@
+"""`edgeprune run` end to end on ResNet20 with the mini data set and a few training steps."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from edgeprune.cli import cli
+from pipeline.flow import RunConfig, is_collapsed, produce
+
+REPO = Path(__file__).resolve().parent.parent
+SCHEDULE = REPO / "schedules" / "resnet20_filter_rank.yaml"
+
+
+def _invoke(args: list[str], settings, catch: bool = False) -> Result:
+    common = ["--shared", str(settings.shared_dir), "--data", str(settings.data),
+              "--cache-dir", str(settings.cache_dir), "--torch-device", "cpu"]
+    return CliRunner().invoke(cli, ["run", *args, *common], catch_exceptions=catch)
+
+
+@pytest.mark.slow
+def test_run_writes_a_complete_result(tmp_path: Path, settings) -> None:
+    out = tmp_path / "run"
+    result = _invoke(["--model", "resnet20_cifar", "--schedule", str(SCHEDULE),
+                      "--set", "filter_pruner_50.desired_sparsity=0.25", "--epochs", "1",
+                      "--max-steps", "3", "--batch-size", "32", "--out", str(out), "--json"], settings)
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "result.json").read_text())
+    assert record["status"] == "ok", record["reason"]
+    metrics = record["metrics"]
+    for key in ("Total_Latency", "Latency", "Throughput"):
+        assert math.isfinite(metrics[key]) and metrics[key] > 0, key
+    for key in ("Top1", "Top5", "Top1_torch", "Top5_torch", "Top1_before", "Top5_before"):
+        assert 0.0 <= metrics[key] <= 100.0, key
+    assert metrics["macs"] < metrics["macs_before"] and metrics["params"] < metrics["params_before"]
+    assert metrics["onnx_bytes"] == (out / "model.onnx").stat().st_size
+    assert metrics["precision"] and record["stage_seconds"]["retrain"] > 0
+    # The rewritten schedule is saved with the run: the override is in it.
+    saved = yaml.safe_load((out / "schedule.yaml").read_text())
+    assert saved["pruners"]["filter_pruner_50"]["desired_sparsity"] == 0.25
+    # 25% of 16 filters removed in each first-stage block.
+    layer1 = {w["name"]: w for w in record["pruned_layers"] if w["name"].startswith("layer1.")}
+    assert {f"layer1.{i}.conv1.weight" for i in range(3)} <= set(layer1)
+    assert all(w["filters_kept"] == 12 and w["filters_before"] == 16
+               for name, w in layer1.items() if name.endswith("conv1.weight"))
+    assert metrics["removed_fraction"] > 0 and metrics["element_sparsity"] == 0
+
+
+def test_failed_run_leaves_nothing_behind(tmp_path: Path, settings) -> None:
+    out = tmp_path / "run"
+    result = _invoke(["--model", "resnet20_cifar", "--schedule", str(SCHEDULE),
+                      "--set", "filter_pruner_50.desired_sparsity=1.5", "--out", str(out)], settings,
+                     catch=True)
+    assert result.exit_code != 0
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_collapse_is_detected_at_chance_level() -> None:
+    assert is_collapsed(10.4, 10) and is_collapsed(9.0, 10)
+    assert not is_collapsed(11.5, 10) and not is_collapsed(45.0, 10)
+
+
+COLLAPSING = """
+# Deliberately over-pruned: every classifier weight is zeroed, so only the bias decides.
+version: 1
+pruners:
+  kill_head:
+    class: MagnitudeParameterPruner
+    thresholds: {module.linear.weight: 1000.0}
+policies:
+  - pruner: {instance_name: kill_head}
+    epochs: [0]
+"""
+
+
+@pytest.mark.parametrize("retrain_collapsed", [False, True])
+def test_over_pruned_model_is_flagged_collapsed_and_not_retrained(
+        tmp_path: Path, settings, retrain_collapsed: bool) -> None:
+    config = RunConfig(schedule=COLLAPSING, model="resnet20_cifar", epochs=1, max_steps_per_epoch=2,
+                       batch_size=16, eval_subset=200, retrain_collapsed=retrain_collapsed)
+    produced = produce(config, settings, tmp_path)
+    assert produced.status == "collapsed" and "chance" in produced.reason
+    assert is_collapsed(produced.metrics["Top1_before"], 10)
+    assert ("retrain" in produced.stage_seconds) == retrain_collapsed
+    assert produced.onnx_path is not None and produced.onnx_path.is_file()

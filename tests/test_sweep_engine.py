@@ -1,0 +1,193 @@
+"""The local sweep engine end to end on ResNet20 + the mini data: CLI, resume, gate and cache,
+early stopping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from click.testing import CliRunner
+
+from edgeprune.cli import cli
+from pipeline.flow import RunConfig
+from pipeline.measure.options import MeasureOptions
+from pipeline.queue import QueueConfig, embedded_queue, measure_work
+from pipeline.search.config import load_sweep
+from pipeline.search.early_stop import EarlyStopper
+from pipeline.search.engine import (STATUSES, SweepRunner, TrialOutcome, best_trials, open_study)
+from pipeline.search.gate import queue_measure
+from pipeline.search.storage import load_trials, open_storage
+from pipeline.search.trials import make_trial_function
+
+REPO = Path(__file__).resolve().parent.parent
+RESNET20 = REPO / "schedules" / "resnet20_filter_rank.yaml"
+
+PARETO_SWEEP = """
+# Test sweep: ResNet20 without retraining, latency against accuracy above a floor.
+name: test-pareto
+method: bayes
+metric: {name: Top1, goal: maximize}
+parameters:
+  filter_pruner_50_desired_sparsity: {distribution: q_uniform, min: 0.1, max: 0.8, q: 0.1}
+  filter_pruner_40_desired_sparsity: {min: 0.1, max: 0.7}
+  round_to: {values: [1, 4]}
+  epochs: {value: 0}
+  edgeprune:
+    value:
+      metrics: [{name: Total_Latency, goal: minimize}, {name: Top1, goal: maximize}]
+      constraints: ["Top1 >= 30"]
+command: ["${env}", edgeprune, producer, --schedule, schedules/resnet20_filter_rank.yaml,
+          --model, resnet20_cifar, "${args}"]
+"""
+
+
+def _sweep_args(settings, sweep: Path, out: Path, trials: int) -> list[str]:
+    return ["sweep", str(sweep), "--trials", str(trials), "--out", str(out),
+            "--schedule", str(RESNET20), "--model", "resnet20_cifar", "--eval-limit", "200",
+            "--fast-measure", "--data", str(settings.data), "--cache-dir", str(settings.cache_dir),
+            "--json"]
+
+
+@pytest.mark.slow
+def test_embedded_sweep_records_every_trial_and_resumes(settings, tmp_path):
+    sweep = tmp_path / "pareto.yaml"
+    sweep.write_text(PARETO_SWEEP)
+    out = tmp_path / "out"
+    runner = CliRunner()
+    first = runner.invoke(cli, _sweep_args(settings, sweep, out, 4), catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    assert len(json.loads(first.output[first.output.index("["):])) == 4
+    # Asking for 6 resumes the same study: two more trials, the first four untouched.
+    second = runner.invoke(cli, _sweep_args(settings, sweep, out, 6), catch_exceptions=False)
+    assert second.exit_code == 0, second.output
+    records = load_trials(out)
+    assert [r.number for r in records] == list(range(6))
+    config = load_sweep(sweep)
+    for record in records:
+        assert record.status in STATUSES and record.status != "failed", record.reason
+        assert set(record.params) >= {"filter_pruner_50_desired_sparsity", "round_to", "epochs"}
+        assert record.compute_s > 0 and Path(record.run_dir, "result.json").is_file()
+        if record.status == "ok":
+            for name in ("Latency", "Total_Latency", "Throughput", "Top1", "Top5", "Top1_before",
+                         "macs", "params"):
+                assert isinstance(record.metrics[name], (int, float)), name
+    front = best_trials(config, records)
+    assert front and all(r.metrics["Top1"] >= 30 for r in front)
+    # The study is multi-objective, with the constraint recorded on each trial.
+    study = optuna.load_study(study_name="test-pareto", storage=open_storage(out))
+    assert len(study.directions) == 2
+    for trial, record in zip(study.trials, records):
+        if record.status == "ok":
+            assert (trial.constraints["Top1 >= 30"] <= 0) == (record.metrics["Top1"] >= 30)
+
+
+GATED_SWEEP = """
+method: random
+metric: {name: Latency, goal: minimize, target: 0.000001}
+parameters:
+  filter_pruner_50_desired_sparsity: {values: [0.5]}
+  epochs: {value: 1}
+"""
+
+
+def test_latency_gate_skips_retraining_and_cache_measures_an_architecture_once(settings, tmp_path):
+    config = load_sweep(GATED_SWEEP)
+    study = open_study(config, open_storage(tmp_path), "gate", seed=0)
+    base = RunConfig(schedule=RESNET20, model="resnet20_cifar", max_steps_per_epoch=1,
+                     eval_split="val", eval_subset=100)
+    calls = []
+    with embedded_queue(measure_work(settings, MeasureOptions.fast()), base.target,
+                        QueueConfig()) as queue:
+        measured = queue_measure(queue, timeout=120)
+
+        def counting(onnx_path, facts, target):
+            calls.append(facts.arch_signature)
+            return measured(onnx_path, facts, target)
+
+        runner = SweepRunner(config, study, make_trial_function(base, settings, queue, 120),
+                             tmp_path, n_trials=2, measure=counting, target=base.target)
+        records = runner.run()
+    assert [r.status for r in records] == ["gated", "gated"]
+    assert len(calls) == 1 and runner.gate_measurements == 1  # second trial: cache hit
+    for record in records:
+        assert record.metrics["Latency"] > 0.000001 and "exceeds the target" in record.reason
+        stages = json.loads(Path(record.run_dir, "result.json").read_text())["stage_seconds"]
+        assert "gate" in stages and "retrain" not in stages
+    # The architecture's latency is known, so the sampler learns from a gated trial too.
+    assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
+
+
+def test_early_stopper_rules():
+    median = EarlyStopper("median", min_peers=2)
+    assert median.judge(1, 50.0, [60.0]) is None  # too few peers
+    assert "below the median 60.00%" in median.judge(1, 50.0, [55.0, 60.0, 70.0])
+    assert median.judge(1, 65.0, [55.0, 60.0, 70.0]) is None
+    config = load_sweep("""
+method: random
+metric: {name: Top1, goal: maximize}
+early_terminate: {type: hyperband, min_iter: 1, eta: 2}
+parameters: {a: {values: [1]}}
+""")
+    hyper = EarlyStopper("hyperband", config.early_terminate)
+    assert config.early_terminate.brackets(8) == [1, 2, 4, 8]
+    assert hyper.judge(3, 10.0, [50.0, 60.0]) is None  # not a bracket epoch
+    assert "outside the top 50%" in hyper.judge(2, 52.0, [50.0, 60.0, 70.0])
+    assert hyper.judge(2, 66.0, [50.0, 60.0, 70.0]) is None
+
+
+def test_engine_stops_a_trial_below_the_median_and_records_why(tmp_path):
+    config = load_sweep("""
+method: random
+metric: {name: Top1, goal: maximize}
+parameters:
+  quality: {values: [80, 90, 95, 10]}
+  edgeprune: {value: {early_stop: median}}
+""")
+    study = open_study(config, open_storage(tmp_path), "median", seed=3)
+
+    def train_like(context):
+        # A stand-in for retraining: per-epoch validation Top1 rises towards the trial's quality.
+        for epoch in range(3):
+            if not context.on_epoch(epoch, context.params["quality"] * (epoch + 1) / 3):
+                return TrialOutcome("early_stopped", {"epochs_run": epoch + 1})
+        return TrialOutcome("ok", {"Top1": float(context.params["quality"])})
+
+    for quality in (80, 90, 95, 10):
+        study.enqueue_trial({"quality": quality})
+    records = SweepRunner(config, study, train_like, tmp_path, n_trials=4).run()
+    assert [r.status for r in records] == ["ok", "ok", "ok", "early_stopped"]
+    assert "median rule" in records[-1].reason and records[-1].metrics["epochs_run"] == 1
+    assert study.trials[-1].state == optuna.trial.TrialState.PRUNED
+
+
+def test_interrupted_trial_is_failed_and_rerun_with_its_params(tmp_path):
+    import socket
+    import subprocess
+
+    from pipeline.search.engine import INTERRUPTED
+    from pipeline.search.space import SearchSpace
+    from pipeline.search.storage import RECORD_ATTR
+
+    config = load_sweep("""
+method: random
+metric: {name: Latency, goal: minimize}
+parameters: {a: {min: 0.0, max: 1.0}}
+""")
+    study = open_study(config, open_storage(tmp_path), "resume", seed=0)
+    # A worker that died mid-trial: its trial is RUNNING and its process is gone.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    trial = study.ask()
+    params = SearchSpace(config).suggest(trial)
+    trial.set_user_attr(RECORD_ATTR, {"params": params, "status": "running",
+                                      "worker": f"{socket.gethostname()}:{dead.pid}"})
+    runner = SweepRunner(config, study, lambda c: TrialOutcome("ok", {"Latency": c.params["a"]}),
+                    tmp_path, n_trials=2)
+    assert runner.recover_interrupted() == 1
+    records = runner.run()
+    everything = load_trials(tmp_path)
+    assert everything[0].status == "failed" and everything[0].reason == INTERRUPTED
+    assert records[0].params["a"] == params["a"]  # rerun first, with the same parameters
+    assert len(records) == 2 and all(r.status == "ok" for r in records)

@@ -1,0 +1,62 @@
+"""Two worker processes share one study in the local PostgreSQL (as producers on two machines)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+
+from pipeline.flow import RunConfig
+from pipeline.measure.options import MeasureOptions
+from pipeline.search.storage import load_trials, open_storage
+from producer.sweep_loop import LoopSpec, run_loop, worker_spec
+
+REPO = Path(__file__).resolve().parent.parent
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+SWEEP = """
+method: random
+metric: {name: Total_Latency, goal: minimize}
+parameters:
+  filter_pruner_50_desired_sparsity: {min: 0.1, max: 0.8}
+  filter_pruner_20_desired_sparsity: {values: [0.2, 0.5]}
+  epochs: {value: 0}
+"""
+
+
+@pytest.fixture
+def postgres_study():
+    """A unique study name in the test database, deleted afterwards."""
+    storage = open_storage(POSTGRES_URL)  # fails (not skips) when PostgreSQL is not running
+    name = f"edgeprune-test-{uuid.uuid4().hex[:10]}"
+    yield name
+    try:
+        optuna.delete_study(study_name=name, storage=storage)
+    except KeyError:
+        pass
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_two_worker_processes_share_one_postgres_study(settings, tmp_path, postgres_study):
+    sweep = tmp_path / "shared.yaml"
+    sweep.write_text(SWEEP)
+    spec = LoopSpec(sweep=str(sweep), settings=settings, out_dir=str(tmp_path / "out"), n_trials=4,
+                    base=RunConfig(schedule=REPO / "schedules" / "resnet20_filter_rank.yaml",
+                                   model="resnet20_cifar", eval_split="val", eval_subset=100),
+                    storage=POSTGRES_URL, study_name=postgres_study, seed=0, timeout=300,
+                    progress=False, measure_options=MeasureOptions.fast())
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        per_worker = pool.map(run_loop, [worker_spec(spec, i) for i in range(2)])
+    assert all(per_worker), "each process ran at least one trial"
+    records = load_trials(POSTGRES_URL, postgres_study)
+    # Both checked the shared budget; at most one trial over it when they asked at the same time.
+    assert 4 <= len(records) <= 5
+    assert sorted(r.number for w in per_worker for r in w) == [r.number for r in records]
+    assert all(r.status == "ok" and r.metrics["Total_Latency"] > 0 for r in records)
+    study = optuna.load_study(study_name=postgres_study, storage=open_storage(POSTGRES_URL))
+    workers = {t.user_attrs["record"]["worker"] for t in study.trials}
+    assert len(workers) == 2

@@ -1,0 +1,133 @@
+"""The W&B tracker in offline mode (no account): a real trial's run holds the summary metrics."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from pipeline.flow import RunConfig
+from pipeline.measure.options import MeasureOptions
+from pipeline.queue import QueueConfig, embedded_queue, measure_work
+from pipeline.search.engine import TrialContext
+from pipeline.search.tracking import WandbTracker
+from pipeline.search.trials import make_trial_function
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+#: W&B's transaction log (``run-<id>.wandb``) is a LevelDB-style log: a 7-byte file header, then
+#: records of (crc32c u32, length u16, type u8) + payload in 32 KiB blocks; a payload that crosses
+#: a block boundary is split into FIRST/MIDDLE/LAST pieces. wandb 0.31 no longer ships a Python
+#: reader, so the test reads the format itself and decodes each payload with wandb's own protobuf.
+_BLOCK, _HEADER = 32768, 7
+_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+
+
+def _payloads(path: Path) -> Iterator[bytes]:
+    data, pos, pieces = path.read_bytes(), _HEADER, b""
+    assert data[:4] == b":W&B"
+    while pos + _HEADER <= len(data):
+        left = _BLOCK - pos % _BLOCK
+        if left < _HEADER:  # block trailer: zero padding
+            pos += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + _HEADER])
+        chunk = data[pos + _HEADER:pos + _HEADER + length]
+        pos += _HEADER + length
+        if kind == _FULL:
+            yield chunk
+        elif kind == _FIRST:
+            pieces = chunk
+        elif kind == _MIDDLE:
+            pieces += chunk
+        elif kind == _LAST:
+            yield pieces + chunk
+
+
+def offline_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(summary, config) of an offline run, read back from its ``.wandb`` file."""
+    from wandb.proto import wandb_internal_pb2
+
+    summary: dict[str, Any] = {}
+    config: dict[str, Any] = {}
+    for payload in _payloads(next(run_dir.glob("run-*.wandb"))):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(payload)
+        kind = record.WhichOneof("record_type")
+        if kind == "summary":
+            for item in record.summary.update:
+                summary[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+        elif kind == "run":
+            for item in record.run.config.update:
+                config[item.key] = json.loads(item.value_json)
+        elif kind == "config":
+            for item in record.config.update:
+                config[item.key] = json.loads(item.value_json)
+    return summary, config
+
+
+@pytest.fixture
+def wandb_offline(tmp_path, monkeypatch) -> Path:
+    """WANDB_MODE=offline with its files under a temporary folder."""
+    folder = tmp_path / "wandb-dir"
+    folder.mkdir()
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(folder))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    return folder
+
+
+@pytest.mark.slow
+def test_offline_run_holds_the_trial_summary(settings, tmp_path, wandb_offline):
+    base = RunConfig(schedule=REPO / "schedules" / "resnet20_filter_rank.yaml",
+                     model="resnet20_cifar", eval_split="val", eval_subset=100)
+    params = {"filter_pruner_50_desired_sparsity": 0.4, "epochs": 0}
+    with embedded_queue(measure_work(settings, MeasureOptions.fast()), base.target,
+                        QueueConfig()) as queue:
+        trial = make_trial_function(base, settings, queue, 300,
+                                    lambda: WandbTracker(project="edgeprune-test", dir=wandb_offline))
+        outcome = trial(TrialContext(0, params, tmp_path / "trial"))
+    assert outcome.status == "ok", outcome.reason
+    runs = list(wandb_offline.glob("wandb/offline-run-*"))
+    assert len(runs) == 1
+    summary, config = offline_run(runs[0])
+    for name in ("Latency", "Total_Latency", "Throughput", "Top1", "Top5", "Top1_before", "macs"):
+        assert summary[name] == pytest.approx(outcome.metrics[name]), name
+    assert summary["status"] == "ok"
+    assert config["filter_pruner_50_desired_sparsity"] == 0.4 and config["epochs"] == 0
+
+
+@pytest.mark.parametrize("sweep_file", sorted(p.name for p in (REPO / "sweeps").glob("*.yaml")))
+def test_agent_command_of_each_sweep_parses_in_the_producer(sweep_file):
+    """Expand the sweep's command as ``wandb agent`` does (wandb's own helper) and let the
+    producer command parse it: the extra --<instance>_<key>=<value> flags map onto the schedule."""
+    import optuna
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+
+    from edgeprune.commands.producer import producer
+    from pipeline.search.config import load_sweep
+    from pipeline.search.space import SearchSpace
+    from producer.params import apply_sweep_params, parse_extra_args
+
+    config = load_sweep(REPO / "sweeps" / sweep_file)
+    params = SearchSpace(config).suggest(optuna.create_study().ask())
+    params["edgeprune"] = config.parameters["edgeprune"].value if "edgeprune" in config.parameters else None
+    params = {k: v for k, v in params.items() if v is not None}
+    macros = create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
+    macros.update(env=["/usr/bin/env"], interpreter=["python"], program=[config.program])
+    words = []
+    for word in config.command:
+        words += macros[word[2:-1]] if word.startswith("${") else [word]
+    assert words[:3] == ["/usr/bin/env", "edgeprune", "producer"]
+    ctx = producer.make_context("producer", words[3:])
+    run_settings: dict = {}
+    overrides, recorded = apply_sweep_params(parse_extra_args(ctx.args), ctx.params["schedule_path"],
+                                             run_settings)
+    searched = [n for n in config.searched if n not in ("epochs", "lr", "precision")]
+    assert len(overrides) == len(searched) and "edgeprune" not in recorded
+    assert str(ctx.params["schedule_path"]) == "schedules/resnet56_filter_rank.yaml"
