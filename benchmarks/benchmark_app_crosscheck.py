@@ -50,7 +50,7 @@ def main() -> None:
         sample = np.random.default_rng(0).standard_normal((1, 3, 32, 32), dtype=np.float32)
         for round_ in range(args.rounds):
             ours.append(open_engine(onnx_path, Target(precision=args.precision), options)
-                        .latency(sample).median)
+                        .latency(sample).quiet_median)
             theirs.append(benchmark_app_median(onnx_path, args.precision, args.seconds))
             print(f"round {round_ + 1}: edgeprune {ours[-1]:.4f} ms  benchmark_app {theirs[-1]:.4f} ms"
                   f"  ratio {ours[-1] / theirs[-1]:.3f}", flush=True)

@@ -211,7 +211,7 @@ def openvino_latency(target: "Target | None" = None, iters: int = 200) -> Latenc
             path = Path(tmp) / "model.onnx"
             export_onnx(copy.deepcopy(model).cpu().eval(), path)
             result = measure(path, target, options=options)
-        return result.layer_latency_ms if result.layer_latency_ms is not None else result.latency.median
+        return result.layer_latency_ms if result.layer_latency_ms is not None else result.latency.quiet_median
 
     return cached_by_architecture(latency)
 

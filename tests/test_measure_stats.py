@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.measure.stats import median_ci_ranks, summarize, time_calls
+from pipeline.measure.stats import median_ci_ranks, quiet_median, summarize, time_calls
 
 
 def _coverage(n: int, j: int, k: int) -> float:
@@ -52,6 +52,32 @@ def test_skewed_timings_keep_the_median_honest() -> None:
     assert stats.mean > 1.4  # the mean is dragged by the tail, the median is not
     assert stats.ci95_low <= stats.median <= stats.ci95_high
     assert stats.p99 >= 1.0 and stats.max == 50.0
+
+
+def test_quiet_median_is_the_lowest_window_median() -> None:
+    # Three windows of 4 in time order, medians 2.5, 10.5 and 6.5; the last two timings are a
+    # partial window and are left out.
+    times = [1, 2, 3, 4, 9, 10, 11, 12, 5, 6, 7, 8, 0.1, 0.1]
+    assert quiet_median(times, window=4) == (2.5, 3)
+    stats = summarize(times, window=4)
+    assert (stats.quiet_median, stats.window, stats.windows) == (2.5, 4, 3)
+    assert stats.median == float(np.median(times))
+
+
+def test_quiet_median_ignores_a_burst_that_moves_the_median() -> None:
+    rng = np.random.default_rng(2)
+    quiet = rng.normal(1.0, 0.01, 400)
+    # A neighbour's burst slows 60% of the run by 30%: the median of all moves, the quiet one not.
+    times = np.concatenate([quiet[:200], rng.normal(1.3, 0.01, 600), quiet[200:]])
+    stats = summarize(times, window=100)
+    assert stats.median > 1.1
+    assert abs(stats.quiet_median - 1.0) < 0.02 and stats.windows == 10
+
+
+def test_quiet_median_of_a_short_run_is_the_median() -> None:
+    times = np.arange(150, dtype=float)
+    assert quiet_median(times, window=100) == (74.5, 1)
+    assert summarize(times, window=100).quiet_median == summarize(times).median
 
 
 def test_timing_loop_needs_both_count_and_time() -> None:

@@ -87,7 +87,7 @@ class OnnxRuntimeEngine:
 
     def latency(self, sample: np.ndarray) -> LatencyStats:
         """Total_Latency statistics of :meth:`latency_samples`."""
-        return summarize(self.latency_samples(sample))
+        return summarize(self.latency_samples(sample), self.options.quiet_window)
 
     def profile(self, sample: np.ndarray) -> LayerProfile:
         """Per-node kernel times from ORT's profiler, grouped by ``model_run``."""

@@ -146,7 +146,7 @@ class OpenVinoEngine:
 
     def latency(self, sample: np.ndarray) -> LatencyStats:
         """Total_Latency statistics of :meth:`latency_samples`."""
-        return summarize(self.latency_samples(sample))
+        return summarize(self.latency_samples(sample), self.options.quiet_window)
 
     def profile(self, sample: np.ndarray) -> LayerProfile:
         """Per-layer mean times over ``profile_repeats`` inferences of a separate PERF_COUNT model.

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .stats import QUIET_WINDOW
+
 
 @dataclass
 class MeasureOptions:
@@ -14,7 +16,8 @@ class MeasureOptions:
     Timing stops only when BOTH ``min_iters`` and ``min_time_s`` are reached: the count bounds the
     width of the median's confidence interval (about +/-3% of the ranks at 1,000 samples), the time
     averages over the scheduler and frequency changes of a shared machine (a few seconds smooths
-    out bursts of neighbours' work). See benchmarks/bench_repeatability.py for the figures.
+    out bursts of neighbours' work), and ``quiet_window`` sets the windows of the quiet median that
+    ``Total_Latency`` reports (see stats.py). See benchmarks/bench_repeatability.py for the figures.
     """
 
     #: Uncounted inferences before timing (first inferences allocate and tune kernels).
@@ -23,6 +26,8 @@ class MeasureOptions:
     min_time_s: float = 3.0
     #: Throughput run length with the THROUGHPUT hint (at least min_iters requests too).
     throughput_time_s: float = 3.0
+    #: Consecutive timed requests per window of the quiet median (Total_Latency).
+    quiet_window: int = QUIET_WINDOW
     #: Measure Throughput at all (it costs throughput_time_s).
     throughput: bool = True
     #: Profiled inferences whose per-layer times are medianed into ``Latency``.

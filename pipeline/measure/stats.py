@@ -1,8 +1,15 @@
 """Latency statistics: a timing loop that stops on count AND time, and distribution-free summaries.
 
 Timings of an inference engine are skewed (a long right tail of scheduler hiccups), so the median
-is the headline figure and its confidence interval comes from order statistics (binomial method),
+is the central figure and its confidence interval comes from order statistics (binomial method),
 which needs no assumption about the distribution.
+
+On a shared machine the median of a whole run still moves with the neighbours: bursts of their work
+last from a fraction of a second to seconds and slow every request they cover, so the same model
+timed twice a minute apart gave medians 30% apart on our 2-core VM. The headline figure is
+therefore the *quiet median*: the run is cut into windows of consecutive requests, and the lowest
+window median is kept, i.e. the model's median latency while nothing else disturbed it. Five runs
+of one model agree within a few percent on it (benchmarks/bench_repeatability.py).
 """
 
 from __future__ import annotations
@@ -30,6 +37,12 @@ class LatencyStats:
     #: 95% confidence interval of the median (order statistics; min/max when count < 6).
     ci95_low: float
     ci95_high: float
+    #: Lowest median of ``window`` consecutive timings (the median when there are fewer than two
+    #: windows): the headline ``Total_Latency``.
+    quiet_median: float
+    #: Timings per window and the number of whole windows the quiet median chose from.
+    window: int
+    windows: int
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -52,11 +65,29 @@ def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int]:
     return j, n + 1 - j
 
 
-def summarize(times_ms: np.ndarray | list[float]) -> LatencyStats:
-    """Median, mean, std (sample, ddof=1), p90/p99 (linear interpolation), min, max, median CI."""
-    values = np.sort(np.asarray(times_ms, dtype=np.float64))
-    if values.size == 0:
+#: Timings per window of the quiet median: about a tenth of a second of a small CNN, short enough
+#: to fit between bursts of neighbours' work, long enough for a stable median of its own.
+QUIET_WINDOW = 100
+
+
+def quiet_median(times_ms: np.ndarray | list[float], window: int = QUIET_WINDOW) -> tuple[float, int]:
+    """Lowest median over consecutive windows of ``window`` timings (in the order taken), and the
+    number of windows; with fewer than two whole windows, the median of all and 1."""
+    ordered = np.asarray(times_ms, dtype=np.float64)
+    count = ordered.size // window if window > 0 else 0
+    if count < 2:
+        return float(np.median(ordered)), 1
+    blocks = ordered[:count * window].reshape(count, window)
+    return float(np.median(blocks, axis=1).min()), count
+
+
+def summarize(times_ms: np.ndarray | list[float], window: int = QUIET_WINDOW) -> LatencyStats:
+    """Median, mean, std (sample, ddof=1), p90/p99 (linear interpolation), min, max, median CI, and
+    the quiet median of ``window``-long runs of consecutive timings (``times_ms`` in time order)."""
+    if len(times_ms) == 0:
         raise ValueError("summarize needs at least one timing")
+    quiet, windows = quiet_median(times_ms, window)
+    values = np.sort(np.asarray(times_ms, dtype=np.float64))
     j, k = median_ci_ranks(values.size)
     return LatencyStats(
         median=float(np.median(values)),
@@ -69,6 +100,9 @@ def summarize(times_ms: np.ndarray | list[float]) -> LatencyStats:
         count=int(values.size),
         ci95_low=float(values[j - 1]),
         ci95_high=float(values[k - 1]),
+        quiet_median=quiet,
+        window=window,
+        windows=windows,
     )
 
 
