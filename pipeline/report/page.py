@@ -121,6 +121,7 @@ def render_page(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path
                                     '(every figure on this page)</p>'))
     notes = {"Accuracy": report["note"],
              "Latency": "Latency = sum of OpenVINO per-layer times for one inference; "
-                        "Total_Latency = median of one synchronous request end to end; "
+                        "Total_Latency = quiet median (lowest median of 100 consecutive requests) of one "
+                        "synchronous request end to end; "
                         "Throughput = images/s with the throughput hint on all cores"}
     return page(title, sections, notes)
