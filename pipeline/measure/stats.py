@@ -84,10 +84,11 @@ def quiet_median(times_ms: np.ndarray | list[float], window: int = QUIET_WINDOW)
 def summarize(times_ms: np.ndarray | list[float], window: int = QUIET_WINDOW) -> LatencyStats:
     """Median, mean, std (sample, ddof=1), p90/p99 (linear interpolation), min, max, median CI, and
     the quiet median of ``window``-long runs of consecutive timings (``times_ms`` in time order)."""
-    if len(times_ms) == 0:
+    ordered = np.asarray(times_ms, dtype=np.float64)
+    if ordered.size == 0:
         raise ValueError("summarize needs at least one timing")
-    quiet, windows = quiet_median(times_ms, window)
-    values = np.sort(np.asarray(times_ms, dtype=np.float64))
+    quiet, windows = quiet_median(ordered, window)
+    values = np.sort(ordered)
     j, k = median_ci_ranks(values.size)
     return LatencyStats(
         median=float(np.median(values)),
