@@ -87,6 +87,8 @@ def test_metrics_carry_the_contract_names(fp32, resnet20, onnx_path) -> None:
     macs, _ = count_macs_params(resnet20)
     assert metrics["macs"] == macs  # from the ONNX graph, equal to counting the PyTorch model
     assert metrics["onnx_bytes"] == onnx_path.stat().st_size and metrics["ir_bytes"] > 0
+    # Timing did not wait (quiet_wait_s 0) but recorded how slow the machine was when it began.
+    assert metrics["machine_slowdown"] >= 1.0 and metrics["quiet_wait_s"] == 0.0
 
 
 def test_layer_sum_is_within_the_single_inference_time(fp32) -> None:

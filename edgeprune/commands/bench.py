@@ -13,7 +13,7 @@ import numpy as np
 from pipeline.messages import Target
 from pipeline.settings import Settings
 
-from .options import settings_options, target_options
+from .options import quiet_wait_option, settings_options, target_options
 
 
 def _eval_data(settings: Settings, split: str, limit: int, accuracy: bool,
@@ -59,6 +59,8 @@ def _rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
         ("  mean / std", f"{lat['mean']:.4f} / {lat['std']:.4f}"),
         ("  p90 / p99", f"{lat['p90']:.4f} / {lat['p99']:.4f}"),
         ("  min / max / count", f"{lat['min']:.4f} / {lat['max']:.4f} / {lat['count']}"),
+        ("  machine slowdown / waited", f"{metrics['machine_slowdown']:.2f}x / "
+                                        f"{metrics['quiet_wait_s']:.0f} s"),
         ("Throughput img/s", _fmt(metrics["Throughput"], 1)),
     ]
     if "Top1" in metrics:
@@ -123,13 +125,14 @@ def _write_atomically(path: Path, text: str) -> None:
 @click.option("--quiet-window", default=None, type=click.IntRange(min=1),
               help="Consecutive requests per window of the quiet median that Total_Latency "
                    "reports (the lowest window median) [default 100].")
+@quiet_wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON instead of a table.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Also write the JSON to this file (only when the benchmark succeeded).")
 @settings_options
 def bench(settings: Settings, model_path: Path, target: Target, accuracy: bool, split: str,
           limit: int, baseline: Path | None, per_layer: bool, min_iters: int | None,
-          min_time: float | None, quiet_window: int | None, as_json: bool,
+          min_time: float | None, quiet_window: int | None, quiet_wait: float, as_json: bool,
           out: Path | None) -> None:
     """Benchmark MODEL.onnx on OpenVINO or ONNX Runtime: latency statistics, the seed's Latency /
     Total_Latency / Throughput figures, deployed accuracy, sizes and the per-layer profile.
@@ -147,7 +150,8 @@ def bench(settings: Settings, model_path: Path, target: Target, accuracy: bool, 
     images, labels, calibration = _eval_data(settings, split, limit, accuracy,
                                              target.precision == "int8")
     overrides = {k: v for k, v in (("min_iters", min_iters), ("min_time_s", min_time),
-                                   ("throughput_time_s", min_time), ("quiet_window", quiet_window))
+                                   ("throughput_time_s", min_time), ("quiet_window", quiet_window),
+                                   ("quiet_wait_s", quiet_wait))
                  if v is not None}
     options = MeasureOptions(profile_layers=per_layer, calibration_images=calibration, **overrides)
     measured = [measure(path, target, images, labels, options) for path in paths]

@@ -10,7 +10,7 @@ from pipeline.queue import check_only as check_only_work
 from pipeline.queue import measure_work
 from pipeline.settings import Settings
 
-from .options import redis_option, settings_options
+from .options import quiet_wait_option, redis_option, settings_options
 from .queue import consumer_queue_options, server_queue
 
 
@@ -32,13 +32,15 @@ from .queue import consumer_queue_options, server_queue
               help="Exit after this many seconds without a job (0: never).")
 @click.option("--fast", is_flag=True,
               help="Short measurements (a few dozen inferences): for smoke tests, figures are noisy.")
+@quiet_wait_option
 @click.option("--check-only", is_flag=True,
               help="Only fetch, verify and parse each model, reporting its size and node count: "
                    "tests the queue plumbing without measuring.")
 @consumer_queue_options
 @settings_options
 def consumer(settings: Settings, redis_url: str | None, backend: str, target_device: str,
-             name: str | None, max_jobs: int, idle_exit: float, fast: bool, check_only: bool,
+             name: str | None, max_jobs: int, idle_exit: float, fast: bool, quiet_wait: float,
+             check_only: bool,
              prefix: str, queue_config: object) -> None:
     """Serve the job queue of one target (backend and device) until stopped.
 
@@ -57,7 +59,8 @@ def consumer(settings: Settings, redis_url: str | None, backend: str, target_dev
     else:
         from pipeline.measure import MeasureOptions
 
-        work = measure_work(settings, MeasureOptions.fast() if fast else None)
+        work = measure_work(settings, MeasureOptions.fast(quiet_wait_s=quiet_wait) if fast
+                            else MeasureOptions(quiet_wait_s=quiet_wait))
     stats = run_consumer(queue, Target(backend=backend, device=target_device), work, name=name,
                          max_jobs=max_jobs, idle_exit=idle_exit)
     click.echo(f"consumer stopped: {stats.done} done, {stats.failed} failed, "

@@ -58,6 +58,16 @@ def redis_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
+def quiet_wait_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --quiet-wait S (``MeasureOptions.quiet_wait_s``), passed as ``quiet_wait``."""
+    return click.option(
+        "--quiet-wait", "quiet_wait", default=0.0, show_default=True, type=click.FloatRange(min=0),
+        help="Seconds each latency measurement may wait, before timing, for a shared machine's "
+             "slow period to end (a reference kernel back within 15% of its best time); 0 times "
+             "at once. The slowdown at the start is recorded as machine_slowdown either way.",
+    )(func)
+
+
 def target_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add --backend/--device/--precision and pass them as ``target`` (a pipeline Target)."""
     options = [

@@ -17,7 +17,7 @@ from pipeline.models import MODEL_NAMES
 from pipeline.queue import QueueConfig
 from pipeline.settings import Settings
 
-from .options import redis_option, settings_options, target_options
+from .options import quiet_wait_option, redis_option, settings_options, target_options
 from .queue import producer_queue_options
 
 DEFAULT_TRIALS = 20
@@ -63,6 +63,7 @@ DEFAULT_TRIALS = 20
               help="Seconds a trial waits for its measurement before it is recorded as failed.")
 @click.option("--fast-measure", is_flag=True,
               help="Short measurements in this process's consumer (noisy figures: smoke runs only).")
+@quiet_wait_option
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Sampler seed (worker i uses seed+i) and the runs' data seed.")
 @click.option("--tracker", type=click.Choice(["none", "wandb"]), default="none", show_default=True,
@@ -74,15 +75,15 @@ DEFAULT_TRIALS = 20
 @settings_options
 def sweep(settings: Settings, sweep_file: Path, n_trials: int | None, storage: str | None,
           study_name: str | None, workers: int, out_dir: Path | None, schedule_path: Path | None,
-          model: str | None, target: Target, timeout: float, fast_measure: bool, seed: int,
-          tracker: str,
-          as_json: bool, redis_url: str | None, prefix: str, queue_config: QueueConfig,
-          **options: Any) -> None:
+          model: str | None, target: Target, timeout: float, fast_measure: bool, quiet_wait: float,
+          seed: int, tracker: str, as_json: bool, redis_url: str | None, prefix: str,
+          queue_config: QueueConfig, **options: Any) -> None:
     """Run SWEEP_FILE (a W&B sweep YAML, e.g. sweeps/01_rapid_latency.yaml) on a local Optuna study.
 
-    method bayes uses TPE (multi-objective and constrained when the sweep's edgeprune extension
-    asks), random and grid as named. Prints one row per finished trial and the best so far (or the
-    Pareto front). Without --redis, models are measured by a consumer thread in each worker.
+    method bayes uses a Gaussian process (Optuna's GPSampler; multi-objective and constrained when
+    the sweep's edgeprune extension asks; `sampler: tpe` there for TPE), random and grid as
+    named. Prints one row per finished trial and the best so far (or the Pareto front). Without
+    --redis, models are measured by a consumer thread in each worker.
     Accuracy on the shared JPEG CIFAR-10 is lower than on the original set (ResNet56: 83.2% vs 93.4%).
     """
     from optuna import logging as optuna_logging
@@ -114,7 +115,8 @@ def sweep(settings: Settings, sweep_file: Path, n_trials: int | None, storage: s
                     n_trials=n_trials, storage=storage, study_name=name, redis_url=redis_url,
                     queue_prefix=prefix, queue_config=queue_config, timeout=timeout, seed=seed,
                     tracker=tracker, progress=not as_json,
-                    measure_options=MeasureOptions.fast() if fast_measure else None)
+                    measure_options=MeasureOptions.fast(quiet_wait_s=quiet_wait) if fast_measure
+                    else MeasureOptions(quiet_wait_s=quiet_wait))
     # Create the study once before the workers start, so they do not race to create it.
     open_study(config, open_storage(storage, out_dir), name, seed)
     if workers == 1:

@@ -12,6 +12,8 @@ Definitions (kept under the seed's names for continuity):
   input tensor and returning the output; batch 1, LATENCY hint, one stream. The figure is the
   quiet median (the lowest median of ``quiet_window`` consecutive requests, see stats.py), so that
   a neighbour's burst of work does not move it; ``latency.median`` over all requests sits beside it.
+  With ``MeasureOptions.quiet_wait_s`` timing first waits out longer slow periods of a shared
+  machine (interference.py); ``machine_slowdown`` records how slow the machine was when it began.
 - ``Throughput`` (images/s): THROUGHPUT hint on all cores, an async queue of the engine's optimal
   number of requests, batch 1 (ORT: back-to-back runs on all intra-op threads).
 """
@@ -30,6 +32,7 @@ from ..errors import BenchmarkError
 from ..messages import Target
 from .accuracy import DeployedAccuracy, accuracy_gap, evaluate_logits
 from .facts import OnnxFacts, onnx_facts
+from .interference import wait_until_quiet
 from .options import EngineInfo, MeasureOptions
 from .profile import LayerProfile
 from .stats import LatencyStats
@@ -57,6 +60,10 @@ class Measurement:
     accuracy_flag: str | None
     keep_layers: bool
     seconds: float
+    #: The machine's slowdown when latency timing started (interference.py; 1.0: at its best) and
+    #: the seconds spent waiting for it to fall to ``MeasureOptions.quiet_limit``.
+    machine_slowdown: float = 1.0
+    quiet_wait_s: float = 0.0
 
     @property
     def layer_latency_ms(self) -> float | None:
@@ -90,6 +97,8 @@ class Measurement:
             "params": self.facts.params,
             "macs": self.facts.macs,
             "measure_seconds": round(self.seconds, 3),
+            "machine_slowdown": round(self.machine_slowdown, 3),
+            "quiet_wait_s": round(self.quiet_wait_s, 1),
         }
         if self.accuracy is not None:
             metrics.update(Top1=self.accuracy.top1, Top5=self.accuracy.top5,
@@ -176,6 +185,7 @@ def measure(onnx_path: Path | str, target: Target, eval_images: np.ndarray | Non
                                                           dtype=np.float32)
     info = engine.info()
     log.info("measuring %s on %s %s (%s)", path.name, info.backend, info.device, info.precision)
+    slowdown, waited = wait_until_quiet(options.quiet_wait_s, options.quiet_limit)
     latency = engine.latency(sample)
     profile = engine.profile(sample)
     throughput, requests = engine.throughput(sample) if options.throughput else (None, None)
@@ -191,5 +201,5 @@ def measure(onnx_path: Path | str, target: Target, eval_images: np.ndarray | Non
         onnx_path=str(path), engine=info, facts=facts, latency=latency, profile=profile,
         throughput=throughput, throughput_requests=requests, accuracy=accuracy,
         ir_bytes=engine.ir_bytes(), accuracy_flag=flag, keep_layers=options.profile_layers,
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - started, machine_slowdown=slowdown, quiet_wait_s=waited,
     )

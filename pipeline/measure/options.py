@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .interference import DISTURBED
 from .stats import QUIET_WINDOW
 
 
@@ -28,6 +29,11 @@ class MeasureOptions:
     throughput_time_s: float = 3.0
     #: Consecutive timed requests per window of the quiet median (Total_Latency).
     quiet_window: int = QUIET_WINDOW
+    #: Seconds to wait, before timing, for the machine to run at its best speed again (a reference
+    #: kernel's slowdown <= ``quiet_limit``, see interference.py); 0 times at once. The slowdown
+    #: at the start of timing is recorded either way (``machine_slowdown``).
+    quiet_wait_s: float = 0.0
+    quiet_limit: float = DISTURBED
     #: Measure Throughput at all (it costs throughput_time_s).
     throughput: bool = True
     #: Profiled inferences whose per-layer times are medianed into ``Latency``.

@@ -1,0 +1,56 @@
+"""The reference kernel that tells a slow period of a shared machine, and the wait before timing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from pipeline.measure.interference import ReferenceKernel, wait_until_quiet
+
+
+class ScriptedKernel(ReferenceKernel):
+    """The real slowdown bookkeeping over scripted timings, to drive the wait through a slow period."""
+
+    def __init__(self, times_ms: list[float]):
+        super().__init__(size=4, repeats=1)
+        self.times_ms = list(times_ms)
+        self.calls = 0
+
+    def time_ms(self) -> float:
+        self.calls += 1
+        return self.times_ms.pop(0) if len(self.times_ms) > 1 else self.times_ms[0]
+
+
+def test_real_kernel_slowdown_is_relative_to_its_best_time() -> None:
+    kernel = ReferenceKernel()
+    first = kernel.slowdown()
+    assert first == 1.0 and math.isfinite(kernel.best_ms) and kernel.best_ms > 0
+    readings = [kernel.slowdown() for _ in range(5)]
+    assert all(r >= 1.0 for r in readings)
+    assert kernel.best_ms <= kernel.time_ms() * max(readings)  # best is the lowest time seen
+
+
+def test_wait_returns_once_the_slow_period_ends() -> None:
+    # best 1.0 ms, then a slow period at 1.6x for three polls, then back to 1.02x.
+    kernel = ScriptedKernel([1.0, 1.6, 1.6, 1.6, 1.02])
+    kernel.slowdown()
+    sleeps: list[float] = []
+    slowdown, _ = wait_until_quiet(60.0, limit=1.15, poll_s=0.5, kernel=kernel, sleep=sleeps.append)
+    assert slowdown == pytest.approx(1.02)
+    assert sleeps == [0.5, 0.5, 0.5] and kernel.calls == 5
+
+
+def test_wait_gives_up_after_max_wait_and_reports_the_slowdown() -> None:
+    kernel = ScriptedKernel([1.0, 2.0])
+    kernel.slowdown()
+    slowdown, waited = wait_until_quiet(0.05, limit=1.15, poll_s=0.01, kernel=kernel)
+    assert slowdown == pytest.approx(2.0) and waited >= 0.05
+
+
+def test_no_wait_asked_times_at_once() -> None:
+    kernel = ScriptedKernel([1.0, 2.0])
+    kernel.slowdown()
+    sleeps: list[float] = []
+    slowdown, waited = wait_until_quiet(0.0, kernel=kernel, sleep=sleeps.append)
+    assert slowdown == pytest.approx(2.0) and sleeps == [] and waited < 1.0
