@@ -8,6 +8,10 @@ its time tracked the model's median with a correlation of 0.97 (benchmarks/inter
 time over the best time seen in this process is therefore the machine's current *slowdown*, and
 a measurement can wait for the machine to be itself again before it starts.
 
+It times many short calls and keeps their median, so it sees the machine itself running slower,
+not other processes of this machine taking turns on the cores (a call that is preempted is one
+slow sample among thirty; the quiet median of the model's requests skips those turns likewise).
+
 The best time is the process's own: a process that starts inside a slow period takes that period
 for normal until it sees a quiet one. Long-lived processes (consumers, sweeps) learn it quickly.
 """
