@@ -5,7 +5,8 @@ plus an accuracy floor so the minimum is not simply "prune everything": a trial 
 the pruned model's PyTorch Top1 on a fixed validation subset is at least --floor. The objective is
 --metric: Total_Latency (ms, the quiet median, our least noisy latency figure) by default; Latency
 (the sum of per-layer mean times) swings by up to 2x under a neighbour's burst on a shared VM,
-and a noisy objective rewards the lucky, not the better sampler.
+and a noisy objective rewards the lucky, not the better sampler. For the same reason each
+measurement first waits (up to --quiet-wait seconds) for a slow period of a shared VM to end.
 
 Without retraining, equal architectures are equal models (L1 ranking is deterministic), so each
 architecture is pruned, evaluated and measured once: results are cached by architecture signature
