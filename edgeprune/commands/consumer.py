@@ -10,7 +10,7 @@ from pipeline.queue import check_only as check_only_work
 from pipeline.queue import measure_work
 from pipeline.settings import Settings
 
-from .options import quiet_wait_option, redis_option, settings_options
+from .options import measure_options, quiet_wait_option, redis_option, settings_options
 from .queue import consumer_queue_options, server_queue
 
 
@@ -57,10 +57,7 @@ def consumer(settings: Settings, redis_url: str | None, backend: str, target_dev
     if check_only:
         work = check_only_work
     else:
-        from pipeline.measure import MeasureOptions
-
-        work = measure_work(settings, MeasureOptions.fast(quiet_wait_s=quiet_wait) if fast
-                            else MeasureOptions(quiet_wait_s=quiet_wait))
+        work = measure_work(settings, measure_options(fast, quiet_wait))
     stats = run_consumer(queue, Target(backend=backend, device=target_device), work, name=name,
                          max_jobs=max_jobs, idle_exit=idle_exit)
     click.echo(f"consumer stopped: {stats.done} done, {stats.failed} failed, "

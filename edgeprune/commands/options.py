@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from pipeline.settings import ENV_VARS, Settings
+
+if TYPE_CHECKING:
+    from pipeline.measure import MeasureOptions
 
 
 def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -66,6 +69,13 @@ def quiet_wait_option(func: Callable[..., Any]) -> Callable[..., Any]:
              "slow period to end (a reference kernel back within 15% of its best time); 0 times "
              "at once. The slowdown at the start is recorded as machine_slowdown either way.",
     )(func)
+
+
+def measure_options(fast: bool, quiet_wait: float) -> MeasureOptions:
+    """The consumer's MeasureOptions from --fast (short, noisy timings) and --quiet-wait."""
+    from pipeline.measure import MeasureOptions  # lazily: --help of every command stays light
+
+    return (MeasureOptions.fast if fast else MeasureOptions)(quiet_wait_s=quiet_wait)
 
 
 def target_options(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -11,13 +11,13 @@ import click
 
 from pipeline.errors import UserError
 from pipeline.flow import JPEG_NOTE, RunConfig
-from pipeline.measure.options import MeasureOptions
 from pipeline.messages import Target
 from pipeline.models import MODEL_NAMES
 from pipeline.queue import QueueConfig
 from pipeline.settings import Settings
 
-from .options import quiet_wait_option, redis_option, settings_options, target_options
+from .options import (measure_options, quiet_wait_option, redis_option, settings_options,
+                      target_options)
 from .queue import producer_queue_options
 
 DEFAULT_TRIALS = 20
@@ -115,8 +115,7 @@ def sweep(settings: Settings, sweep_file: Path, n_trials: int | None, storage: s
                     n_trials=n_trials, storage=storage, study_name=name, redis_url=redis_url,
                     queue_prefix=prefix, queue_config=queue_config, timeout=timeout, seed=seed,
                     tracker=tracker, progress=not as_json,
-                    measure_options=MeasureOptions.fast(quiet_wait_s=quiet_wait) if fast_measure
-                    else MeasureOptions(quiet_wait_s=quiet_wait))
+                    measure_options=measure_options(fast_measure, quiet_wait))
     # Create the study once before the workers start, so they do not race to create it.
     open_study(config, open_storage(storage, out_dir), name, seed)
     if workers == 1:

@@ -4,8 +4,8 @@ On a shared VM the host sometimes takes part of this guest's CPU away for tens o
 2-core CI machine, every kernel (the model's and any other) then runs 1.5-2x slower, for 20-40 s
 at a time. The quiet median (stats.py) sees through bursts shorter than a run, not through these.
 A small fixed workload on all cores (float32 matrix products) slows by the same factor: over 90 s
-its time tracked the model's median with a correlation of 0.97 (benchmarks/interference.py). Its
-time over the best time seen in this process is therefore the machine's current *slowdown*, and
+its time tracked the model's median with a correlation of 0.91-0.97 (benchmarks/interference.py).
+Its time over the best time seen in this process is therefore the machine's current *slowdown*, and
 a measurement can wait for the machine to be itself again before it starts.
 
 It times many short calls and keeps their median, so it sees the machine itself running slower,
@@ -80,16 +80,14 @@ def wait_until_quiet(max_wait_s: float, limit: float = DISTURBED, poll_s: float 
     kernel = kernel or process_kernel()
     started = time.monotonic()
     slowdown = kernel.slowdown()
-    announced = False
+    if slowdown > limit and max_wait_s > 0:
+        log.info("machine is %.2fx slower than its best; waiting up to %.0f s before timing",
+                 slowdown, max_wait_s)
     while slowdown > limit and time.monotonic() - started < max_wait_s:
-        if not announced:
-            log.info("machine is %.2fx slower than its best; waiting up to %.0f s before timing",
-                     slowdown, max_wait_s)
-            announced = True
         sleep(poll_s)
         slowdown = kernel.slowdown()
     waited = time.monotonic() - started
-    if slowdown > limit:
+    if slowdown > limit and max_wait_s > 0:
         log.warning("machine still %.2fx slower than its best after %.0f s; timing anyway (the "
                     "result records machine_slowdown)", slowdown, waited)
     return slowdown, waited

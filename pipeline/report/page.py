@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..measure.stats import QUIET_WINDOW
 from .html import image, page, paragraph, section, table
 
 
@@ -121,7 +122,7 @@ def render_page(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path
                                     '(every figure on this page)</p>'))
     notes = {"Accuracy": report["note"],
              "Latency": "Latency = sum of OpenVINO per-layer times for one inference; "
-                        "Total_Latency = quiet median (lowest median of 100 consecutive requests) of one "
-                        "synchronous request end to end; "
+                        f"Total_Latency = quiet median (lowest median of {QUIET_WINDOW} consecutive "
+                        "requests) of one synchronous request end to end; "
                         "Throughput = images/s with the throughput hint on all cores"}
     return page(title, sections, notes)
