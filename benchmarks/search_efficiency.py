@@ -3,10 +3,12 @@
 Same space as sweeps/01_rapid_latency.yaml (four sparsities, q 0.05), same budget per sampler,
 plus an accuracy floor so the minimum is not simply "prune everything": a trial is feasible when
 the pruned model's PyTorch Top1 on a fixed validation subset is at least --floor. The objective is
---metric: Total_Latency (ms, the quiet median, our least noisy latency figure) by default; Latency
-(the sum of per-layer mean times) swings by up to 2x under a neighbour's burst on a shared VM,
-and a noisy objective rewards the lucky, not the better sampler. For the same reason each
-measurement first waits (up to --quiet-wait seconds) for a slow period of a shared VM to end.
+--metric: Relative_Latency by default, the pruned model's request time over the unpruned model's,
+the two timed in alternating windows (pipeline/measure/relative.py): a shared VM's slow periods
+last seconds to a minute and move Total_Latency (the quiet median) by up to 1.6x, but move both
+models alike. A noisy objective rewards the lucky, not the better sampler. Total_Latency and
+Latency (the sum of per-layer mean times) can be chosen instead; --quiet-wait then lets each
+measurement first wait for a slow period to end, where the reference kernel sees them.
 
 Without retraining, equal architectures are equal models (L1 ranking is deterministic), so each
 architecture is pruned, evaluated and measured once: results are cached by architecture signature
@@ -36,6 +38,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _resnet56 import export, pretrained_resnet56  # noqa: E402
+
 from pipeline.flow import RunConfig, produce  # noqa: E402
 from pipeline.measure import measure  # noqa: E402
 from pipeline.measure.options import MeasureOptions  # noqa: E402
@@ -61,19 +65,23 @@ class CachedRapidTrial:
     """Prune + evaluate + measure one architecture, once; later trials of it read the cache."""
 
     def __init__(self, settings: Settings, cache: FileLatencyCache, val_subset: int,
-                 metric: str = "Total_Latency", quiet_wait: float = 120.0):
+                 metric: str = "Relative_Latency", quiet_wait: float = 0.0,
+                 reference: Path | None = None):
         self.settings = settings
         self.metric = metric
         self.cache = cache
         self.base = RunConfig(schedule=REPO / "schedules" / "resnet56_filter_rank.yaml",
                               model="resnet56_cifar", eval_split="val", eval_subset=val_subset,
                               torch_eval=True)
-        # About 12 quiet-median windows of 50 requests (0.6 s) per architecture, started only when
-        # the machine runs at its best speed: slow periods of a shared VM last up to a minute and
-        # made one architecture in ten look 40-50% slower than it is, which misleads a GP far
-        # more than random search (the noise is one-sided, and random search only keeps a minimum).
+        # Slow periods of a shared VM last up to a minute and made one architecture in ten look
+        # 40-50% slower than it is, which misleads a model-based sampler far more than random
+        # search (the noise is one-sided, and random search only keeps a minimum). So: 20
+        # alternating windows of 50 requests against the unpruned model (Relative_Latency), and
+        # about 12 quiet-median windows of 50 requests for Total_Latency.
         self.options = MeasureOptions(min_iters=600, min_time_s=0.6, quiet_window=50,
-                                      throughput=False, profile_repeats=20, quiet_wait_s=quiet_wait)
+                                      throughput=False, profile_repeats=20, quiet_wait_s=quiet_wait,
+                                      reference_onnx=str(reference) if reference else None,
+                                      relative_polls=20, relative_window=50)
         self.measured = 0
 
     def __call__(self, context: TrialContext) -> TrialOutcome:
@@ -87,8 +95,9 @@ class CachedRapidTrial:
             if metrics is None or self.metric not in metrics or "machine_slowdown" not in metrics:
                 measured = measure(produced.onnx_path, Target(), options=self.options).to_metrics()
                 metrics = {"Top1_torch": produced.metrics["Top1_torch"],
-                           **{name: measured[name] for name in ("Latency", "Total_Latency",
-                                                                 "machine_slowdown")}}
+                           **{name: measured.get(name) for name in (
+                               "Latency", "Total_Latency", "machine_slowdown", "Relative_Latency",
+                               "relative_spread")}}
                 self.cache.put(key, metrics)
                 self.measured += 1
         return TrialOutcome("ok", dict(metrics))
@@ -128,11 +137,13 @@ def main() -> None:
                         help="Data set [default: the shared mini set: 200 validation images, which "
                              "keeps each new architecture to seconds].")
     parser.add_argument("--samplers", default="gp,tpe", help="Model-based samplers to compare.")
-    parser.add_argument("--metric", default="Total_Latency", choices=["Total_Latency", "Latency"],
-                        help="Latency figure to minimise.")
-    parser.add_argument("--quiet-wait", type=float, default=120.0,
+    parser.add_argument("--metric", default="Relative_Latency",
+                        choices=["Relative_Latency", "Total_Latency", "Latency"],
+                        help="Latency figure to minimise (Relative_Latency: against the unpruned "
+                             "ResNet56, timed in alternation).")
+    parser.add_argument("--quiet-wait", type=float, default=0.0,
                         help="Seconds each measurement may wait for a slow period of the machine to "
-                             "end (0: measure at once, as before).")
+                             "end, as the reference kernel sees it (0: measure at once).")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "edgeprune" /
                         "search_efficiency.json", help="Measurement cache (JSON).")
     args = parser.parse_args()
@@ -140,8 +151,12 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     settings = Settings.load(data=args.data or REPO.parent / "shared" / "data" /
                              "cifar10-jpeg-mini.tar.gz")
+    reference = args.cache.with_name("resnet56_unpruned.onnx")
+    if not reference.exists():
+        reference.parent.mkdir(parents=True, exist_ok=True)
+        export(pretrained_resnet56(settings), reference)
     trial_fn = CachedRapidTrial(settings, FileLatencyCache(args.cache), args.val_subset,
-                                args.metric, args.quiet_wait)
+                                args.metric, args.quiet_wait, reference)
     started = time.time()
     rows, pooled = [], []
     with tempfile.TemporaryDirectory() as out:
@@ -167,8 +182,9 @@ def main() -> None:
           f"original set), budget "
           f"{args.trials} trials per run; {trial_fn.measured} architectures measured in "
           f"{time.time() - started:.0f} s")
-    print(f"{'seed':>4} {'random best ms':>14} {'random: trials':>14} " +
-          " ".join(f"{n + ': trials':>14} {n + ' best ms':>12}" for n in names))
+    print(f"objective: {args.metric} (Relative_Latency: pruned / unpruned request time; else ms)")
+    print(f"{'seed':>4} {'random best':>14} {'random: trials':>14} " +
+          " ".join(f"{n + ': trials':>14} {n + ' best':>12}" for n in names))
     for row in rows:
         cells = [f"{row['seed']:>4}", f"{row['random_best']:>14.4f}", f"{row['random']:>14}"]
         for n in names:

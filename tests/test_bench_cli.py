@@ -92,6 +92,10 @@ def test_bench_prints_json_and_writes_out(bench, models, settings, tmp_path: Pat
     assert stats["window"] == 5 and stats["windows"] == stats["count"] // 5
     assert stats["min"] <= model["Total_Latency"] == stats["quiet_median"] <= stats["max"]
     assert printed["baseline"]["macs"] == model["macs"]
+    # MODEL was also timed in alternation with the baseline: here the same file, so about 1.
+    assert model["relative_reference"] == "resnet20.onnx" and model["relative_polls"] == 20
+    assert 0.5 < model["Relative_Latency"] < 2.0
+    assert "Relative_Latency" not in printed["baseline"]
     # Two compiles of one file may differ in which tiny nodes OpenVINO reports as executed, so
     # the comparison is the union of both profiles, each time on its own side.
     rows = {row["name"]: row for row in printed["per_layer_comparison"]}

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 
-import pytest
-
-from pipeline.measure.interference import ReferenceKernel, wait_until_quiet
+from pipeline.measure.interference import DISTURBED, ReferenceKernel, wait_until_quiet
 
 
 class ScriptedKernel(ReferenceKernel):
@@ -22,14 +20,22 @@ class ScriptedKernel(ReferenceKernel):
         return self.times_ms.pop(0) if len(self.times_ms) > 1 else self.times_ms[0]
 
 
-def test_real_kernel_slowdown_is_relative_to_its_best_time() -> None:
+def test_real_kernel_slowdown_is_relative_to_its_quiet_time() -> None:
     kernel = ReferenceKernel()
     assert kernel.slowdown() == 1.0 and math.isfinite(kernel.best_ms) and kernel.best_ms > 0
-    bests = []
     for _ in range(5):
         assert kernel.slowdown() >= 1.0
-        bests.append(kernel.best_ms)
-    assert bests == sorted(bests, reverse=True)  # the best time only ever improves
+    assert len(kernel.history) == 6 and kernel.best_ms <= max(kernel.history)
+
+
+def test_one_unusually_fast_timing_does_not_make_every_later_one_slow() -> None:
+    # A quiet machine at 1.0 ms with its usual scatter, and one timing far below it (on one VM the
+    # kernel ran a third faster before OpenVINO was loaded than ever after).
+    quiet = [1.0, 1.05, 0.98, 1.02, 1.0, 0.97, 1.03, 1.01, 0.99, 1.04] * 2
+    kernel = ScriptedKernel([0.6, *quiet, 1.02])
+    for _ in range(1 + len(quiet)):
+        kernel.slowdown()
+    assert kernel.slowdown() < DISTURBED  # against the minimum (0.6 ms) it would read 1.7x
 
 
 def test_wait_returns_once_the_slow_period_ends() -> None:
@@ -38,7 +44,7 @@ def test_wait_returns_once_the_slow_period_ends() -> None:
     kernel.slowdown()
     sleeps: list[float] = []
     slowdown, _ = wait_until_quiet(60.0, limit=1.15, poll_s=0.5, kernel=kernel, sleep=sleeps.append)
-    assert slowdown == pytest.approx(1.02)
+    assert slowdown < DISTURBED
     assert sleeps == [0.5, 0.5, 0.5] and kernel.calls == 5
 
 
@@ -46,7 +52,7 @@ def test_wait_gives_up_after_max_wait_and_reports_the_slowdown() -> None:
     kernel = ScriptedKernel([1.0, 2.0])
     kernel.slowdown()
     slowdown, waited = wait_until_quiet(0.05, limit=1.15, poll_s=0.01, kernel=kernel)
-    assert slowdown == pytest.approx(2.0) and waited >= 0.05
+    assert slowdown > DISTURBED and waited >= 0.05
 
 
 def test_no_wait_asked_times_at_once() -> None:
@@ -54,4 +60,4 @@ def test_no_wait_asked_times_at_once() -> None:
     kernel.slowdown()
     sleeps: list[float] = []
     slowdown, waited = wait_until_quiet(0.0, kernel=kernel, sleep=sleeps.append)
-    assert slowdown == pytest.approx(2.0) and sleeps == [] and waited < 1.0
+    assert slowdown > DISTURBED and sleeps == [] and waited < 1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,10 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def _rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+RELATIVE_LABEL = "Relative_Latency (alternating)"
+
+
+def _rows(metrics: dict[str, Any], relative: bool = False) -> list[tuple[str, str]]:
     lat = metrics["latency"]
     version = metrics.get("openvino_version") or metrics.get("onnxruntime_version")
     rows = [
@@ -63,6 +67,10 @@ def _rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
                                         f"{metrics['quiet_wait_s']:.0f} s"),
         ("Throughput img/s", _fmt(metrics["Throughput"], 1)),
     ]
+    if relative:
+        value = metrics.get("Relative_Latency")
+        rows += [(RELATIVE_LABEL, "-" if value is None else
+                  f"{value:.4f} (IQR {metrics['relative_spread']:.1%}, {metrics['relative_polls']} polls)")]
     if "Top1" in metrics:
         rows += [("Top1 / Top5 % (deployed)", f"{metrics['Top1']:.2f} / {metrics['Top5']:.2f} "
                                               f"on {metrics['eval_count']} images")]
@@ -77,7 +85,8 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
 
 def format_table(named: list[tuple[str, dict[str, Any]]]) -> str:
     """The figures of one or more measured models side by side."""
-    columns = [_rows(metrics) for _, metrics in named]
+    relative = any("Relative_Latency" in metrics for _, metrics in named)
+    columns = [_rows(metrics, relative) for _, metrics in named]
     labels = [label for label, _ in columns[0]]
     header = ["", *[name for name, _ in named]]
     body = [[label, *[column[i][1] for column in columns]] for i, label in enumerate(labels)]
@@ -87,6 +96,8 @@ def format_table(named: list[tuple[str, dict[str, Any]]]) -> str:
         extra = {label: _ratio(base.get(key), model.get(key)) for label, key in (
             ("Latency ms (layer sum)", "Latency"), ("Total_Latency ms (quiet median)", "Total_Latency"),
             ("Throughput img/s", "Throughput"), ("params / MACs", "macs"))}
+        # The model timed against the baseline in alternation: baseline / model is its inverse.
+        extra[RELATIVE_LABEL] = _ratio(1.0, model.get("Relative_Latency"))
         for row in body:
             row.append(f"{extra[row[0]]:.3f}x" if extra.get(row[0]) else "")
     widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
@@ -113,7 +124,8 @@ def _write_atomically(path: Path, text: str) -> None:
               help="Evaluate on the first N images of the split only (0: all).")
 @click.option("--baseline", type=click.Path(path_type=Path), default=None,
               help="Second ONNX model (e.g. the unpruned one) measured with the same settings and "
-                   "shown beside MODEL with ratios.")
+                   "shown beside MODEL with ratios. MODEL is also timed in alternation with it "
+                   "(Relative_Latency), the ratio that slow periods of a shared machine move least.")
 @click.option("--per-layer", is_flag=True,
               help="Print the per-layer profile (time, type, kernel); with --baseline, layer by "
                    "layer against it.")
@@ -154,7 +166,9 @@ def bench(settings: Settings, model_path: Path, target: Target, accuracy: bool, 
                                    ("quiet_wait_s", quiet_wait))
                  if v is not None}
     options = MeasureOptions(profile_layers=per_layer, calibration_images=calibration, **overrides)
-    measured = [measure(path, target, images, labels, options) for path in paths]
+    measured = [measure(path, target, images, labels,
+                        replace(options, reference_onnx=str(baseline)) if baseline and i == 0 else options)
+                for i, path in enumerate(paths)]
     named = [(path.name, m.to_metrics()) for path, m in zip(paths, measured)]
     report: dict[str, Any] = {"model": named[0][1]}
     if baseline:

@@ -14,6 +14,9 @@ Definitions (kept under the seed's names for continuity):
   a neighbour's burst of work does not move it; ``latency.median`` over all requests sits beside it.
   With ``MeasureOptions.quiet_wait_s`` timing first waits out longer slow periods of a shared
   machine (interference.py); ``machine_slowdown`` records how slow the machine was when it began.
+- ``Relative_Latency`` (with ``MeasureOptions.reference_onnx``): the model's request time over a
+  reference model's, short windows of both timed in alternation (relative.py). The machine's slow
+  periods move both alike, so this ratio is the steadiest figure to rank architectures by.
 - ``Throughput`` (images/s): THROUGHPUT hint on all cores, an async queue of the engine's optimal
   number of requests, batch 1 (ORT: back-to-back runs on all intra-op threads).
 """
@@ -35,6 +38,7 @@ from .facts import OnnxFacts, onnx_facts
 from .interference import wait_until_quiet
 from .options import EngineInfo, MeasureOptions
 from .profile import LayerProfile
+from .relative import RelativeLatency, relative_latency
 from .stats import LatencyStats
 
 log = logging.getLogger(__name__)
@@ -64,6 +68,8 @@ class Measurement:
     #: the seconds spent waiting for it to fall to ``MeasureOptions.quiet_limit``.
     machine_slowdown: float = 1.0
     quiet_wait_s: float = 0.0
+    #: Against ``MeasureOptions.reference_onnx``, when one was given.
+    relative: RelativeLatency | None = None
 
     @property
     def layer_latency_ms(self) -> float | None:
@@ -100,6 +106,8 @@ class Measurement:
             "machine_slowdown": round(self.machine_slowdown, 3),
             "quiet_wait_s": round(self.quiet_wait_s, 1),
         }
+        if self.relative is not None:
+            metrics.update(self.relative.to_metrics())
         if self.accuracy is not None:
             metrics.update(Top1=self.accuracy.top1, Top5=self.accuracy.top5,
                            eval_count=self.accuracy.count)
@@ -158,6 +166,27 @@ def open_engine(onnx_path: Path, target: Target, options: MeasureOptions):
     return OnnxRuntimeEngine(onnx_path, target.device, target.precision, options)
 
 
+#: Compiled reference models of this process, by (file, its mtime, backend, device, precision):
+#: a sweep measures every architecture against the same one.
+_REFERENCE_ENGINES: dict[tuple, Any] = {}
+
+
+def reference_engine(onnx_path: Path, target: Target, options: MeasureOptions, input_shape: list):
+    """The compiled reference model for ``Relative_Latency`` (compiled once per process)."""
+    path = Path(onnx_path)
+    facts = onnx_facts(path)  # a missing or corrupt reference fails with its own message
+    if facts.input_shape[1:] != input_shape[1:]:
+        raise BenchmarkError(f"reference model {path} takes inputs {_shape(facts.input_shape[1:])} "
+                             f"but the model takes {_shape(input_shape[1:])}: use a reference of "
+                             "the same input size (e.g. the unpruned model)")
+    key = (str(path.resolve()), path.stat().st_mtime_ns, target.backend, target.device,
+           target.precision)
+    if key not in _REFERENCE_ENGINES:
+        _REFERENCE_ENGINES.clear()  # a sweep uses one reference; do not keep old ones compiled
+        _REFERENCE_ENGINES[key] = open_engine(path, target, options)
+    return _REFERENCE_ENGINES[key]
+
+
 def measure(onnx_path: Path | str, target: Target, eval_images: np.ndarray | None = None,
             eval_labels: np.ndarray | None = None,
             options: MeasureOptions | None = None) -> Measurement:
@@ -178,6 +207,9 @@ def measure(onnx_path: Path | str, target: Target, eval_images: np.ndarray | Non
         raise BenchmarkError(f"{path}: input {facts.input_shape} has a dynamic axis besides the "
                              "batch: export the model with a fixed image size")
     engine = open_engine(path, target, options)
+    # The reference is checked and compiled before anything is timed, so a bad one fails at once.
+    reference = (reference_engine(Path(options.reference_onnx), target, options, facts.input_shape)
+                 if options.reference_onnx else None)
     if eval_images is not None and len(eval_images):
         sample = np.ascontiguousarray(eval_images[:1], dtype=np.float32)
     else:
@@ -189,6 +221,12 @@ def measure(onnx_path: Path | str, target: Target, eval_images: np.ndarray | Non
     latency = engine.latency(sample)
     profile = engine.profile(sample)
     throughput, requests = engine.throughput(sample) if options.throughput else (None, None)
+    relative = None
+    if reference is not None:
+        window = options.relative_window
+        relative = relative_latency(lambda: engine.latency_samples(sample, window),
+                                    lambda: reference.latency_samples(sample, window),
+                                    options.relative_polls, Path(options.reference_onnx).name)
     accuracy = flag = None
     if eval_images is not None and eval_labels is not None and len(eval_images):
         batch = min(options.accuracy_batch, len(eval_images))
@@ -202,4 +240,5 @@ def measure(onnx_path: Path | str, target: Target, eval_images: np.ndarray | Non
         throughput=throughput, throughput_requests=requests, accuracy=accuracy,
         ir_bytes=engine.ir_bytes(), accuracy_flag=flag, keep_layers=options.profile_layers,
         seconds=time.perf_counter() - started, machine_slowdown=slowdown, quiet_wait_s=waited,
+        relative=relative,
     )

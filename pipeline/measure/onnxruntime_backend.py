@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import BenchmarkError
 from .options import EngineInfo, MeasureOptions
 from .profile import LayerProfile, LayerSample, build_profile
-from .stats import LatencyStats, summarize, time_calls
+from .stats import LatencyStats, summarize, timed_run
 
 #: Our device name -> ORT execution provider.
 PROVIDERS = {"CPU": "CPUExecutionProvider"}
@@ -79,11 +79,11 @@ class OnnxRuntimeEngine:
             runtime_precisions={}, threads=threads, streams=1, pinning=None, batch_size=1,
         )
 
-    def latency_samples(self, sample: np.ndarray) -> np.ndarray:
-        """Milliseconds of each timed ``session.run`` with the input fed from numpy."""
-        o = self.options
+    def latency_samples(self, sample: np.ndarray, requests: int | None = None) -> np.ndarray:
+        """Milliseconds of each timed ``session.run`` with the input fed from numpy (the full run,
+        or one window of ``requests``, see ``stats.timed_run``)."""
         feed = {self.input_name: sample}
-        return time_calls(lambda: self.session.run(None, feed), o.warmup, o.min_iters, o.min_time_s)
+        return timed_run(lambda: self.session.run(None, feed), self.options, requests)
 
     def latency(self, sample: np.ndarray) -> LatencyStats:
         """Total_Latency statistics of :meth:`latency_samples`."""

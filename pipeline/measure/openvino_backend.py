@@ -22,7 +22,7 @@ from .facts import ir_bytes
 from .options import EngineInfo, MeasureOptions
 from .profile import LayerProfile, LayerSample, build_profile
 from .quantize import quantize_int8
-from .stats import LatencyStats, summarize, time_calls
+from .stats import LatencyStats, summarize, timed_run
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +138,11 @@ class OpenVinoEngine:
             return ir_bytes(xml)
 
     # -- measurements --------------------------------------------------------------------------
-    def latency_samples(self, sample: np.ndarray) -> np.ndarray:
-        """Milliseconds of each timed synchronous request, including setting the input."""
+    def latency_samples(self, sample: np.ndarray, requests: int | None = None) -> np.ndarray:
+        """Milliseconds of each timed synchronous request, including setting the input (the full
+        run, or one window of ``requests``, see ``stats.timed_run``)."""
         request = self.latency_model.create_infer_request()
-        o = self.options
-        return time_calls(lambda: request.infer({0: sample}), o.warmup, o.min_iters, o.min_time_s)
+        return timed_run(lambda: request.infer({0: sample}), self.options, requests)
 
     def latency(self, sample: np.ndarray) -> LatencyStats:
         """Total_Latency statistics of :meth:`latency_samples`."""

@@ -34,6 +34,12 @@ class MeasureOptions:
     #: at the start of timing is recorded either way (``machine_slowdown``).
     quiet_wait_s: float = 0.0
     quiet_limit: float = DISTURBED
+    #: ONNX model to time in alternation with the measured one for ``Relative_Latency`` (see
+    #: relative.py; usually the unpruned model); None skips it. ``relative_polls`` windows of
+    #: ``relative_window`` requests of each.
+    reference_onnx: str | None = None
+    relative_polls: int = 20
+    relative_window: int = 50
     #: Measure Throughput at all (it costs throughput_time_s).
     throughput: bool = True
     #: Profiled inferences whose per-layer times are medianed into ``Latency``.
@@ -58,7 +64,8 @@ class MeasureOptions:
     def fast(cls, **overrides) -> "MeasureOptions":
         """Short settings for tests and smoke runs (figures are noisy, never for decisions)."""
         values = dict(warmup=5, min_iters=30, min_time_s=0.1, throughput_time_s=0.2,
-                      profile_repeats=10, accuracy_batch=250)
+                      profile_repeats=10, accuracy_batch=250, relative_polls=4,
+                      relative_window=10)
         values.update(overrides)
         return cls(**values)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from scipy.stats import binom
@@ -105,6 +105,19 @@ def summarize(times_ms: np.ndarray | list[float], window: int = QUIET_WINDOW) ->
         window=window,
         windows=windows,
     )
+
+
+#: Uncounted calls before each short window of Relative_Latency: the other model just ran, so the
+#: caches hold its weights.
+WINDOW_WARMUP = 3
+
+
+def timed_run(call: Callable[[], object], options: Any, requests: int | None = None) -> np.ndarray:
+    """Milliseconds per ``call()``: the full timed run of ``options`` (MeasureOptions), or, given
+    ``requests``, one short window of that many calls after ``WINDOW_WARMUP`` uncounted ones."""
+    if requests is None:
+        return time_calls(call, options.warmup, options.min_iters, options.min_time_s)
+    return time_calls(call, WINDOW_WARMUP, requests, 0.0)
 
 
 def time_calls(call: Callable[[], object], warmup: int, min_iters: int, min_time_s: float,

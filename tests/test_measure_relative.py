@@ -1,0 +1,98 @@
+"""``Relative_Latency``: a model timed in alternation with a reference, on scripted and real engines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.errors import BenchmarkError
+from pipeline.export import export_onnx
+from pipeline.measure import MeasureOptions, measure
+from pipeline.measure.relative import relative_latency
+from pipeline.messages import Target
+from pipeline.models import create_model
+
+
+class ScriptedMachine:
+    """Two models on a machine whose speed changes over time: each window reads ms x slowdown."""
+
+    def __init__(self, model_ms: float, reference_ms: float, slowdowns: list[float]):
+        self.ms = {"model": model_ms, "reference": reference_ms}
+        self.slowdowns = iter(slowdowns)
+        self.now = 1.0
+        self.calls: list[str] = []
+
+    def window(self, name: str):
+        def run() -> np.ndarray:
+            if len(self.calls) % 2 == 0:  # the machine changes speed between polls
+                self.now = next(self.slowdowns)
+            self.calls.append(name)
+            return np.full(5, self.ms[name] * self.now)
+        return run
+
+
+def test_slow_periods_cancel_out_of_the_ratio() -> None:
+    machine = ScriptedMachine(0.6, 1.2, [1.0, 1.6, 1.6, 1.0, 2.0, 1.0])
+    result = relative_latency(machine.window("model"), machine.window("reference"), 6, "base.onnx")
+    assert result.ratio == pytest.approx(0.5) and result.spread == pytest.approx(0.0)
+    assert result.reference_ms == pytest.approx(1.2) and result.polls == 6
+    # Neither model always runs second (right after the other one warmed the caches).
+    assert machine.calls[:4] == ["model", "reference", "reference", "model"]
+    assert result.to_metrics()["Relative_Latency"] == pytest.approx(0.5)
+
+
+def test_polls_must_be_positive() -> None:
+    machine = ScriptedMachine(1.0, 1.0, [1.0])
+    with pytest.raises(ValueError, match="polls"):
+        relative_latency(machine.window("model"), machine.window("reference"), 0, "base.onnx")
+
+
+@pytest.fixture(scope="module")
+def onnx_models(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("relative")
+    torch.manual_seed(0)
+    small = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(8, 10)).eval()
+    gray = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten(), torch.nn.Linear(4, 10)).eval()
+    return {"resnet20": export_onnx(create_model("resnet20_cifar").eval(), folder / "resnet20.onnx",
+                                    atol=1.0).path,
+            "small": export_onnx(small, folder / "small.onnx").path,
+            "gray": export_onnx(gray, folder / "gray.onnx", input_shape=(1, 1, 28, 28)).path}
+
+
+def options_against(reference: Path) -> MeasureOptions:
+    return MeasureOptions.fast(throughput=False, reference_onnx=str(reference), relative_polls=8,
+                               relative_window=20)
+
+
+def test_real_engines_rank_a_small_model_below_its_reference(onnx_models) -> None:
+    small = measure(onnx_models["small"], Target(), options=options_against(onnx_models["resnet20"]))
+    same = measure(onnx_models["resnet20"], Target(), options=options_against(onnx_models["resnet20"]))
+    small_ratio, same_ratio = small.relative.ratio, same.relative.ratio
+    # One conv layer against twenty: far below the reference; the reference against itself: ~1.
+    assert 0 < small_ratio < 0.5 * same_ratio
+    assert 0.5 < same_ratio < 2.0
+    metrics = small.to_metrics()
+    assert metrics["relative_reference"] == "resnet20.onnx" and metrics["relative_polls"] == 8
+    assert metrics["relative_reference_ms"] > 0 and metrics["relative_spread"] >= 0
+
+
+def test_no_reference_no_relative_figure(onnx_models) -> None:
+    metrics = measure(onnx_models["small"], Target(), options=MeasureOptions.fast(throughput=False)
+                      ).to_metrics()
+    assert "Relative_Latency" not in metrics
+
+
+def test_a_reference_of_another_input_size_is_refused(onnx_models) -> None:
+    with pytest.raises(BenchmarkError, match="same input size"):
+        measure(onnx_models["small"], Target(), options=options_against(onnx_models["gray"]))
+
+
+def test_a_missing_reference_is_refused(onnx_models, tmp_path: Path) -> None:
+    with pytest.raises(BenchmarkError, match="no such model file"):
+        measure(onnx_models["small"], Target(), options=options_against(tmp_path / "gone.onnx"))
