@@ -25,6 +25,7 @@ Accuracy on the shared JPEG CIFAR-10 is lower than on the original set (ResNet56
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import statistics
 import sys
@@ -45,19 +46,20 @@ from pipeline.measure import measure  # noqa: E402
 from pipeline.measure.options import MeasureOptions  # noqa: E402
 from pipeline.messages import Target  # noqa: E402
 from pipeline.search.config import load_sweep  # noqa: E402
-from pipeline.search.engine import (SweepRunner, TrialContext, TrialOutcome, bayes_sampler,  # noqa: E402
-                                     open_study)
+from pipeline.search.engine import (STARTUP_TRIALS, SweepRunner, TrialContext,  # noqa: E402
+                                     TrialOutcome, bayes_sampler, open_study)
 from pipeline.search.gate import FileLatencyCache, cache_key  # noqa: E402
 from pipeline.search.storage import open_storage  # noqa: E402
 from pipeline.search.trials import run_config_for  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 
 SWEEP = REPO / "sweeps" / "01_rapid_latency.yaml"
-#: Exactly the samplers `edgeprune sweep` uses: gp for method: bayes (tpe with `sampler: tpe`).
+#: Exactly the samplers `edgeprune sweep` uses: gp for method: bayes (tpe with `sampler: tpe`);
+#: --startup changes their random start-up trials.
 SAMPLERS = {
-    "gp": lambda seed: bayes_sampler("gp", seed),
-    "tpe": lambda seed: bayes_sampler("tpe", seed),
-    "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+    "gp": lambda seed, startup: bayes_sampler("gp", seed, startup),
+    "tpe": lambda seed, startup: bayes_sampler("tpe", seed, startup),
+    "random": lambda seed, startup: optuna.samplers.RandomSampler(seed=seed),
 }
 
 
@@ -112,14 +114,14 @@ def first_reaching(values: list[float | None], threshold: float) -> int | None:
 
 
 def run(sampler: str, seed: int, trials: int, floor: float, trial_fn: CachedRapidTrial,
-        out: Path) -> list[float | None]:
+        out: Path, startup: int = STARTUP_TRIALS) -> list[float | None]:
     """Feasible latency per trial (None when infeasible) of one sampler run."""
     raw = yaml.safe_load(SWEEP.read_text())
     raw["metric"]["name"] = trial_fn.metric
     raw["parameters"]["edgeprune"] = {"value": {"constraints": [f"Top1_torch >= {floor}"]}}
     config = load_sweep(raw)
     study = open_study(config, open_storage(out / f"{sampler}-{seed}"), f"{sampler}-{seed}",
-                       sampler=SAMPLERS[sampler](seed))
+                       sampler=SAMPLERS[sampler](seed, startup))
     records = SweepRunner(config, study, trial_fn, out, trials).run()
     return [r.metrics[trial_fn.metric] if r.metrics["Top1_torch"] >= floor else None
             for r in records]
@@ -137,6 +139,8 @@ def main() -> None:
                         help="Data set [default: the shared mini set: 200 validation images, which "
                              "keeps each new architecture to seconds].")
     parser.add_argument("--samplers", default="gp,tpe", help="Model-based samplers to compare.")
+    parser.add_argument("--startup", type=int, default=STARTUP_TRIALS,
+                        help="Random start-up trials of the model-based samplers.")
     parser.add_argument("--metric", default="Relative_Latency",
                         choices=["Relative_Latency", "Total_Latency", "Latency"],
                         help="Latency figure to minimise (Relative_Latency: against the unpruned "
@@ -144,6 +148,8 @@ def main() -> None:
     parser.add_argument("--quiet-wait", type=float, default=0.0,
                         help="Seconds each measurement may wait for a slow period of the machine to "
                              "end, as the reference kernel sees it (0: measure at once).")
+    parser.add_argument("--history", type=Path, default=None,
+                        help="Also write every run's feasible objective per trial (JSON).")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "edgeprune" /
                         "search_efficiency.json", help="Measurement cache (JSON).")
     args = parser.parse_args()
@@ -158,10 +164,11 @@ def main() -> None:
     trial_fn = CachedRapidTrial(settings, FileLatencyCache(args.cache), args.val_subset,
                                 args.metric, args.quiet_wait, reference)
     started = time.time()
-    rows, pooled = [], []
+    rows, pooled, history = [], [], {}
     with tempfile.TemporaryDirectory() as out:
         for seed in range(args.seeds):
             random_values = run("random", seed, args.trials, args.floor, trial_fn, Path(out))
+            history[f"random-{seed}"] = random_values
             pooled += random_values
             feasible = [v for v in random_values if v is not None]
             if not feasible:
@@ -171,11 +178,14 @@ def main() -> None:
             row = {"seed": seed, "random_best": best,
                    "random": first_reaching(random_values, best)}
             for name in args.samplers.split(","):
-                values = run(name, seed, args.trials, args.floor, trial_fn, Path(out))
+                values = run(name, seed, args.trials, args.floor, trial_fn, Path(out), args.startup)
+                history[f"{name}-{seed}"] = values
                 row[name] = first_reaching(values, best)
                 row[f"{name}_best"] = min((v for v in values if v is not None), default=None)
             rows.append(row)
             print(row, flush=True)
+    if args.history:
+        args.history.write_text(json.dumps(history, indent=1))
     names = args.samplers.split(",")
     print(f"\nResNet56 rapid trials (epochs 0) on {settings.data_path.name}, feasible: pruned "
           f"Top1 on the validation split >= {args.floor}% (JPEG CIFAR-10: lower than the "

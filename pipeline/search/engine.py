@@ -86,13 +86,17 @@ def make_sampler(config: SweepConfig, seed: int | None = None) -> optuna.sampler
     return bayes_sampler(config.bayes_sampler, seed)
 
 
-def bayes_sampler(kind: str = "gp", seed: int | None = None) -> optuna.samplers.BaseSampler:
-    """``gp`` (default) or ``tpe``, each after five random start-up trials (Optuna's default is
-    ten: our trials cost minutes)."""
+#: Random trials before the model takes over (Optuna's default is ten: our trials cost minutes).
+STARTUP_TRIALS = 5
+
+
+def bayes_sampler(kind: str = "gp", seed: int | None = None,
+                  startup: int = STARTUP_TRIALS) -> optuna.samplers.BaseSampler:
+    """``gp`` (default) or ``tpe``, each after ``startup`` random trials."""
     if kind == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
-                                          n_startup_trials=5)
-    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=5)
+                                          n_startup_trials=startup)
+    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
 
 
 def open_study(config: SweepConfig, storage: optuna.storages.BaseStorage,
