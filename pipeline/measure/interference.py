@@ -21,7 +21,7 @@ its whole allowance. A process that starts inside a slow period takes that perio
 it sees quiet ones.
 
 How well the kernel tracks the model depends on the machine: correlation 0.91-0.97 on an AMD EPYC
-VM, but -0.05 to 0.68 on the Intel Xeon VM, whose slow periods hit OpenVINO and not numpy alike.
+VM, but -0.05 to 0.68 on the Intel Xeon VM, whose slow periods slowed OpenVINO, not numpy.
 Where it does not track, ``Relative_Latency`` (relative.py: the model timed in alternation with a
 reference model on the same engine) is the figure to rank models by.
 """
