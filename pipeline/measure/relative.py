@@ -8,8 +8,9 @@ ResNet32 on that VM, the spread (max - min over median) of 5-second estimates wa
 ratio's median against 36% for the quietest window of the model alone.
 
 The ratio is what a search should rank architectures by (each one against the same reference,
-usually the unpruned model; benchmarks/search_efficiency.py does, ``edgeprune sweep`` not yet); ``speedup = 1 / Relative_Latency``. It is dimensionless: absolute figures
-stay ``Total_Latency`` and ``Latency``.
+usually the unpruned model; benchmarks/search_efficiency.py does, ``edgeprune sweep`` not yet);
+``speedup = 1 / Relative_Latency``. It is dimensionless: absolute figures stay ``Total_Latency``
+and ``Latency``.
 """
 
 from __future__ import annotations
