@@ -166,9 +166,11 @@ def bench(settings: Settings, model_path: Path, target: Target, accuracy: bool, 
                                    ("quiet_wait_s", quiet_wait))
                  if v is not None}
     options = MeasureOptions(profile_layers=per_layer, calibration_images=calibration, **overrides)
-    measured = [measure(path, target, images, labels,
-                        replace(options, reference_onnx=str(baseline)) if baseline and i == 0 else options)
-                for i, path in enumerate(paths)]
+    # MODEL is also timed in alternation with the baseline (Relative_Latency); the baseline alone.
+    model_options = replace(options, reference_onnx=str(baseline)) if baseline else options
+    measured = [measure(model_path, target, images, labels, model_options)]
+    if baseline:
+        measured.append(measure(baseline, target, images, labels, options))
     named = [(path.name, m.to_metrics()) for path, m in zip(paths, measured)]
     report: dict[str, Any] = {"model": named[0][1]}
     if baseline:

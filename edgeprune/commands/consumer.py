@@ -40,8 +40,7 @@ from .queue import consumer_queue_options, server_queue
 @settings_options
 def consumer(settings: Settings, redis_url: str | None, backend: str, target_device: str,
              name: str | None, max_jobs: int, idle_exit: float, fast: bool, quiet_wait: float,
-             check_only: bool,
-             prefix: str, queue_config: object) -> None:
+             check_only: bool, prefix: str, queue_config: object) -> None:
     """Serve the job queue of one target (backend and device) until stopped.
 
     SIGTERM or Ctrl-C: finish the current job, then exit; a second one releases the job back to

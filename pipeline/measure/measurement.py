@@ -166,25 +166,29 @@ def open_engine(onnx_path: Path, target: Target, options: MeasureOptions):
     return OnnxRuntimeEngine(onnx_path, target.device, target.precision, options)
 
 
-#: Compiled reference models of this process, by (file, its mtime, backend, device, precision):
-#: a sweep measures every architecture against the same one.
-_REFERENCE_ENGINES: dict[tuple, Any] = {}
+#: The compiled reference model of this process and its input shape, by (file, its mtime, backend,
+#: device, precision, and the options the latency model is compiled with): a sweep measures every
+#: architecture against the same one, so it is loaded, checked and compiled once.
+_REFERENCE_ENGINES: dict[tuple, tuple[Any, list]] = {}
 
 
 def reference_engine(onnx_path: Path, target: Target, options: MeasureOptions, input_shape: list):
     """The compiled reference model for ``Relative_Latency`` (compiled once per process)."""
     path = Path(onnx_path)
-    facts = onnx_facts(path)  # a missing or corrupt reference fails with its own message
-    if facts.input_shape[1:] != input_shape[1:]:
-        raise BenchmarkError(f"reference model {path} takes inputs {_shape(facts.input_shape[1:])} "
+    if not path.is_file():
+        onnx_facts(path)  # raises the BenchmarkError that names the missing file
+    key = (str(path.resolve()), path.stat().st_mtime_ns, target.backend, target.device,
+           target.precision, options.streams, options.threads, options.pin)
+    if key not in _REFERENCE_ENGINES:
+        facts = onnx_facts(path)  # a corrupt reference fails with its own message
+        _REFERENCE_ENGINES.clear()  # a sweep uses one reference; do not keep old ones compiled
+        _REFERENCE_ENGINES[key] = (open_engine(path, target, options), facts.input_shape)
+    engine, reference_shape = _REFERENCE_ENGINES[key]
+    if reference_shape[1:] != input_shape[1:]:
+        raise BenchmarkError(f"reference model {path} takes inputs {_shape(reference_shape[1:])} "
                              f"but the model takes {_shape(input_shape[1:])}: use a reference of "
                              "the same input size (e.g. the unpruned model)")
-    key = (str(path.resolve()), path.stat().st_mtime_ns, target.backend, target.device,
-           target.precision)
-    if key not in _REFERENCE_ENGINES:
-        _REFERENCE_ENGINES.clear()  # a sweep uses one reference; do not keep old ones compiled
-        _REFERENCE_ENGINES[key] = open_engine(path, target, options)
-    return _REFERENCE_ENGINES[key]
+    return engine
 
 
 def measure(onnx_path: Path | str, target: Target, eval_images: np.ndarray | None = None,

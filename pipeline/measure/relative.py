@@ -58,10 +58,12 @@ def relative_latency(model_window: WindowFn, reference_window: WindowFn, polls: 
         raise ValueError(f"polls must be at least 1, got {polls}")
     ratios, reference_medians = [], []
     for poll in range(polls):
-        first, second = ((model_window, reference_window) if poll % 2 == 0
-                         else (reference_window, model_window))
-        a, b = float(np.median(first())), float(np.median(second()))
-        model_ms, reference_ms = (a, b) if poll % 2 == 0 else (b, a)
+        if poll % 2 == 0:
+            model_ms = float(np.median(model_window()))
+            reference_ms = float(np.median(reference_window()))
+        else:
+            reference_ms = float(np.median(reference_window()))
+            model_ms = float(np.median(model_window()))
         ratios.append(model_ms / reference_ms)
         reference_medians.append(reference_ms)
     ratio = float(np.median(ratios))
