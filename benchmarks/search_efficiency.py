@@ -44,7 +44,7 @@ from _resnet56 import export, pretrained_resnet56  # noqa: E402
 from pipeline.flow import RunConfig, produce  # noqa: E402
 from pipeline.measure import measure  # noqa: E402
 from pipeline.measure.options import MeasureOptions  # noqa: E402
-from pipeline.messages import Target  # noqa: E402
+from pipeline.messages import Target, TrialRecord  # noqa: E402
 from pipeline.search.config import load_sweep  # noqa: E402
 from pipeline.search.engine import (STARTUP_TRIALS, SweepRunner, TrialContext,  # noqa: E402
                                      TrialOutcome, bayes_sampler, open_study)
@@ -57,9 +57,9 @@ SWEEP = REPO / "sweeps" / "01_rapid_latency.yaml"
 #: Exactly the samplers `edgeprune sweep` uses: gp for method: bayes (tpe with `sampler: tpe`);
 #: --startup changes their random start-up trials.
 SAMPLERS = {
-    "gp": lambda seed, startup: bayes_sampler("gp", seed, startup),
-    "tpe": lambda seed, startup: bayes_sampler("tpe", seed, startup),
-    "random": lambda seed, startup: optuna.samplers.RandomSampler(seed=seed),
+    "gp": lambda seed, startup, config: bayes_sampler("gp", seed, startup, config.constraints),
+    "tpe": lambda seed, startup, config: bayes_sampler("tpe", seed, startup),
+    "random": lambda seed, startup, config: optuna.samplers.RandomSampler(seed=seed),
 }
 
 
@@ -93,8 +93,7 @@ class CachedRapidTrial:
             produced = produce(config, self.settings, Path(scratch))
             key = cache_key(produced.facts, Target())
             metrics = self.cache.get(key)
-            # Entries without machine_slowdown predate the wait for quiet: measure them again.
-            if metrics is None or self.metric not in metrics or "machine_slowdown" not in metrics:
+            if metrics is None or self.metric not in metrics:
                 measured = measure(produced.onnx_path, Target(), options=self.options).to_metrics()
                 metrics = {"Top1_torch": produced.metrics["Top1_torch"],
                            **{name: measured.get(name) for name in (
@@ -114,16 +113,24 @@ def first_reaching(values: list[float | None], threshold: float) -> int | None:
 
 
 def run(sampler: str, seed: int, trials: int, floor: float, trial_fn: CachedRapidTrial,
-        out: Path, startup: int = STARTUP_TRIALS) -> list[float | None]:
-    """Feasible latency per trial (None when infeasible) of one sampler run."""
+        out: Path, startup: int = STARTUP_TRIALS) -> list[TrialRecord]:
+    """The trial records of one sampler run."""
     raw = yaml.safe_load(SWEEP.read_text())
     raw["metric"]["name"] = trial_fn.metric
     raw["parameters"]["edgeprune"] = {"value": {"constraints": [f"Top1_torch >= {floor}"]}}
     config = load_sweep(raw)
     study = open_study(config, open_storage(out / f"{sampler}-{seed}"), f"{sampler}-{seed}",
-                       sampler=SAMPLERS[sampler](seed, startup))
-    records = SweepRunner(config, study, trial_fn, out, trials).run()
-    return [r.metrics[trial_fn.metric] if r.metrics["Top1_torch"] >= floor else None
+                       sampler=SAMPLERS[sampler](seed, startup, config))
+    return SweepRunner(config, study, trial_fn, out, trials).run()
+
+
+def feasible_values(records: list[TrialRecord], metric: str, floor: float) -> list[float | None]:
+    """The objective per trial, None where the trial missed the accuracy floor."""
+    return [r.metrics[metric] if r.metrics["Top1_torch"] >= floor else None for r in records]
+
+
+def history_rows(records: list[TrialRecord], metric: str) -> list[dict]:
+    return [{"params": r.params, "Top1_torch": r.metrics["Top1_torch"], metric: r.metrics[metric]}
             for r in records]
 
 
@@ -149,7 +156,7 @@ def main() -> None:
                         help="Seconds each measurement may wait for a slow period of the machine to "
                              "end, as the reference kernel sees it (0: measure at once).")
     parser.add_argument("--history", type=Path, default=None,
-                        help="Also write every run's feasible objective per trial (JSON).")
+                        help="Also write every run's trials (params, Top1_torch, objective) as JSON.")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "edgeprune" /
                         "search_efficiency.json", help="Measurement cache (JSON).")
     args = parser.parse_args()
@@ -167,8 +174,9 @@ def main() -> None:
     rows, pooled, history = [], [], {}
     with tempfile.TemporaryDirectory() as out:
         for seed in range(args.seeds):
-            random_values = run("random", seed, args.trials, args.floor, trial_fn, Path(out))
-            history[f"random-{seed}"] = random_values
+            records = run("random", seed, args.trials, args.floor, trial_fn, Path(out))
+            history[f"random-{seed}"] = history_rows(records, args.metric)
+            random_values = feasible_values(records, args.metric, args.floor)
             pooled += random_values
             feasible = [v for v in random_values if v is not None]
             if not feasible:
@@ -178,8 +186,9 @@ def main() -> None:
             row = {"seed": seed, "random_best": best,
                    "random": first_reaching(random_values, best)}
             for name in args.samplers.split(","):
-                values = run(name, seed, args.trials, args.floor, trial_fn, Path(out), args.startup)
-                history[f"{name}-{seed}"] = values
+                records = run(name, seed, args.trials, args.floor, trial_fn, Path(out), args.startup)
+                history[f"{name}-{seed}"] = history_rows(records, args.metric)
+                values = feasible_values(records, args.metric, args.floor)
                 row[name] = first_reaching(values, best)
                 row[f"{name}_best"] = min((v for v in values if v is not None), default=None)
             rows.append(row)

@@ -94,6 +94,28 @@ def test_space_samples_inside_each_distribution():
     assert 4.0 < sum(col["normal"]) / 200 < 6.0
 
 
+def test_q_uniform_is_searched_as_a_stepped_float_on_its_grid():
+    # A model-based sampler must see the grid: a continuous value rounded afterwards let the GP
+    # propose 0.31 after 0.29, the same trial twice.
+    config = load_sweep("""
+method: bayes
+metric: {name: Latency}
+parameters:
+  s: {distribution: q_uniform, min: 0.1, max: 0.92, q: 0.05}
+""")
+    space = SearchSpace(config)
+    study = optuna.create_study(sampler=optuna.samplers.GPSampler(seed=0, n_startup_trials=2))
+    for _ in range(6):
+        trial = study.ask()
+        value = space.suggest(trial)["s"]
+        study.tell(trial, (value - 0.42) ** 2)
+    grid = set(space.grid()["s"])
+    assert max(grid) == 0.9 and len(grid) == 17
+    for t in study.trials:
+        assert t.distributions["s"].step == 0.05 and t.distributions["s"].high == pytest.approx(0.9)
+        assert round(t.params["s"], 10) in grid
+
+
 def test_grid_enumerates_values_int_and_q_ranges():
     config = load_sweep("""
 method: grid

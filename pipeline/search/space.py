@@ -4,6 +4,9 @@ Distributions Optuna has natively (uniform, int, log, categorical) become one Op
 the same name, so samplers model them directly. The others (normal, log-normal, beta, weighted
 categorical, quantised log) draw a latent ``<name>~u`` uniform on (0, 1) and map it through the
 inverse CDF: random sampling then follows W&B's distribution exactly, and TPE models the latent.
+``q_uniform`` is Optuna's stepped float over ``min, min+q, ... <= max``: every grid value is
+equally likely (W&B rounds a continuous draw, which gives the two ends half weight), and a
+model-based sampler searches the grid instead of proposing two values that round alike.
 """
 
 from __future__ import annotations
@@ -28,13 +31,19 @@ def _quantise(value: float, q: float) -> float:
     return round(round(value / q) * q, 10)
 
 
+def _q_top(spec: ParamSpec) -> float:
+    """The largest ``min + k*q`` not above ``max``: the top of a q_uniform grid."""
+    assert spec.min is not None and spec.max is not None
+    return spec.min + math.floor((spec.max - spec.min) / spec.q + 1e-9) * spec.q
+
+
 def _grid_values(spec: ParamSpec) -> list[Any]:
     if spec.distribution in ("categorical", "categorical_w_probabilities"):
         return list(spec.values)
     assert spec.min is not None and spec.max is not None
     if spec.distribution == "int_uniform":
         return list(range(int(spec.min), int(spec.max) + 1))
-    count = int(math.floor((spec.max - spec.min) / spec.q + 1e-9)) + 1
+    count = round((_q_top(spec) - spec.min) / spec.q) + 1
     return [_quantise(spec.min + i * spec.q, spec.q) for i in range(count)]
 
 
@@ -80,7 +89,9 @@ class SearchSpace:
         if d == "log_uniform":
             return trial.suggest_float(name, math.exp(lo), math.exp(hi), log=True)
         if d == "q_uniform":
-            return _quantise(trial.suggest_float(name, lo, hi), spec.q)
+            # A stepped float, not a rounded continuous one: a model-based sampler then knows that
+            # 0.31 and 0.29 are the same trial and searches the grid instead of proposing it twice.
+            return _quantise(trial.suggest_float(name, lo, _q_top(spec), step=spec.q), spec.q)
         if d == "q_log_uniform_values":
             return _quantise(trial.suggest_float(name, lo, hi, log=True), spec.q)
         u = trial.suggest_float(name + LATENT_SUFFIX, _EPS, 1 - _EPS)

@@ -1,0 +1,129 @@
+"""What the GP may assume about pruning: more sparsity never buys back accuracy or speed.
+
+Pruning more filters of the same layers leaves a pruned model that is no more accurate and no
+slower. So once a trial missed an accuracy floor, every trial that prunes each group at least as
+much (and sets the other parameters alike) misses it too, and the GP need not try it. Without
+this, a GP with a handful of trials keeps proposing such points, because they promise the lowest
+latency and its constraint model has seen little there: on the ResNet56 rapid sweep one
+model-based trial in six (benchmarks/search_efficiency.py).
+
+``MonotoneGPSampler`` is Optuna's GPSampler whose acquisition function is pushed far down on the
+points such a failed trial rules out. Only searched sparsities (``*_desired_sparsity``,
+``*_final_sparsity``) are treated as monotone, and only constraints whose metric moves one known
+way with sparsity (accuracy down, latency down, throughput up) rule anything out. It reaches into
+Optuna's GP module (``optuna._gp``, which Optuna documents as overridable but not stable), hence
+the ``optuna>=5,<6`` pin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import optuna
+import torch
+from optuna._gp.acqf import BaseAcquisitionFunc
+from optuna._gp.search_space import SearchSpace as GPSearchSpace
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from .config import Constraint
+
+#: Searched parameters that prune more as they grow.
+SPARSITY_SUFFIXES = ("_desired_sparsity", "_final_sparsity")
+#: How a metric moves as sparsity grows: -1 falls, +1 rises.
+METRIC_TRENDS = {"Top1": -1, "Top5": -1, "Top1_torch": -1, "Top5_torch": -1,
+                 "Latency": -1, "Total_Latency": -1, "Relative_Latency": -1, "MACs": -1,
+                 "Params": -1, "Throughput": 1}
+#: Subtracted from the (log) acquisition value of a ruled-out point: far below any real value.
+_RULED_OUT = 1e6
+_TOL = 1e-9
+
+
+def is_sparsity(name: str) -> bool:
+    return name.endswith(SPARSITY_SUFFIXES)
+
+
+def violation_trend(constraint: Constraint) -> int:
+    """+1 when the violation grows with sparsity, -1 when it shrinks, 0 when unknown."""
+    trend = METRIC_TRENDS.get(constraint.metric, 0)
+    return trend if constraint.op == "<=" else -trend
+
+
+@dataclass
+class RuledOut:
+    """Normalized points of failed trials; a candidate is ruled out when it goes past one of them."""
+
+    sparse: np.ndarray  # bool per dimension: a searched sparsity
+    above: np.ndarray   # failed where violation grows: rule out candidates at least this sparse
+    below: np.ndarray   # failed where violation shrinks: rule out candidates at most this sparse
+
+    def mask(self, x: torch.Tensor) -> torch.Tensor:
+        """True where ``x`` (..., dim) is ruled out."""
+        out = torch.zeros(x.shape[:-1], dtype=torch.bool)
+        sparse = torch.from_numpy(self.sparse)
+        for points, sign in ((self.above, 1.0), (self.below, -1.0)):
+            if len(points):
+                diff = (x.unsqueeze(-2) - torch.from_numpy(points)) * sign  # (..., n, dim)
+                past = torch.where(sparse, diff >= -_TOL, diff.abs() <= _TOL).all(dim=-1)
+                out |= past.any(dim=-1)
+        return out
+
+
+class _MaskedAcquisition(BaseAcquisitionFunc):
+    def __init__(self, inner: BaseAcquisitionFunc, ruled_out: RuledOut) -> None:
+        self._inner = inner
+        self._ruled_out = ruled_out
+        super().__init__(inner.length_scales, inner.search_space)
+
+    def eval_acqf(self, x: torch.Tensor) -> torch.Tensor:
+        value = self._inner.eval_acqf(x)
+        return value - _RULED_OUT * self._ruled_out.mask(x.detach()).to(value.dtype)
+
+
+class MonotoneGPSampler(optuna.samplers.GPSampler):
+    """GPSampler that never proposes a point a failed trial has ruled out (module docstring).
+
+    ``trends`` maps a constraint's key (as the engine sets it with ``Trial.set_constraint``) to
+    ``violation_trend``; constraints not named are not used.
+    """
+
+    def __init__(self, *, trends: dict[str, int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._trends = {k: t for k, t in trends.items() if t}
+        self._ruled_out: RuledOut | None = None
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        self._ruled_out = self._failed_points(study, search_space)
+        try:
+            return super().sample_relative(study, trial, search_space)
+        finally:
+            self._ruled_out = None
+
+    def _optimize_acqf(self, acqf: BaseAcquisitionFunc, best_params: np.ndarray | None) -> np.ndarray:
+        if self._ruled_out is not None:
+            acqf = _MaskedAcquisition(acqf, self._ruled_out)
+        return super()._optimize_acqf(acqf, best_params)
+
+    def _failed_points(self, study: optuna.Study,
+                       search_space: dict[str, BaseDistribution]) -> RuledOut | None:
+        sparse = np.array([is_sparsity(name) for name in search_space])
+        if not self._trends or not sparse.any():
+            return None
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        above = [t for t in done if self._failed(t, +1)]
+        below = [t for t in done if self._failed(t, -1)]
+        space = GPSearchSpace(search_space)
+        return RuledOut(sparse, _normalized(space, above, sparse), _normalized(space, below, sparse))
+
+    def _failed(self, trial: FrozenTrial, trend: int) -> bool:
+        constraints = trial.constraints or {}
+        return any(self._trends.get(key) == trend and value > 0 for key, value in constraints.items())
+
+
+def _normalized(space: GPSearchSpace, trials: Sequence[FrozenTrial], sparse: np.ndarray) -> np.ndarray:
+    if not trials:
+        return np.empty((0, len(sparse)))
+    return space.get_normalized_params(list(trials))
