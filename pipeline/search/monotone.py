@@ -34,8 +34,8 @@ from .config import Constraint
 SPARSITY_SUFFIXES = ("_desired_sparsity", "_final_sparsity")
 #: How a metric moves as sparsity grows: -1 falls, +1 rises.
 METRIC_TRENDS = {"Top1": -1, "Top5": -1, "Top1_torch": -1, "Top5_torch": -1,
-                 "Latency": -1, "Total_Latency": -1, "Relative_Latency": -1, "MACs": -1,
-                 "Params": -1, "Throughput": 1}
+                 "Latency": -1, "Total_Latency": -1, "Relative_Latency": -1, "macs": -1,
+                 "params": -1, "Throughput": 1}
 #: Subtracted from the (log) acquisition value of a ruled-out point: far below any real value.
 _RULED_OUT = 1e6
 _TOL = 1e-9
