@@ -11,7 +11,8 @@ Latency (the sum of per-layer mean times) can be chosen instead; --quiet-wait th
 measurement first wait for a slow period to end, where the reference kernel sees them.
 
 Without retraining, equal architectures are equal models (L1 ranking is deterministic), so each
-architecture is pruned, evaluated and measured once: results are cached by architecture signature
+architecture is pruned, evaluated and measured once (again when the measurement was disturbed:
+relative spread over MAX_SPREAD): results are cached by architecture signature
 in a JSON file (--cache), which every sampler and seed shares. That makes the comparison fair (one
 fixed objective) and affordable, and a second run of the script nearly free.
 
@@ -63,6 +64,11 @@ SAMPLERS = {
 }
 
 
+#: A Relative_Latency whose interquartile range is over this share of it was disturbed (the
+#: test suite sharing the cores, a slow spell of the VM read 0.65 for a 0.80 model): measure again.
+MAX_SPREAD = 0.1
+
+
 class CachedRapidTrial:
     """Prune + evaluate + measure one architecture, once; later trials of it read the cache."""
 
@@ -93,8 +99,9 @@ class CachedRapidTrial:
             produced = produce(config, self.settings, Path(scratch))
             key = cache_key(produced.facts, Target())
             metrics = self.cache.get(key)
-            if metrics is None or self.metric not in metrics:
-                measured = measure(produced.onnx_path, Target(), options=self.options).to_metrics()
+            if (metrics is None or self.metric not in metrics
+                    or (metrics.get("relative_spread") or 0) > MAX_SPREAD):
+                measured = self._steadiest(produced.onnx_path)
                 metrics = {"Top1_torch": produced.metrics["Top1_torch"],
                            **{name: measured.get(name) for name in (
                                "Latency", "Total_Latency", "machine_slowdown", "Relative_Latency",
@@ -102,6 +109,16 @@ class CachedRapidTrial:
                 self.cache.put(key, metrics)
                 self.measured += 1
         return TrialOutcome("ok", dict(metrics))
+
+
+    def _steadiest(self, onnx_path: Path) -> dict:
+        """Measured again (three tries at most) while the relative spread is over MAX_SPREAD."""
+        tries = []
+        for _ in range(3):
+            tries.append(measure(onnx_path, Target(), options=self.options).to_metrics())
+            if (tries[-1].get("relative_spread") or 0) <= MAX_SPREAD:
+                break
+        return min(tries, key=lambda m: m.get("relative_spread") or 0)
 
 
 def first_reaching(values: list[float | None], threshold: float) -> int | None:
@@ -138,6 +155,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=30, help="Budget per sampler and seed.")
     parser.add_argument("--seeds", type=int, default=3, help="Independent runs per sampler.")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="Seed of the first run (the runs use --seeds seeds from here).")
     parser.add_argument("--floor", type=float, default=35.0,
                         help="Feasible: pruned-model Top1 on the validation subset >= this (%%).")
     parser.add_argument("--val-subset", type=int, default=0,
@@ -173,7 +192,7 @@ def main() -> None:
     started = time.time()
     rows, pooled, history = [], [], {}
     with tempfile.TemporaryDirectory() as out:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             records = run("random", seed, args.trials, args.floor, trial_fn, Path(out))
             history[f"random-{seed}"] = history_rows(records, args.metric)
             random_values = feasible_values(records, args.metric, args.floor)
