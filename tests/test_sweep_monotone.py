@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import optuna
 import pytest
 import torch
@@ -31,9 +32,8 @@ def test_violation_trend_follows_the_metric_and_the_bound():
 
 
 def test_ruled_out_needs_every_sparsity_past_the_failure_and_the_rest_equal():
-    failed = RuledOut(sparse=torch.tensor([True, True, False]).numpy(),
-                      above=torch.tensor([[0.5, 0.5, 0.0]], dtype=torch.float64).numpy(),
-                      below=torch.empty((0, 3), dtype=torch.float64).numpy())
+    failed = RuledOut(sparse=np.array([True, True, False]), above=np.array([[0.5, 0.5, 0.0]]),
+                      below=np.empty((0, 3)))
     x = torch.tensor([[0.5, 0.5, 0.0], [0.6, 0.9, 0.0], [0.4, 0.9, 0.0], [0.6, 0.9, 1.0]],
                      dtype=torch.float64)
     assert failed.mask(x).tolist() == [True, True, False, False]

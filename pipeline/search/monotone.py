@@ -116,14 +116,14 @@ class MonotoneGPSampler(optuna.samplers.GPSampler):
         above = [t for t in done if self._failed(t, +1)]
         below = [t for t in done if self._failed(t, -1)]
         space = GPSearchSpace(search_space)
-        return RuledOut(sparse, _normalized(space, above, sparse), _normalized(space, below, sparse))
+        return RuledOut(sparse, _normalized(space, above), _normalized(space, below))
 
     def _failed(self, trial: FrozenTrial, trend: int) -> bool:
         constraints = trial.constraints or {}
         return any(self._trends.get(key) == trend and value > 0 for key, value in constraints.items())
 
 
-def _normalized(space: GPSearchSpace, trials: Sequence[FrozenTrial], sparse: np.ndarray) -> np.ndarray:
+def _normalized(space: GPSearchSpace, trials: Sequence[FrozenTrial]) -> np.ndarray:
     if not trials:
-        return np.empty((0, len(sparse)))
+        return np.empty((0, space.dim))
     return space.get_normalized_params(list(trials))
