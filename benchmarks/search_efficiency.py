@@ -13,8 +13,9 @@ measurement first wait for a slow period to end, where the reference kernel sees
 Without retraining, equal architectures are equal models (L1 ranking is deterministic), so each
 architecture is pruned, evaluated and measured once (again when the measurement was disturbed:
 relative spread over MAX_SPREAD): results are cached by architecture signature
-in a JSON file (--cache), which every sampler and seed shares. That makes the comparison fair (one
-fixed objective) and affordable, and a second run of the script nearly free.
+in a JSON file (--cache), which every sampler and seed shares, and the signature of each set of
+parameters beside it (so a known trial is not even pruned again). That makes the comparison fair
+(one fixed objective) and affordable, and a second run of the script nearly free.
 
 Printed: for each seed, the trial at which random search reached its best feasible latency, and
 the trial at which each model-based sampler first got at least as low (target: a third or less).
@@ -58,7 +59,8 @@ SWEEP = REPO / "sweeps" / "01_rapid_latency.yaml"
 #: Exactly the samplers `edgeprune sweep` uses: gp for method: bayes (tpe with `sampler: tpe`);
 #: --startup changes their random start-up trials.
 SAMPLERS = {
-    "gp": lambda seed, startup, config: bayes_sampler("gp", seed, startup, config.constraints),
+    "gp": lambda seed, startup, config: bayes_sampler("gp", seed, startup, config.constraints,
+                                                      config.objectives),
     "tpe": lambda seed, startup, config: bayes_sampler("tpe", seed, startup),
     "random": lambda seed, startup, config: optuna.samplers.RandomSampler(seed=seed),
 }
@@ -90,14 +92,21 @@ class CachedRapidTrial:
                                       throughput=False, profile_repeats=20, quiet_wait_s=quiet_wait,
                                       reference_onnx=str(reference) if reference else None,
                                       relative_polls=20, relative_window=50)
+        # Parameters -> architecture signature, so a later run skips pruning a known trial.
+        self.signatures = FileLatencyCache(cache.path.with_suffix(".params.json"))
         self.measured = 0
 
     def __call__(self, context: TrialContext) -> TrialOutcome:
+        known = self.signatures.get(json.dumps(context.params, sort_keys=True))
+        metrics = self.cache.get(known["key"]) if known else None
+        if metrics is not None and self.metric in metrics and _spread(metrics) <= MAX_SPREAD:
+            return TrialOutcome("ok", dict(metrics))
         config = run_config_for(self.base, context.params)
         with tempfile.TemporaryDirectory() as scratch:
             # Pruning alone fixes the architecture; its signature is the cache key.
             produced = produce(config, self.settings, Path(scratch))
             key = cache_key(produced.facts, Target())
+            self.signatures.put(json.dumps(context.params, sort_keys=True), {"key": key})
             metrics = self.cache.get(key)
             if metrics is None or self.metric not in metrics or _spread(metrics) > MAX_SPREAD:
                 measured = self._steadiest(produced.onnx_path)
@@ -133,6 +142,12 @@ def first_reaching(values: list[float | None], threshold: float) -> int | None:
     return None
 
 
+def expected_trials(pooled: list[float | None], threshold: float) -> float:
+    """Random search's expected trials to reach ``threshold``: 1 / the share of its pooled trials
+    (None: infeasible) that reach it."""
+    return len(pooled) / sum(v is not None and v <= threshold + 1e-12 for v in pooled)
+
+
 def run(sampler: str, seed: int, trials: int, floor: float, trial_fn: CachedRapidTrial,
         out: Path, startup: int = STARTUP_TRIALS) -> list[TrialRecord]:
     """The trial records of one sampler run."""
@@ -155,22 +170,27 @@ def history_rows(records: list[TrialRecord], metric: str) -> list[dict]:
             for r in records]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_run_arguments(parser: argparse.ArgumentParser, seeds: int, first_seed: int) -> None:
+    """The flags this script shares with search_surrogate.py: budget, seeds, floor, start-up."""
     parser.add_argument("--trials", type=int, default=30, help="Budget per sampler and seed.")
-    parser.add_argument("--seeds", type=int, default=3, help="Independent runs per sampler.")
-    parser.add_argument("--first-seed", type=int, default=0,
+    parser.add_argument("--seeds", type=int, default=seeds, help="Independent runs per sampler.")
+    parser.add_argument("--first-seed", type=int, default=first_seed,
                         help="Seed of the first run (the runs use --seeds seeds from here).")
     parser.add_argument("--floor", type=float, default=35.0,
                         help="Feasible: pruned-model Top1 on the validation subset >= this (%%).")
+    parser.add_argument("--startup", type=int, default=STARTUP_TRIALS,
+                        help="Random start-up trials of the model-based samplers.")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_run_arguments(parser, seeds=3, first_seed=0)
     parser.add_argument("--val-subset", type=int, default=0,
                         help="Evaluate on the first N validation images only (0: all).")
     parser.add_argument("--data", type=Path, default=None,
                         help="Data set [default: the shared mini set: 200 validation images, which "
                              "keeps each new architecture to seconds].")
     parser.add_argument("--samplers", default="gp,tpe", help="Model-based samplers to compare.")
-    parser.add_argument("--startup", type=int, default=STARTUP_TRIALS,
-                        help="Random start-up trials of the model-based samplers.")
     parser.add_argument("--metric", default="Relative_Latency",
                         choices=["Relative_Latency", "Total_Latency", "Latency"],
                         help="Latency figure to minimise (Relative_Latency: against the unpruned "
@@ -245,8 +265,7 @@ def main() -> None:
     for n in names:
         ratios = []
         for row in rows:
-            hits = sum(v is not None and v <= row["random_best"] + 1e-12 for v in pooled)
-            ratios.append((row[n] or args.trials + 1) / (len(pooled) / hits))
+            ratios.append((row[n] or args.trials + 1) / expected_trials(pooled, row["random_best"]))
         if ratios:
             print(f"{n}: trials needed / random's expected (pooled {len(pooled)} trials): median "
                   f"{statistics.median(ratios):.2f}, per seed {', '.join(f'{r:.2f}' for r in ratios)}")

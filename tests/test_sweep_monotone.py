@@ -1,4 +1,5 @@
-"""The GP's pruning prior: a point sparser than a trial that missed the accuracy floor is never tried."""
+"""The GP's pruning prior: it never tries a point sparser than a trial that missed the accuracy
+floor, nor, minimising latency, a point no sparser than a trial that met it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import torch
 from pipeline.search.config import Constraint, load_sweep
 from pipeline.search.engine import (STARTUP_TRIALS, SweepRunner, TrialOutcome, make_sampler,
                                      open_study)
-from pipeline.search.monotone import MonotoneGPSampler, RuledOut, violation_trend
+from pipeline.search.monotone import (MonotoneGPSampler, RuledOut, improvement_trend,
+                                      violation_trend)
 from pipeline.search.storage import open_storage
 
 SWEEP = """
@@ -39,16 +41,29 @@ def test_ruled_out_needs_every_sparsity_past_the_failure_and_the_rest_equal():
     assert failed.mask(x).tolist() == [True, True, False, False]
 
 
-def _sparser_than_a_failure(records, startup: int) -> list[int]:
-    """Model-based trials that prune each group at least as much as an earlier failed trial."""
-    failed, offenders = [], []
+def test_improvement_trend_follows_the_metric_and_the_goal():
+    assert improvement_trend("Latency", "minimize") == 1      # more sparsity can only help
+    assert improvement_trend("Latency", "maximize") == -1     # less sparsity can only help
+    assert improvement_trend("Throughput", "maximize") == 1
+    assert improvement_trend("Top1", "maximize") == 0         # fine-tuning may not follow
+    assert improvement_trend("epochs_run", "minimize") == 0   # unknown: rules nothing out
+
+
+SPARSITIES = ("a_desired_sparsity", "b_desired_sparsity")
+
+
+def _ruled_out_trials(records, startup: int, failed: bool) -> list[int]:
+    """Model-based trials that prune each group at least as much as an earlier trial that missed
+    the floor (``failed``), or at most as much as one that met it (not ``failed``)."""
+    sign = 1 if failed else -1
+    earlier, offenders = [], []
     for r in records:
         if r.number >= startup and any(
-                f["lr"] == r.params["lr"] and r.params["a_desired_sparsity"] >= f["a_desired_sparsity"]
-                and r.params["b_desired_sparsity"] >= f["b_desired_sparsity"] for f in failed):
+                f["lr"] == r.params["lr"] and all(sign * (r.params[k] - f[k]) >= -1e-9 for k in SPARSITIES)
+                for f in earlier):
             offenders.append(r.number)
-        if r.metrics["Top1"] < 50:
-            failed.append(r.params)
+        if (r.metrics["Top1"] < 50) == failed:
+            earlier.append(r.params)
     return offenders
 
 
@@ -65,13 +80,15 @@ def test_gp_never_proposes_what_a_failed_trial_ruled_out(tmp_path, seed):
     study = open_study(config, open_storage(tmp_path), "monotone", seed=seed)
     assert isinstance(study.sampler, MonotoneGPSampler)
     records = SweepRunner(config, study, _cliff, tmp_path, n_trials=14).run()
-    assert _sparser_than_a_failure(records, STARTUP_TRIALS) == []
+    assert _ruled_out_trials(records, STARTUP_TRIALS, failed=True) == []
+    assert _ruled_out_trials(records, STARTUP_TRIALS, failed=False) == []
     assert any(r.metrics["Top1"] < 50 for r in records), "the test needs trials that missed the floor"
     best = min((r for r in records if r.metrics["Top1"] >= 50), key=lambda r: r.metrics["Latency"])
     assert best.metrics["Top1"] == pytest.approx(50, abs=8)
 
 
-def test_optunas_plain_gp_does_propose_them(tmp_path):
+@pytest.mark.parametrize("failed", [True, False], ids=["sparser-than-a-failure", "beaten"])
+def test_optunas_plain_gp_does_propose_them(tmp_path, failed):
     # What the prior is for: the same sweep, seeds and start-up, without it.
     config = load_sweep(SWEEP)
     offenders = []
@@ -79,11 +96,34 @@ def test_optunas_plain_gp_does_propose_them(tmp_path):
         plain = optuna.samplers.GPSampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
         study = open_study(config, open_storage(tmp_path / str(seed)), "plain", sampler=plain)
         records = SweepRunner(config, study, _cliff, tmp_path / str(seed), n_trials=14).run()
-        offenders += _sparser_than_a_failure(records, STARTUP_TRIALS)
+        offenders += _ruled_out_trials(records, STARTUP_TRIALS, failed)
     assert offenders
 
 
-def test_without_constraints_the_gp_is_optunas():
-    config = load_sweep(SWEEP.replace('  edgeprune: {value: {constraints: ["Top1 >= 50"]}}\n', ""))
+def _missed_floor(tmp_path, feasibility_weight: float) -> int:
+    """Model-based trials under the floor, over four seeds of the cliff sweep."""
+    config = load_sweep(SWEEP)
+    missed = 0
+    for seed in range(4):
+        sampler = MonotoneGPSampler(trends={"Top1 >= 50": 1}, objective_trend=1, seed=seed,
+                                    feasibility_weight=feasibility_weight,
+                                    n_startup_trials=STARTUP_TRIALS)
+        folder = tmp_path / f"{feasibility_weight}-{seed}"
+        study = open_study(config, open_storage(folder), "weighted", sampler=sampler)
+        records = SweepRunner(config, study, _cliff, folder, n_trials=14).run()
+        missed += sum(r.metrics["Top1"] < 50 for r in records if r.number >= STARTUP_TRIALS)
+    return missed
+
+
+def test_weighting_feasibility_proposes_fewer_points_under_the_floor(tmp_path):
+    assert _missed_floor(tmp_path, 2.0) < _missed_floor(tmp_path, 1.0)
+
+
+def test_with_several_objectives_and_no_constraints_the_gp_is_optunas():
+    # A slower point may still be more accurate, so nothing rules it out.
+    config = load_sweep(SWEEP.replace('  edgeprune: {value: {constraints: ["Top1 >= 50"]}}\n',
+                                      '  edgeprune: {value: {metrics: [{name: Latency, goal: minimize},'
+                                      ' {name: Top1, goal: maximize}]}}\n'))
     sampler = make_sampler(config, seed=0)
-    assert isinstance(sampler, optuna.samplers.GPSampler) and sampler._trends == {}
+    assert isinstance(sampler, MonotoneGPSampler)
+    assert sampler._trends == {} and sampler._objective_trend == 0
