@@ -15,9 +15,12 @@ points such trials rule out. Only searched sparsities (``*_desired_sparsity``,
 ``*_final_sparsity``) are treated as monotone, and only metrics that move one known way with
 sparsity (accuracy down, latency down, throughput up) rule anything out: constraints for the
 first rule, a single objective for the second (with several, a slower point may still be more
-accurate, so it may join the Pareto front). It reaches into
-Optuna's GP module (``optuna._gp``, which Optuna documents as overridable but not stable), hence
-the ``optuna>=5,<6`` pin.
+accurate, so it may join the Pareto front). The same wrapper can also weight the probability of
+meeting the constraints in constrained EI (``feasibility_weight``; why: engine.FEASIBILITY_WEIGHT),
+since an accuracy cliff is what lures the GP past the floor.
+
+It reaches into Optuna's GP module (``optuna._gp``, which Optuna documents as overridable but not
+stable), hence the ``optuna>=5,<6`` pin.
 """
 
 from __future__ import annotations
