@@ -97,7 +97,8 @@ class CachedRapidTrial:
         self.measured = 0
 
     def __call__(self, context: TrialContext) -> TrialOutcome:
-        known = self.signatures.get(json.dumps(context.params, sort_keys=True))
+        params_key = json.dumps(context.params, sort_keys=True)
+        known = self.signatures.get(params_key)
         metrics = self.cache.get(known["key"]) if known else None
         if metrics is not None and self.metric in metrics and _spread(metrics) <= MAX_SPREAD:
             return TrialOutcome("ok", dict(metrics))
@@ -106,7 +107,7 @@ class CachedRapidTrial:
             # Pruning alone fixes the architecture; its signature is the cache key.
             produced = produce(config, self.settings, Path(scratch))
             key = cache_key(produced.facts, Target())
-            self.signatures.put(json.dumps(context.params, sort_keys=True), {"key": key})
+            self.signatures.put(params_key, {"key": key})
             metrics = self.cache.get(key)
             if metrics is None or self.metric not in metrics or _spread(metrics) > MAX_SPREAD:
                 measured = self._steadiest(produced.onnx_path)

@@ -41,8 +41,7 @@ from search_efficiency import (SAMPLERS, add_run_arguments, expected_trials,  # 
                                feasible_values, first_reaching, run)
 from tqdm import tqdm  # noqa: E402
 
-from pipeline.search.engine import TrialContext, TrialOutcome  # noqa: E402
-from pipeline.search.monotone import MonotoneGPSampler, improvement_trend, violation_trend  # noqa: E402
+from pipeline.search.engine import TrialContext, TrialOutcome, bayes_sampler  # noqa: E402
 
 POINTS = Path(__file__).resolve().parent / "data" / "rapid_resnet56_xeon.csv"
 METRIC = "Relative_Latency"
@@ -52,10 +51,8 @@ VARIANTS = {
     **SAMPLERS,
     "gp-plain": lambda seed, startup, config: optuna.samplers.GPSampler(
         seed=seed, n_startup_trials=startup),
-    "gp-deterministic": lambda seed, startup, config: MonotoneGPSampler(
-        trends={str(c): violation_trend(c) for c in config.constraints},
-        objective_trend=improvement_trend(METRIC, "minimize"), seed=seed, n_startup_trials=startup,
-        deterministic_objective=True),
+    "gp-deterministic": lambda seed, startup, config: bayes_sampler(
+        "gp", seed, startup, config.constraints, config.objectives, deterministic_objective=True),
 }
 
 

@@ -81,7 +81,8 @@ def sweep(settings: Settings, sweep_file: Path, n_trials: int | None, storage: s
     """Run SWEEP_FILE (a W&B sweep YAML, e.g. sweeps/01_rapid_latency.yaml) on a local Optuna study.
 
     method bayes uses a Gaussian process (Optuna's GPSampler after 3 random trials, never trying a
-    model sparser than one that missed the accuracy floor; multi-objective and constrained when
+    model sparser than one that missed the accuracy floor, nor one that cannot beat a feasible
+    trial, and weighting feasibility twice; multi-objective and constrained when
     the sweep's edgeprune extension asks; `sampler: tpe` there for TPE), random and grid as
     named. Prints one row per finished trial and the best so far (or the Pareto front). Without
     --redis, models are measured by a consumer thread in each worker.

@@ -6,8 +6,10 @@ same way in both places; a GP is the most sample-efficient model for what we hav
 expensive trials over a handful of parameters; benchmarks/search_efficiency.py measures it against
 TPE and random); and Optuna 5's GPSampler covers every case of our spaces: float/int/categorical
 parameters, several objectives (log EHVI), the accuracy floor (constrained EI, from
-``Trial.set_constraint``) and parallel workers (q-batch EI over running trials). Ours adds one
-fact of pruning (``monotone``): it never proposes what a trial that failed a floor ruled out.
+``Trial.set_constraint``) and parallel workers (q-batch EI over running trials). Ours adds what
+we know of pruning (``monotone``): it never proposes what a trial that failed a floor ruled out,
+nor, with one objective, a point that cannot beat a feasible trial; and it weights P(feasible)
+twice in constrained EI (``FEASIBILITY_WEIGHT``).
 The extension key ``sampler: tpe`` switches to multivariate TPE (cheaper to fit when trials are
 many and fast).
 
@@ -104,13 +106,14 @@ FEASIBILITY_WEIGHT = 2.0
 
 
 def bayes_sampler(kind: str = "gp", seed: int | None = None, startup: int = STARTUP_TRIALS,
-                  constraints: Sequence[Constraint] = (), objectives: Sequence[Objective] = ()
-                  ) -> optuna.samplers.BaseSampler:
+                  constraints: Sequence[Constraint] = (), objectives: Sequence[Objective] = (),
+                  **gp_options: Any) -> optuna.samplers.BaseSampler:
     """``gp`` (default) or ``tpe``, each after ``startup`` random trials.
 
     The GP knows that more sparsity never wins back accuracy or speed (``monotone``): it does not
     propose what a trial that failed one of ``constraints`` has ruled out, nor, with a single
-    objective, a point that cannot beat a trial that met them.
+    objective, a point that cannot beat a trial that met them. ``gp_options`` go to GPSampler
+    (benchmarks try e.g. ``deterministic_objective``).
     """
     if kind == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
@@ -118,7 +121,8 @@ def bayes_sampler(kind: str = "gp", seed: int | None = None, startup: int = STAR
     single = objectives[0] if len(objectives) == 1 else None
     return MonotoneGPSampler(trends={str(c): violation_trend(c) for c in constraints},
                              objective_trend=improvement_trend(single.name, single.goal) if single else 0,
-                             feasibility_weight=FEASIBILITY_WEIGHT, seed=seed, n_startup_trials=startup)
+                             feasibility_weight=FEASIBILITY_WEIGHT, seed=seed, n_startup_trials=startup,
+                             **gp_options)
 
 
 def open_study(config: SweepConfig, storage: optuna.storages.BaseStorage,

@@ -132,7 +132,7 @@ class MonotoneGPSampler(optuna.samplers.GPSampler):
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        self._ruled_out = self._failed_points(study, search_space)
+        self._ruled_out = self._ruled_out_points(study, search_space)
         try:
             return super().sample_relative(study, trial, search_space)
         finally:
@@ -143,7 +143,7 @@ class MonotoneGPSampler(optuna.samplers.GPSampler):
             acqf = _PriorAcquisition(acqf, self._ruled_out, self._feasibility_weight)
         return super()._optimize_acqf(acqf, best_params)
 
-    def _failed_points(self, study: optuna.Study,
+    def _ruled_out_points(self, study: optuna.Study,
                        search_space: dict[str, BaseDistribution]) -> RuledOut | None:
         sparse = np.array([is_sparsity(name) for name in search_space])
         if not (self._trends or self._objective_trend) or not sparse.any():
