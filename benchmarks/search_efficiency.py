@@ -18,7 +18,13 @@ parameters beside it (so a known trial is not even pruned again). That makes the
 (one fixed objective) and affordable, and a second run of the script nearly free.
 
 Printed: for each seed, the trial at which random search reached its best feasible latency, and
-the trial at which each model-based sampler first got at least as low (target: a third or less).
+the trial at which each model-based sampler first got at least as low. The target (a third or
+less of random search's trials) is read against random search's *expected* trials to that
+latency, 1 / the share of its trials, pooled over seeds, that reach it: the trial at which one
+random run found its best is a biased count (the threshold is chosen as that run's own best, so
+the run reaches it within the budget by construction, at a trial uniform over the budget). The
+per-seed ratio is printed too, with its floor: an oracle that proposes random's best right after
+the start-up trials it shares with random search.
 Accuracy on the shared JPEG CIFAR-10 is lower than on the original set (ResNet56: 83.2% vs 93.4%).
 
     python benchmarks/search_efficiency.py --trials 30 --seeds 3
@@ -65,6 +71,9 @@ SAMPLERS = {
     "random": lambda seed, startup, config: optuna.samplers.RandomSampler(seed=seed),
 }
 
+
+#: The model-based sampler should need at most this share of random search's expected trials.
+TARGET = 1 / 3
 
 #: A Relative_Latency whose interquartile range is over this share of it was disturbed (the
 #: test suite sharing the cores, a slow spell of the VM read 0.65 for a 0.80 model): measure again.
@@ -141,6 +150,12 @@ def first_reaching(values: list[float | None], threshold: float) -> int | None:
         if v is not None and v <= threshold + 1e-12:
             return i
     return None
+
+
+def oracle_trials(random_values: list[float | None], best: float, startup: int) -> int:
+    """Trials to ``best`` of a sampler that shares random search's ``startup`` trials (same seed)
+    and then proposes random's best at once: the least any model-based sampler can need."""
+    return min(first_reaching(random_values, best), startup + 1)
 
 
 def expected_trials(pooled: list[float | None], threshold: float) -> float:
@@ -228,7 +243,8 @@ def main() -> None:
                 continue
             best = min(feasible)
             row = {"seed": seed, "random_best": best,
-                   "random": first_reaching(random_values, best)}
+                   "random": first_reaching(random_values, best),
+                   "oracle": oracle_trials(random_values, best, args.startup)}
             for name in args.samplers.split(","):
                 records = run(name, seed, args.trials, args.floor, trial_fn, Path(out), args.startup)
                 history[f"{name}-{seed}"] = history_rows(records, args.metric)
@@ -255,21 +271,21 @@ def main() -> None:
             cells += [f"{str(row[n] or '>' + str(args.trials)):>14}",
                       f"{best:>12.4f}" if best is not None else f"{'-':>12}"]
         print(" ".join(cells))
-    for n in names:
+    for n in names + ["oracle"]:
         ratios = [(row[n] or args.trials + 1) / row["random"] for row in rows]
+        label = n if n != "oracle" else f"oracle after {args.startup} start-up trials (the floor)"
         if ratios:
-            print(f"{n}: trials needed / random's: median {statistics.median(ratios):.2f}, per seed "
-                  f"{', '.join(f'{r:.2f}' for r in ratios)} (target <= 0.33)")
-    # The trial at which one random run hit its best is nearly uniform over the budget, so the
-    # ratio above is mostly luck. Less noisy: random search's expected trials to reach the same
-    # threshold, 1 / (share of all random trials, pooled over seeds, that reach it).
+            print(f"{label}: trials needed / random's own: median {statistics.median(ratios):.2f}, "
+                  f"per seed {', '.join(f'{r:.2f}' for r in ratios)}")
+    # The target's reading (module docstring): random search's expected trials to each threshold.
     for n in names:
-        ratios = []
-        for row in rows:
-            ratios.append((row[n] or args.trials + 1) / expected_trials(pooled, row["random_best"]))
+        ratios = [(row[n] or args.trials + 1) / expected_trials(pooled, row["random_best"])
+                  for row in rows]
         if ratios:
+            median = statistics.median(ratios)
             print(f"{n}: trials needed / random's expected (pooled {len(pooled)} trials): median "
-                  f"{statistics.median(ratios):.2f}, per seed {', '.join(f'{r:.2f}' for r in ratios)}")
+                  f"{median:.2f}, per seed {', '.join(f'{r:.2f}' for r in ratios)} -> target "
+                  f"<= {TARGET:.2f} {'met' if median <= TARGET else 'NOT met'}")
 
 
 if __name__ == "__main__":

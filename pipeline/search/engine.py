@@ -107,13 +107,15 @@ FEASIBILITY_WEIGHT = 2.0
 
 def bayes_sampler(kind: str = "gp", seed: int | None = None, startup: int = STARTUP_TRIALS,
                   constraints: Sequence[Constraint] = (), objectives: Sequence[Objective] = (),
+                  feasibility_weight: float = FEASIBILITY_WEIGHT,
                   **gp_options: Any) -> optuna.samplers.BaseSampler:
     """``gp`` (default) or ``tpe``, each after ``startup`` random trials.
 
     The GP knows that more sparsity never wins back accuracy or speed (``monotone``): it does not
     propose what a trial that failed one of ``constraints`` has ruled out, nor, with a single
-    objective, a point that cannot beat a trial that met them. ``gp_options`` go to GPSampler
-    (benchmarks try e.g. ``deterministic_objective``).
+    objective, a point that cannot beat a trial that met them. ``feasibility_weight`` is the power
+    of P(feasible) in constrained EI; ``gp_options`` go to GPSampler (benchmarks try both, e.g.
+    ``deterministic_objective``).
     """
     if kind == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
@@ -121,7 +123,7 @@ def bayes_sampler(kind: str = "gp", seed: int | None = None, startup: int = STAR
     single = objectives[0] if len(objectives) == 1 else None
     return MonotoneGPSampler(trends={str(c): violation_trend(c) for c in constraints},
                              objective_trend=improvement_trend(single.name, single.goal) if single else 0,
-                             feasibility_weight=FEASIBILITY_WEIGHT, seed=seed, n_startup_trials=startup,
+                             feasibility_weight=feasibility_weight, seed=seed, n_startup_trials=startup,
                              **gp_options)
 
 
