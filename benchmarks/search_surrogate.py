@@ -116,10 +116,10 @@ def held_out_error(names: list[str], x: np.ndarray, y: np.ndarray, floor: float)
 
 
 def summary(name: str, runs: list[list[float | None]], random_runs: list[list[float | None]],
-            trials: int) -> str:
-    """One line: trials to each random run's best, over random's own and its expected trials."""
+            bests: list[float], trials: int) -> str:
+    """One line: trials to each random run's best (``bests``), over random's own and its expected
+    trials."""
     pooled = [v for r in random_runs for v in r]
-    bests = [min(v for v in r if v is not None) for r in random_runs]
     found = [first_reaching(r, b) or trials + 1 for r, b in zip(runs, bests)]
     own = [n / first_reaching(r, b) for n, r, b in zip(found, random_runs, bests)]
     expected = [n / expected_trials(pooled, b) for n, b in zip(found, bests)]
@@ -160,10 +160,10 @@ def main() -> None:
     print(f"\nSurrogate of rapid ResNet56 trials (not measured), {args.seeds} seeds x "
           f"{args.trials} trials, feasible: Top1 >= {args.floor}% (JPEG CIFAR-10: lower than the "
           f"original set); trials each sampler needed to reach each random run's best {METRIC}:")
+    bests = [min(v for v in r if v is not None) for r in results["random"]]
     for name, runs in results.items():
         if name != "random":
-            print(summary(name, runs, results["random"], args.trials))
-    bests = [min(v for v in r if v is not None) for r in results["random"]]
+            print(summary(name, runs, results["random"], bests, args.trials))
     floor = [oracle_trials(r, b, args.startup) / first_reaching(r, b)
              for r, b in zip(results["random"], bests)]
     print(f"floor of the per-seed reading (an oracle proposing random's best after the "

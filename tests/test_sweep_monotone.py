@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from pipeline.search.config import Constraint, load_sweep
-from pipeline.search.engine import (STARTUP_TRIALS, SweepRunner, TrialOutcome, make_sampler,
-                                     open_study)
+from pipeline.search.engine import (STARTUP_TRIALS, SweepRunner, TrialOutcome, bayes_sampler,
+                                     make_sampler, open_study)
 from pipeline.search.monotone import (MonotoneGPSampler, RuledOut, improvement_trend,
                                       violation_trend)
 from pipeline.search.storage import open_storage
@@ -105,9 +105,8 @@ def _missed_floor(tmp_path, feasibility_weight: float) -> int:
     config = load_sweep(SWEEP)
     missed = 0
     for seed in range(4):
-        sampler = MonotoneGPSampler(trends={"Top1 >= 50": 1}, objective_trend=1, seed=seed,
-                                    feasibility_weight=feasibility_weight,
-                                    n_startup_trials=STARTUP_TRIALS)
+        sampler = bayes_sampler("gp", seed, STARTUP_TRIALS, config.constraints, config.objectives,
+                                feasibility_weight=feasibility_weight)
         folder = tmp_path / f"{feasibility_weight}-{seed}"
         study = open_study(config, open_storage(folder), "weighted", sampler=sampler)
         records = SweepRunner(config, study, _cliff, folder, n_trials=14).run()
