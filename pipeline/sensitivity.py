@@ -29,6 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .errors import ScheduleError, UserError
+from .extras import require
 from .pruning.importance import STRUCTURE_DIM
 from .pruning.sparsity import weight_shapes
 
@@ -255,10 +256,8 @@ def run_sensitivity(model: nn.Module, layers: Sequence[str], levels: Sequence[fl
 def plot_sensitivity(rows: Sequence[SensitivityRow], png_path: Path, group_type: str = "Filters",
                      title: str = "") -> Path:
     """One line per layer: validation Top1 against the pruning level; written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    require("matplotlib").use("Agg")
+    plt = require("matplotlib.pyplot")
 
     by_layer: dict[str, list[SensitivityRow]] = {}
     for row in rows:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import torch
@@ -55,21 +56,49 @@ def checkpoint_resnet56(shared_dir: Path) -> Path:
 
 
 REDIS_URL = os.environ.get("EDGEPRUNE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get("EDGEPRUNE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+# CI sets CI=true: there a missing service fails the suite instead of skipping its tests.
+REQUIRE_SERVICES = os.environ.get("EDGEPRUNE_REQUIRE_SERVICES", os.environ.get("CI", "")).lower() in (
+    "1", "true", "yes")
+
+
+def service_missing(message: str) -> NoReturn:
+    """Skip the test with a one-line reason, or fail it when the suite must have its services."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message} (required: CI or EDGEPRUNE_REQUIRE_SERVICES is set)")
+    pytest.skip(f"{message}; start it (see README) or set EDGEPRUNE_REQUIRE_SERVICES=1 to fail instead")
 
 
 @pytest.fixture
 def redis_url() -> str:
-    """The real Redis on 127.0.0.1:6379; the test fails (not skips) when it is not running."""
+    """The real Redis on 127.0.0.1:6379 (EDGEPRUNE_TEST_REDIS); skipped when it is not running."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
     try:
         client.ping()
     except redis.exceptions.ConnectionError as exc:
-        pytest.fail(f"Redis not reachable at {REDIS_URL}: {exc}")
+        service_missing(f"Redis not reachable at {REDIS_URL}: {exc}")
     finally:
         client.close()
     return REDIS_URL
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The real PostgreSQL on 127.0.0.1:5432 (EDGEPRUNE_TEST_POSTGRES); skipped when it is not running."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 2})
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.OperationalError as exc:
+        service_missing(f"PostgreSQL not reachable at {POSTGRES_URL}: {str(exc.orig).splitlines()[0]}")
+    finally:
+        engine.dispose()
+    return POSTGRES_URL
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from pipeline.search.storage import load_trials, open_storage
 from producer.sweep_loop import LoopSpec, run_loop, worker_spec
 
 REPO = Path(__file__).resolve().parent.parent
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 SWEEP = """
 method: random
@@ -28,9 +27,9 @@ parameters:
 
 
 @pytest.fixture
-def postgres_study():
+def postgres_study(postgres_url: str):
     """A unique study name in the test database, deleted afterwards."""
-    storage = open_storage(POSTGRES_URL)  # fails (not skips) when PostgreSQL is not running
+    storage = open_storage(postgres_url)
     name = f"edgeprune-test-{uuid.uuid4().hex[:10]}"
     yield name
     try:
@@ -41,22 +40,23 @@ def postgres_study():
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_two_worker_processes_share_one_postgres_study(settings, tmp_path, postgres_study):
+def test_two_worker_processes_share_one_postgres_study(settings, tmp_path, postgres_study,
+                                                       postgres_url):
     sweep = tmp_path / "shared.yaml"
     sweep.write_text(SWEEP)
     spec = LoopSpec(sweep=str(sweep), settings=settings, out_dir=str(tmp_path / "out"), n_trials=4,
                     base=RunConfig(schedule=REPO / "schedules" / "resnet20_filter_rank.yaml",
                                    model="resnet20_cifar", eval_split="val", eval_subset=100),
-                    storage=POSTGRES_URL, study_name=postgres_study, seed=0, timeout=300,
+                    storage=postgres_url, study_name=postgres_study, seed=0, timeout=300,
                     progress=False, measure_options=MeasureOptions.fast())
     with multiprocessing.get_context("spawn").Pool(2) as pool:
         per_worker = pool.map(run_loop, [worker_spec(spec, i) for i in range(2)])
     assert all(per_worker), "each process ran at least one trial"
-    records = load_trials(POSTGRES_URL, postgres_study)
+    records = load_trials(postgres_url, postgres_study)
     # Both checked the shared budget; at most one trial over it when they asked at the same time.
     assert 4 <= len(records) <= 5
     assert sorted(r.number for w in per_worker for r in w) == [r.number for r in records]
     assert all(r.status == "ok" and r.metrics["Total_Latency"] > 0 for r in records)
-    study = optuna.load_study(study_name=postgres_study, storage=open_storage(POSTGRES_URL))
+    study = optuna.load_study(study_name=postgres_study, storage=open_storage(postgres_url))
     workers = {t.user_attrs["record"]["worker"] for t in study.trials}
     assert len(workers) == 2

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 
 from ..errors import BenchmarkError
+from ..extras import require
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ def quantize_int8(model, calibration_images: np.ndarray | None,
     if calibration_images is None or len(calibration_images) == 0:
         raise BenchmarkError("precision int8 needs calibration images: pass a data set "
                              "(--data) so that train images can calibrate the quantizer")
-    import nncf
+    nncf = require("nncf")
 
     images = np.ascontiguousarray(calibration_images[:subset_size], dtype=np.float32)
     dataset = nncf.Dataset(list(images), lambda image: image[None])

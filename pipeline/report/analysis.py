@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.extras import require
 from pipeline.messages import TrialRecord
 
 #: Metrics where larger is better; every other metric is minimised (latencies, MACs, size).
@@ -250,7 +251,7 @@ def importance(trials: Sequence[TrialRecord], params: Sequence[str], metric: str
     Uses the trials that have the metric and every parameter; None when fewer than 3 such trials,
     no parameter, or a constant metric (nothing to explain).
     """
-    from sklearn.ensemble import RandomForestRegressor
+    RandomForestRegressor = require("sklearn.ensemble").RandomForestRegressor
 
     usable = [t for t in trials
               if metric_value(t, metric) is not None and all(p in t.params for p in params)]

@@ -12,12 +12,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import matplotlib
+from pipeline.extras import require
 
 # Agg before pyplot is imported: reports are drawn on machines without a display.
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
+require("matplotlib").use("Agg")
+plt = require("matplotlib.pyplot")
 
 from .analysis import Bin, Correlation, Importance, Pareto, ProgressPoint, is_maximised
 from .layers import LayerRow

@@ -18,6 +18,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
 from pipeline.errors import SweepError
+from pipeline.extras import require
 from pipeline.messages import TrialRecord
 
 JOURNAL_NAME = "study.journal"
@@ -39,10 +40,10 @@ def open_storage(storage: str | Path | None, out_dir: Path | None = None) -> Bas
         storage = Path(out_dir)
     text = str(storage)
     if is_database_url(text):
-        for plain in ("postgres://", "postgresql://"):
-            # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2.
-            if text.startswith(plain):
-                text = "postgresql+psycopg2://" + text[len(plain):]
+        if text.startswith(("postgres://", "postgresql://")):
+            # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, the `postgres` extra.
+            require("psycopg")
+            text = "postgresql://" + text.split("://", 1)[1]
         try:
             return RDBStorage(text, engine_kwargs={"pool_pre_ping": True})
         except Exception as exc:  # SQLAlchemy raises many driver-specific types

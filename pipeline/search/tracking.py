@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pipeline.extras import require
 from pipeline.queue.trial import NullTracker, Tracker
 
 
@@ -38,7 +39,7 @@ class WandbTracker:
 
     def log_params(self, params: dict[str, Any]) -> None:
         """Start the run with the trial's parameters as its config (the agent's run, if any)."""
-        import wandb
+        wandb = require("wandb")
 
         kwargs = {k: v for k, v in self.init_kwargs.items() if v is not None}
         self.run = wandb.init(config=dict(params), **kwargs)
