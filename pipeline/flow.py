@@ -29,6 +29,7 @@ from .errors import UserError
 from .messages import ArtifactRef, Job, ModelFacts, Result, Target
 from .models import count_macs_params, create_model, default_checkpoint, load_checkpoint
 from .pruning import CompressionScheduler, PruneReport, arch_signature, prune_one_shot
+from .pruning.coverage import PolicyCoverage, policy_coverage, warn_uncovered
 from .pruning.sparsity import SparsityReport, measure_sparsity, weight_shapes
 from .schedule import Schedule, load_schedule
 from .settings import Settings
@@ -99,6 +100,8 @@ class Produced:
     #: Element sparsity and kept channels of every weight against the unpruned model, taken last,
     #: so fine-grained zeros and structured removal are told apart whatever pruned them.
     sparsity: SparsityReport | None = None
+    #: Policies the epochs actually run left out (never fired, or cut short).
+    coverage: PolicyCoverage | None = None
 
 
 GateFn = Callable[[Path, ModelFacts], "str | None"]
@@ -177,6 +180,7 @@ def produce(config: RunConfig, settings: Settings, out_dir: Path, gate: GateFn |
         schedule = read_schedule(config, probe)
         schedule_yaml = schedule.to_yaml()
         (out_dir / "schedule.yaml").write_text(schedule_yaml)
+        warn_uncovered(schedule, config.epochs)
     with stage("data"):
         data = load_data(settings.data_path, settings.cache_dir, val_fraction=config.val_fraction,
                          subset=config.subset, seed=config.seed)
@@ -218,6 +222,7 @@ def produce(config: RunConfig, settings: Settings, out_dir: Path, gate: GateFn |
         metrics.update(epochs_run=trained.epochs_run, macs=facts.macs, params=facts.params)
         if trained.stopped_early:
             status, reason = "early_stopped", f"stopped after epoch {trained.epochs_run - 1}"
+    coverage = policy_coverage(schedule, trained.epochs_run if train_now else 0)
     sparsity = measure_sparsity(model, shapes_before)
     metrics.update(element_sparsity=sparsity.element_sparsity, removed_fraction=sparsity.removed_fraction,
                    effective_sparsity=sparsity.effective_sparsity)
@@ -232,7 +237,8 @@ def produce(config: RunConfig, settings: Settings, out_dir: Path, gate: GateFn |
             metrics["onnx_bytes"] = onnx_path.stat().st_size
     return Produced(run_id=run_id, out_dir=out_dir, onnx_path=onnx_path, schedule_yaml=schedule_yaml,
                     facts=facts, metrics=metrics, status=status, reason=reason,
-                    stage_seconds=stage.seconds, prune_report=report, config=config, sparsity=sparsity)
+                    stage_seconds=stage.seconds, prune_report=report, config=config, sparsity=sparsity,
+                    coverage=coverage)
 
 
 def _export(model: torch.nn.Module, path: Path, data: DataSplits) -> Path:
@@ -333,6 +339,8 @@ def result_record(produced: Produced, result: Result | None, pending_job: str = 
         "deployed_minus_torch_top1": top1_gap,
         "accuracy_gap_flagged": gap_flag is not None,
         "pruned_layers": layers,
+        "policies_not_fired": produced.coverage.not_fired if produced.coverage else [],
+        "policies_truncated": produced.coverage.truncated if produced.coverage else [],
         "arch_signature": produced.facts.arch_signature,
         "stage_seconds": {k: round(v, 3) for k, v in produced.stage_seconds.items()},
         "note": JPEG_NOTE,

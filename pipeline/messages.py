@@ -86,6 +86,7 @@ class ModelFacts(JsonMessage):
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     macs: int = 0
+    #: Parameters of the deployed model, BatchNorm folded (``pipeline.models.count_macs_params``).
     params: int = 0
     #: Kept channels per pruned layer: equal signatures mean equal latency.
     arch_signature: str = ""

@@ -226,9 +226,10 @@ def parse_schedule(data: Any, origin: str = TEXT_ORIGIN) -> Schedule:
             raise ScheduleError(f"{origin}: {key}: Distiller {key} are not supported by edgeprune: remove the section")
         if key not in TOP_LEVEL_KEYS:
             raise ScheduleError(f"{origin}: {key}: unknown top-level key: use {', '.join(TOP_LEVEL_KEYS)}")
-    if data.get("version") != 1:
+    # Distiller never reads `version` (many of its examples leave it out): missing means 1.
+    if data.get("version", 1) != 1:
         raise ScheduleError(f"{origin}: version={data.get('version')!r}: only Distiller schedule version 1 "
-                            "exists: write `version: 1`")
+                            "exists: write `version: 1` or leave it out")
     round_to = data.get("round_to")
     if round_to is not None:
         from .pruning.registry import ArgSpec

@@ -11,7 +11,9 @@ import torch
 from torch import nn
 
 from pipeline.errors import ScheduleError
-from pipeline.models import create_model, load_checkpoint
+from pipeline.export import export_onnx
+from pipeline.measure import onnx_facts
+from pipeline.models import count_macs_params, create_model, load_checkpoint
 from pipeline.pruning import CompressionScheduler, PruningContext, arch_signature, prune_one_shot
 from pipeline.pruning.structured import round_kept, structures_to_prune
 from pipeline.schedule import load_schedule
@@ -83,8 +85,9 @@ def test_removes_expected_counts_per_layer_and_still_runs(model_name: str, short
 
 
 def _hand_derived_macs_params(model_name: str, shortcut: str, kept: dict[str, int]) -> tuple[int, int, int]:
-    """MACs, all parameters, and conv+linear weights of a CIFAR ResNet whose block conv1s keep
-    ``kept[layer]`` filters, from the conv formula H*W*Cout*Cin*k*k (Distiller's convention)."""
+    """MACs, deployed parameters (BN folded: one bias per BN channel) and conv+linear weights of a
+    CIFAR ResNet whose block conv1s keep ``kept[layer]`` filters, from the conv formula
+    H*W*Cout*Cin*k*k (Distiller's convention)."""
     blocks = (int(model_name.removeprefix("resnet").removesuffix("_cifar")) - 2) // 6
     macs = 32 * 32 * 16 * 3 * 9
     weights = 16 * 3 * 9
@@ -103,7 +106,7 @@ def _hand_derived_macs_params(model_name: str, shortcut: str, kept: dict[str, in
             in_planes = planes
     macs += 64 * 10
     weights += 64 * 10
-    return macs, weights + 10 + 2 * bn_channels, weights
+    return macs, weights + 10 + bn_channels, weights
 
 
 @pytest.mark.parametrize("shortcut", ["A", "B"])
@@ -127,6 +130,24 @@ def test_hand_picked_schedule_macs_and_params_match_hand_derivation(shortcut: st
         assert (report.macs_before, report.macs_after) == (125_747_840, 67_797_632)
         assert measured_weights == 570_704
     assert model(X).shape == (2, 10)
+
+
+@pytest.mark.parametrize("shortcut", ["A", "B"])
+def test_report_params_are_those_of_the_deployed_onnx(shortcut: str, tmp_path: Path) -> None:
+    # One definition: the BN-folded parameters the exported ONNX holds, before and after pruning.
+    model = create_model("resnet20_cifar", shortcut=shortcut).eval()
+    torch.manual_seed(0)
+    for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+        # Distinct BN vectors (fresh ones are all equal, and the exporter shares equal constants).
+        for tensor in (bn.weight.data, bn.bias.data, bn.running_mean):
+            tensor.uniform_(0.5, 1.5)
+    export_onnx(model, tmp_path / "dense.onnx")
+    report = prune_one_shot(model, load_schedule(schedule_text(
+        ("f", "Filters", 0.5, ["layer1.0.conv1.weight", "layer3.2.conv1.weight"]))))
+    export_onnx(model.eval(), tmp_path / "pruned.onnx")
+    assert report.params_before == onnx_facts(tmp_path / "dense.onnx").params
+    assert report.params_after == onnx_facts(tmp_path / "pruned.onnx").params < report.params_before
+    assert count_macs_params(model)[1] == report.params_after
 
 
 def test_kept_filters_survive_and_untouched_layers_are_identical(checkpoint_resnet20: Path) -> None:

@@ -1,4 +1,11 @@
-"""MACs and parameter counts, by Distiller's convention (conv and linear layers only)."""
+"""MACs and parameter counts: MACs by Distiller's convention, parameters of the deployed model.
+
+One parameter definition is used everywhere (``PruneReport``, ``ModelFacts``, ``result.json``,
+run tables): the parameters of the model as it is deployed, with BatchNorm folded into the
+convolution before it, which is what the exported ONNX holds. A BatchNorm's scale merges into
+that conv's weight and its shift becomes the conv's bias (the convs here have none), so a
+BatchNorm of C channels counts C, not its 2C PyTorch parameters (nor its running statistics).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +13,29 @@ import torch
 from torch import nn
 
 
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def deployed_params(model: nn.Module) -> int:
+    """Parameters of ``model`` with every BatchNorm folded into the (bias-free) conv before it.
+
+    Equals the float initializers of the exported ONNX graph (``pipeline.measure.onnx_facts``).
+    """
+    count = 0
+    for module in model.modules():
+        if isinstance(module, _BATCH_NORMS):
+            count += module.num_features  # the bias folding gives the conv before it
+        else:
+            count += sum(p.numel() for p in module.parameters(recurse=False))
+    return count
+
+
 def count_macs_params(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> tuple[int, int]:
-    """Multiply-accumulates of one forward pass over conv and linear layers, and the parameter count.
+    """Multiply-accumulates of one forward pass over conv and linear layers, and ``deployed_params``.
 
     Distiller counts a conv as ``out_h * out_w * out_c * in_c/groups * k_h * k_w`` and ignores
-    BatchNorm, ReLU, pooling and the option-A shortcut; so do we, so figures compare with its tables.
+    BatchNorm, ReLU, pooling and the option-A shortcut; so do we, so MACs compare with its tables.
+    (Distiller's parameter figures count conv and linear weights only, without biases.)
     """
     macs = 0
 
@@ -39,5 +64,4 @@ def count_macs_params(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    params = sum(p.numel() for p in model.parameters())
-    return macs, params
+    return macs, deployed_params(model)

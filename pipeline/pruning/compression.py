@@ -82,7 +82,8 @@ def check_schedule(schedule: "Schedule", ctx: PruningContext) -> None:
                 continue
             group = ctx.coupled_layers(layer, kind, name)
             for (other, other_layer), (other_kind, _, other_group) in coupled.items():
-                if group & other_group:
+                # Coupled layers listed by one pruner are one group, pruned once (structured.py).
+                if group & other_group and other != name:
                     raise ScheduleError(
                         f"{where}.weights: {kind} of {layer} are coupled with {other_kind} of {other_layer} "
                         f"(pruners.{other}), so they would be pruned twice: list each coupled layer once")

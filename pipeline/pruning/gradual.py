@@ -28,7 +28,7 @@ from .importance import STRUCTURE_DIM
 from .magnitude import level_mask
 from .masks import MaskingPruner, MaskSet, named_weights
 from .registry import ArgSpec, register_pruner
-from .structured import RankedStructurePruner, kept_count, ranked_structure_args
+from .structured import RankedStructurePruner, coupled_members, kept_count, ranked_structure_args
 
 if TYPE_CHECKING:
     from ..schedule import Policy
@@ -155,12 +155,14 @@ class RankedStructureAGP(_AGPMixin, MaskingPruner, RankedStructurePruner):
         fraction = ramp.target(epoch)
         group_type = self.args["group_type"]
         params = named_weights(ctx.model)
-        for weight_name in self.weights:
-            layer = module_name_of(weight_name)
-            idxs = rank_for_masking(ctx, layer, group_type, fraction, self.args["criterion"],
-                                    self.args.get("round_to"), self.masked.get(layer, set()))
-            self.masked[layer] = set(idxs)
-            self.masks.set(weight_name, structure_mask(params[weight_name], group_type, idxs))
+        # A coupled group is ranked by its leader; its structures are masked in every listed member.
+        for members in coupled_members(ctx, self.name, self.weights, group_type):
+            leader = module_name_of(members[0])
+            idxs = rank_for_masking(ctx, leader, group_type, fraction, self.args["criterion"],
+                                    self.args.get("round_to"), self.masked.get(leader, set()))
+            self.masked[leader] = set(idxs)
+            for weight_name in members:
+                self.masks.set(weight_name, structure_mask(params[weight_name], group_type, idxs))
 
     def on_epoch_end(self, ctx: PruningContext, epoch: int,
                      policies: Sequence["Policy"]) -> list[StructureRemoval]:

@@ -154,10 +154,26 @@ class Registry:
     def get(self, class_name: Any, where: str) -> ComponentSpec:
         """The spec for ``class_name``; an unknown name is a ScheduleError listing the supported ones."""
         if class_name not in self.entries:
+            distiller = self.kind == "pruner" and class_name in DISTILLER_PRUNERS
+            note = f" ({class_name} is a Distiller class edgeprune does not implement)" if distiller else ""
             raise ScheduleError(f"{where}.class={class_name!r} is not a supported {self.kind} class: "
-                                f"use one of {', '.join(self.names())}")
+                                f"use one of {', '.join(self.names())}{note}")
         return self.entries[class_name]
 
+
+#: Every pruner class a Distiller schedule can name (those ``distiller/pruning/__init__.py``
+#: exports); the ones not registered here are listed in the README as not supported.
+DISTILLER_PRUNERS = (
+    "ActivationAPoZRankedFilterPruner", "ActivationAPoZRankedFilterPruner_AGP",
+    "ActivationMeanRankedFilterPruner", "ActivationMeanRankedFilterPruner_AGP",
+    "AutomatedGradualPruner", "BaiduRNNPruner", "BernoulliFilterPruner", "BernoulliFilterPruner_AGP",
+    "FMReconstructionChannelPruner", "GradientRankedFilterPruner", "GradientRankedFilterPruner_AGP",
+    "L1RankedStructureParameterPruner", "L1RankedStructureParameterPruner_AGP",
+    "L2RankedStructureParameterPruner", "L2RankedStructureParameterPruner_AGP",
+    "MagnitudeParameterPruner", "RandomLevelStructureParameterPruner", "RandomRankedFilterPruner",
+    "RandomRankedFilterPruner_AGP", "SensitivityPruner", "SparsityLevelParameterPruner", "SplicingPruner",
+    "StructureParameterPruner",
+)
 
 PRUNERS = Registry("pruner")
 LR_SCHEDULERS = Registry("lr_scheduler")
@@ -170,6 +186,9 @@ POLICY_ARGS: dict[str, ArgSpec] = {
                                             help="re-prune every N mini-batches", example=100),
     "mask_on_forward_only": ArgSpec("mask_on_forward_only", "bool", help="mask only on forward"),
     "mask_gradients": ArgSpec("mask_gradients", "bool", help="mask gradients too"),
+    # Distiller ranks on BN-folded weights with it; here ranking reads the conv weights, and
+    # BatchNorm is folded into the convs at export and evaluation anyway.
+    "fold_batchnorm": ArgSpec("fold_batchnorm", "bool", help="accepted; ranking is unchanged"),
 }
 
 

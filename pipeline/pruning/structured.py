@@ -7,10 +7,18 @@ importance first; torch-pruning removes them with everything coupled to them.
 How many: Distiller's rule, ``floor(desired_sparsity * n)`` structures, and never all of them
 (one is kept). With ``round_to: k`` (per pruner or schedule-wide) the kept count is then rounded
 UP to a multiple of k (so a pruner never removes more than asked), capped at the layer's count.
+
+Coupled groups: one pruner may list several members of one torch-pruning group (on option-B
+ResNets, every conv2 and downsample conv feeding one residual stream, as Distiller's own
+residual-stream schedules do). The group is pruned once: ranked by its first listed member (its
+leader, Distiller's ``group_dependency: Leader``), and removing those structures removes them
+from every member. Without ``group_dependency`` the same happens (Distiller would rank each
+member alone, which cannot be removed physically), and a log line says so.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
@@ -25,6 +33,8 @@ from .registry import ArgSpec, register_pruner
 
 if TYPE_CHECKING:
     from ..schedule import Policy
+
+log = logging.getLogger(__name__)
 
 
 def structures_to_prune(count: int, fraction: float) -> int:
@@ -58,6 +68,23 @@ def plan_removal(ctx: PruningContext, pruner: str, layer: str, group_type: str, 
     return StructureRemoval(pruner, layer, group_type, tuple(sorted(order[: count - kept].tolist())))
 
 
+def coupled_members(ctx: PruningContext, pruner: str, weights: Sequence[str],
+                    group_type: str) -> list[list[str]]:
+    """``weights`` split into the coupled groups they belong to, in listed order.
+
+    Each group lists its members as they were listed, so ``group[0]`` is the group's leader.
+    """
+    groups: list[tuple[frozenset, list[str]]] = []
+    for weight in weights:
+        coupled = ctx.coupled_layers(module_name_of(weight), group_type, pruner)
+        index = next((i for i, (members, _) in enumerate(groups) if members & coupled), None)
+        if index is None:
+            groups.append((coupled, [weight]))
+        else:
+            groups[index] = (groups[index][0] | coupled, [*groups[index][1], weight])
+    return [members for _, members in groups]
+
+
 def ranked_structure_args(default_criterion: str) -> tuple[ArgSpec, ...]:
     """The arguments of a ranked structure pruner whose criterion defaults to ``default_criterion``."""
     return (
@@ -71,6 +98,8 @@ def ranked_structure_args(default_criterion: str) -> tuple[ArgSpec, ...]:
                 help="importance criterion ranking the structures"),
         ArgSpec("round_to", "int", low=1, example=8,
                 help="round each layer's kept count up to a multiple of this"),
+        ArgSpec("group_dependency", "str", choices=("Leader",), example="Leader",
+                help="coupled layers listed together are ranked by the first listed (always so here)"),
     )
 
 
@@ -89,19 +118,25 @@ class RankedStructurePruner(Pruner):
                 raise ScheduleError(f"{key}={weight!r} is not a convolution weight: {cls.__name__} "
                                     "prunes conv filters/channels; list conv weights only")
             ctx.group(layer, args["group_type"], [0], name)
+        if args.get("group_dependency") is None:
+            for members in coupled_members(ctx, name, args["weights"], args["group_type"]):
+                if len(members) > 1:
+                    log.info("%s: %s are coupled: pruned once, ranked by the first, %s, as with "
+                             "group_dependency: Leader", where, ", ".join(members), members[0])
 
     def fraction(self, epoch: int, policies: Sequence["Policy"]) -> float:
         """The fraction to remove at ``epoch`` (overridden by gradual pruners)."""
         return float(self.args["desired_sparsity"])
 
     def plan(self, ctx: PruningContext, epoch: int, policies: Sequence["Policy"]) -> list[StructureRemoval]:
-        """Removals for every listed layer at ``epoch``."""
+        """Removals for every listed layer at ``epoch``: one per coupled group, ranked by its leader."""
         fraction = self.fraction(epoch, policies)
         if fraction <= 0:
             return []
-        return [plan_removal(ctx, self.name, module_name_of(w), self.args["group_type"], fraction,
+        group_type = self.args["group_type"]
+        return [plan_removal(ctx, self.name, module_name_of(members[0]), group_type, fraction,
                              self.args["criterion"], self.args.get("round_to"))
-                for w in self.weights]
+                for members in coupled_members(ctx, self.name, self.weights, group_type)]
 
     def on_epoch_begin(self, ctx: PruningContext, epoch: int,
                        policies: Sequence["Policy"]) -> list[StructureRemoval]:
