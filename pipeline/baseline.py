@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .files import atomic_write_text
 from .messages import Target
 
 log = logging.getLogger(__name__)
@@ -123,18 +123,12 @@ def _format(value: Any, spec: str) -> str:
         return str(value)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save_table(table: BaselineTable, out_dir: Path) -> tuple[Path, Path]:
     """Write ``baseline.md`` and ``baseline.json`` into ``out_dir``; returns both paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown, data = out_dir / "baseline.md", out_dir / "baseline.json"
-    _write_atomic(markdown, table.to_markdown() + "\n")
-    _write_atomic(data, json.dumps(table.to_dict(), indent=2, default=str))
+    atomic_write_text(markdown, table.to_markdown() + "\n")
+    atomic_write_text(data, json.dumps(table.to_dict(), indent=2, default=str))
     return markdown, data
 
 

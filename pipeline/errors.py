@@ -31,3 +31,7 @@ class QueueError(UserError):
 
 class SweepError(UserError):
     """A sweep config that cannot be read or mapped onto the schedule."""
+
+
+class OutputError(UserError):
+    """An output path that cannot be written as asked (e.g. it names a device or a symlink)."""

@@ -8,7 +8,6 @@ ONNX Runtime 1.32 both read. The batch axis is dynamic so that accuracy can run 
 from __future__ import annotations
 
 import logging
-import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from .errors import ModelError
+from .files import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -84,33 +84,31 @@ def export_onnx(model: torch.nn.Module, path: Path | str, input_shape: tuple[int
     started = time.perf_counter()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     try:
-        example = torch.zeros(input_shape, device=device)
-        with warnings.catch_warnings():
-            # The TorchScript exporter warns about constant folding of option-A shortcut slices.
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, (example,), str(tmp), dynamo=False, opset_version=OPSET,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
-        images, checked_on = _check_inputs(check_images, input_shape)
-        expected = _torch_logits(model, images, device)
-        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        got = session.run(None, {INPUT_NAME: images})[0]
-        diff = float(np.abs(got - expected).max())
-        agreement = float((got.argmax(1) == expected.argmax(1)).mean())
-        if not diff <= atol:  # also catches NaN
-            raise ExportMismatchError(
-                f"{path}: the exported ONNX differs from PyTorch by {diff:.3g} on the logits of "
-                f"{len(images)} {checked_on} (tolerance {atol:g}): the model holds an op the exporter "
-                "translates differently; check custom layers, or pass a larger atol if this is "
-                "expected rounding")
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            example = torch.zeros(input_shape, device=device)
+            with warnings.catch_warnings():
+                # The TorchScript exporter warns about constant folding of option-A shortcut slices.
+                warnings.simplefilter("ignore")
+                torch.onnx.export(model, (example,), str(tmp), dynamo=False, opset_version=OPSET,
+                                  input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                  dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+            images, checked_on = _check_inputs(check_images, input_shape)
+            expected = _torch_logits(model, images, device)
+            session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+            got = session.run(None, {INPUT_NAME: images})[0]
+            diff = float(np.abs(got - expected).max())
+            agreement = float((got.argmax(1) == expected.argmax(1)).mean())
+            if not diff <= atol:  # also catches NaN
+                raise ExportMismatchError(
+                    f"{path}: the exported ONNX differs from PyTorch by {diff:.3g} on the logits of "
+                    f"{len(images)} {checked_on} (tolerance {atol:g}): the model holds an op the exporter "
+                    "translates differently; check custom layers, or pass a larger atol if this is "
+                    "expected rounding")
     finally:
-        tmp.unlink(missing_ok=True)
         model.train(was_training)
     report = ExportReport(path=path, opset=OPSET, input_shape=tuple(input_shape),
                           onnx_bytes=path.stat().st_size, checked_images=len(images),

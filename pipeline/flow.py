@@ -26,6 +26,7 @@ import torch
 
 from .data import MEAN, STD, DataSplits, load_data, to_tensor_batch
 from .errors import UserError
+from .files import atomic_write_text
 from .messages import ArtifactRef, Job, ModelFacts, Result, Target
 from .models import count_macs_params, create_model, default_checkpoint, load_checkpoint
 from .pruning import CompressionScheduler, PruneReport, arch_signature, prune_one_shot
@@ -349,12 +350,8 @@ def result_record(produced: Produced, result: Result | None, pending_job: str = 
 
 def write_result(out_dir: Path, produced: Produced, result: Result | None, pending_job: str = "") -> Path:
     """Write ``result.json`` atomically: a reader sees the whole record or none."""
-    path = out_dir / "result.json"
-    tmp = path.with_suffix(".json.tmp")
     record = result_record(produced, result, pending_job)
-    tmp.write_text(json.dumps(record, indent=2, default=_jsonable))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(out_dir / "result.json", json.dumps(record, indent=2, default=_jsonable))
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,7 +1,8 @@
 """Messages between agents, and the records they leave: plain dataclasses that travel as JSON.
 
 Nothing here is ever pickled: a message that came over the queue is parsed from JSON into these
-classes and nothing else, so a hostile message can at worst fail to parse.
+classes and nothing else, so a hostile message can at worst fail to parse. ``parse_checked``
+also checks every field's type (pydantic), for messages from a source that is not trusted.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Type, TypeVar
+
+from pydantic import TypeAdapter
 
 T = TypeVar("T")
 
@@ -156,3 +160,17 @@ _NESTED: dict[tuple[str, str], type] = {
     ("Job", "model"): ModelFacts,
     ("Result", "target"): Target,
 }
+
+
+@lru_cache(maxsize=None)
+def _adapter(cls: type) -> TypeAdapter:
+    return TypeAdapter(cls)
+
+
+def parse_checked(cls: Type[T], text: str | bytes) -> T:
+    """``cls`` parsed from JSON with the type of every field, nested ones included, checked.
+
+    Unknown keys are dropped as in ``from_json``; a wrong type or a missing field raises
+    ``ValueError`` (pydantic's ``ValidationError``) naming the field.
+    """
+    return _adapter(cls).validate_json(text)

@@ -18,7 +18,6 @@ import csv
 import fnmatch
 import logging
 import math
-import os
 import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -30,6 +29,7 @@ from tqdm import tqdm
 
 from .errors import ScheduleError, UserError
 from .extras import require
+from .files import atomic_output
 from .pruning.importance import STRUCTURE_DIM
 from .pruning.sparsity import weight_shapes
 
@@ -156,13 +156,11 @@ def _number(text: str) -> float | None:
 
 def write_rows(csv_path: Path, rows: Iterable[SensitivityRow]) -> None:
     """Write every row to ``csv_path`` atomically (temp file, then rename)."""
-    tmp = csv_path.with_name(f".{csv_path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
+    with atomic_output(csv_path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for row in sorted(rows, key=lambda r: (r.layer, r.level)):
             writer.writerow({k: "" if v is None else v for k, v in asdict(row).items()})
-    os.replace(tmp, csv_path)
 
 
 def cached_by_architecture(latency_fn: LatencyFn) -> LatencyFn:
@@ -274,9 +272,8 @@ def plot_sensitivity(rows: Sequence[SensitivityRow], png_path: Path, group_type:
         ax.set_title(title or f"Pruning sensitivity ({group_type}, one layer at a time)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="x-small", ncol=max(1, math.ceil(len(by_layer) / 14)), loc="lower left")
-        tmp = png_path.with_name(f".{png_path.stem}.tmp.png")
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, png_path)
+        with atomic_output(png_path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
     return png_path

@@ -55,6 +55,16 @@ def checkpoint_resnet56(shared_dir: Path) -> Path:
     return next((shared_dir / "models").glob("resnet56-*.th"))
 
 
+@pytest.fixture(scope="session")
+def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real ONNX model (one conv, one linear; about 260 KB), for the queue's tests."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(32, 2000)).eval()
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    torch.onnx.export(model, torch.zeros(1, 3, 32, 32), str(path), dynamo=False)
+    return path
+
+
 REDIS_URL = os.environ.get("EDGEPRUNE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("EDGEPRUNE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 

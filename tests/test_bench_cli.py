@@ -153,3 +153,14 @@ def test_unknown_device_for_onnxruntime(bench, models) -> None:
 def test_onnxruntime_refuses_other_precisions(bench, models) -> None:
     assert_one_error_line(bench(str(models["resnet"]), "--backend", "onnxruntime", "--precision",
                                 "int8"), "fp32 only")
+
+
+def test_out_that_is_not_a_regular_file_is_refused_before_measuring(bench, models, tmp_path: Path) -> None:
+    import os
+    import stat
+
+    fifo = tmp_path / "out.json"
+    os.mkfifo(fifo)
+    assert_one_error_line(bench(str(models["resnet"]), "--out", str(fifo), *FAST),
+                          f"{fifo} is not a regular file; writing it would replace it")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and list(tmp_path.iterdir()) == [fifo]

@@ -18,18 +18,6 @@ from pipeline.queue import (ArtifactError, JobQueue, QueueConfig, check_only, co
 TARGET = Target(backend="openvino", device="CPU")
 
 
-@pytest.fixture(scope="module")
-def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small real ONNX model (one conv, one linear; about 260 KB)."""
-    import torch
-
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3), torch.nn.AdaptiveAvgPool2d(1),
-                                torch.nn.Flatten(), torch.nn.Linear(32, 2000)).eval()
-    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    torch.onnx.export(model, torch.zeros(1, 3, 32, 32), str(path), dynamo=False)
-    return path
-
-
 @pytest.fixture(params=["redis", "fakeredis"])
 def client(request: pytest.FixtureRequest) -> redis.Redis:
     if request.param == "fakeredis":

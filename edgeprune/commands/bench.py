@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import click
 import numpy as np
 
+from pipeline.files import atomic_write_text, check_replaceable
 from pipeline.messages import Target
 from pipeline.settings import Settings
 
@@ -106,13 +106,6 @@ def format_table(named: list[tuple[str, dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 @click.command()
 @click.argument("model_path", metavar="MODEL.onnx", type=click.Path(path_type=Path))
 @target_options
@@ -156,6 +149,8 @@ def bench(settings: Settings, model_path: Path, target: Target, accuracy: bool, 
     from pipeline.measure import check_target, measure, onnx_facts
 
     paths = [model_path] + ([baseline] if baseline else [])
+    if out is not None:
+        check_replaceable(out)  # before measuring: --out /dev/full or a symlink is refused at once
     check_target(target)
     for path in paths:
         onnx_facts(path)  # a missing or corrupt file fails here, before any data is loaded
@@ -181,7 +176,8 @@ def bench(settings: Settings, model_path: Path, target: Target, accuracy: bool, 
         report["per_layer_comparison"] = [{**vars(row), "speedup": row.speedup} for row in comparison]
     text = json.dumps(report, indent=2, sort_keys=True)
     if out is not None:
-        _write_atomically(out, text + "\n")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, text + "\n")
     if as_json:
         click.echo(text)
         return

@@ -12,6 +12,7 @@ import click
 
 from pipeline.errors import QueueError
 from pipeline.queue import JobQueue, QueueConfig, connect
+from pipeline.queue.config import check_prefix
 
 from .options import redis_option
 
@@ -19,8 +20,9 @@ _DEFAULTS = QueueConfig()
 
 _prefix_option = click.option(
     "--prefix", default="edgeprune", show_default=True,
-    help="Key prefix of the queue on Redis: deployments (or tests) with different prefixes share "
-         "a server without seeing each other's jobs.")
+    callback=lambda ctx, param, value: check_prefix(value),
+    help="Key prefix of the queue on Redis (letters, digits, '.', '_', '-'): deployments (or "
+         "tests) with different prefixes share a server without seeing each other's jobs.")
 
 
 _visibility_option = click.option(
@@ -35,11 +37,11 @@ _artifacts_option = click.option(
     "--artifacts", "artifact_store", default=_DEFAULTS.artifact_store, show_default=True,
     help="Where model files wait for their consumer: 'redis' (a key with a TTL on the queue's "
          "Redis; nothing else shared) or file:///dir (a directory every producer and consumer "
-         "mounts at the same path).")
+         "mounts at the same path). A consumer reads and deletes artifacts only there.")
 _artifact_size_option = click.option(
     "--max-artifact-mb", type=click.FloatRange(min=0.001),
     default=_DEFAULTS.max_artifact_bytes / 2**20, show_default=True,
-    help="Largest model file the queue accepts, in MiB.")
+    help="Largest model file, in MiB, a producer queues or a consumer reads (checked before reading).")
 
 #: QueueConfig field for each queue flag's parameter name (MiB converted to bytes).
 _CONFIG_FIELDS = {"visibility_timeout": "visibility_timeout_s", "max_attempts": "max_attempts",
@@ -65,9 +67,10 @@ def _with_queue_config(*options: Callable[..., Any]) -> Callable[[Callable[..., 
     return decorate
 
 
-#: The producer decides where and how big artifacts may be; the consumer how long a claim lasts.
+#: Both sides name the artifact store and its size limit; the consumer also how long a claim lasts.
 producer_queue_options = _with_queue_config(_artifacts_option, _artifact_size_option)
-consumer_queue_options = _with_queue_config(_visibility_option, _attempts_option)
+consumer_queue_options = _with_queue_config(_visibility_option, _attempts_option, _artifacts_option,
+                                            _artifact_size_option)
 
 
 def server_queue(redis_url: str | None, prefix: str = "edgeprune",

@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+from ..errors import QueueError
 
 #: Name of the consumer group on every job stream.
 GROUP = "consumers"
+#: Key prefixes: no glob characters (``*?[]``) nor ``:``, so a prefix names only its own keys.
+PREFIX_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def check_prefix(prefix: object) -> str:
+    """``prefix`` if it matches ``PREFIX_PATTERN``, else a one-line ``QueueError``."""
+    if not isinstance(prefix, str) or not PREFIX_PATTERN.fullmatch(prefix):
+        raise QueueError(f"queue prefix {str(prefix)[:80]!r} is not 1-64 letters, digits, '.', '_' "
+                         "or '-' starting with a letter or digit: pass e.g. --prefix edgeprune")
+    return prefix
+
+
+def glob_escape(text: str) -> str:
+    """``text`` matched literally in a Redis SCAN/KEYS pattern."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
 @dataclass(frozen=True)
@@ -38,6 +56,13 @@ class QueueKeys:
     """Every Redis key of one queue, under one prefix (so tests and deployments stay apart)."""
 
     prefix: str = "edgeprune"
+
+    def __post_init__(self) -> None:
+        check_prefix(self.prefix)
+
+    def match(self, kind: str) -> str:
+        """SCAN pattern of every key of one kind (``result``, ``artifact``, ``consumer``...)."""
+        return f"{glob_escape(self.prefix)}:{glob_escape(kind)}:*"
 
     def jobs(self, target_name: str) -> str:
         """Stream of jobs for one target, e.g. ``edgeprune:jobs:openvino-CPU``."""

@@ -43,7 +43,7 @@ def live_consumers(queue: "JobQueue") -> list[dict[str, Any]]:
     """Heartbeats that have not expired: one per running consumer."""
     now = time.time()
     consumers = []
-    for key in queue.client.scan_iter(match=queue.keys.consumer("*"), count=1000):
+    for key in queue.client.scan_iter(match=queue.keys.match("consumer"), count=1000):
         raw = queue.client.get(key)
         if raw is None:
             continue
@@ -68,7 +68,7 @@ def queue_status(queue: "JobQueue") -> dict[str, Any]:
         "waiting": sum(t["waiting"] for t in targets.values()),
         "in_flight": sum(t["in_flight"] for t in targets.values()),
         "dead_lettered": queue.client.xlen(queue.keys.dead),
-        "results_stored": _count_keys(queue, queue.keys.result("*")),
+        "results_stored": _count_keys(queue, queue.keys.match("result")),
         "consumers": live_consumers(queue),
         "targets": targets,
         "counters": counters,

@@ -27,9 +27,12 @@ from typing import Any
 
 import redis
 
-from ..messages import Job, Result, Target
-from .artifacts import ArtifactError, ArtifactStore
+from ..errors import QueueError
+from ..messages import Job, Result, Target, parse_checked
+from .artifacts import ArtifactStore
 from .config import GROUP, QueueConfig, QueueKeys
+from .entries import BadEntry, check_job_id, parse_entry, raw_payload
+from .reconnect import RedisUnavailable, retry_within
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +71,16 @@ class JobQueue:
 
     # -- producer side -------------------------------------------------------------------------
 
-    def submit(self, job: Job, onnx_path: Path) -> Job:
-        """Store ``onnx_path`` as ``job``'s artifact and queue the job; returns it with the artifact set."""
+    def submit(self, job: Job, onnx_path: Path, retry_s: float = 0.0) -> Job:
+        """Store ``onnx_path`` as ``job``'s artifact and queue the job; returns it with the artifact set.
+
+        While Redis is unreachable it retries for up to ``retry_s`` seconds, then raises
+        ``RedisUnavailable``.
+        """
+        check_job_id(job.job_id)
+        return retry_within(retry_s, f"submitting job {job.job_id}", lambda: self._submit(job, onnx_path))
+
+    def _submit(self, job: Job, onnx_path: Path) -> Job:
         job.artifact = self.artifacts.put(job.job_id, onnx_path)
         stream = self.keys.jobs(job.target.name)
         self._ensure_group(stream)
@@ -84,25 +95,41 @@ class JobQueue:
 
     def result(self, job_id: str) -> Result | None:
         """The stored result of ``job_id`` (ok or failed), or None while there is none."""
-        raw = self.client.get(self.keys.result(job_id))
-        return None if raw is None else Result.from_json(raw)
+        raw = self.client.get(self.keys.result(check_job_id(job_id)))
+        if raw is None:
+            return None
+        try:
+            return parse_checked(Result, raw)
+        except ValueError:
+            raise QueueError(f"the stored result of job {job_id} is not a valid result message: "
+                             f"inspect {self.keys.result(job_id)} on the queue's Redis") from None
 
     def wait_result(self, job_id: str, timeout: float) -> Result | None:
         """Block until ``job_id`` has a result, for at most ``timeout`` seconds.
 
         Returns None on timeout; the job stays queued and its result is still stored when it comes.
+        While Redis is unreachable it keeps retrying until the timeout.
         """
         deadline = time.monotonic() + timeout
-        while True:
+
+        def poll() -> Result | None:
             result = self.result(job_id)
-            if result is not None:
-                return result
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if result is None and remaining > 0:
+                # The notification only wakes us; the stored result is the truth. Short slices keep a
+                # lost notification from costing more than a few seconds.
+                self.client.blpop([self.keys.done(job_id)], timeout=min(remaining, MAX_BLOCK_S))
+            return result
+
+        while True:
+            try:
+                result = retry_within(max(0.0, deadline - time.monotonic()),
+                                      f"waiting for the result of job {job_id}", poll)
+            except RedisUnavailable as exc:
+                log.warning("%s", exc)
                 return None
-            # The notification only wakes us; the stored result is the truth. Short slices keep a
-            # lost notification from costing more than a few seconds.
-            self.client.blpop([self.keys.done(job_id)], timeout=min(remaining, MAX_BLOCK_S))
+            if result is not None or time.monotonic() >= deadline:
+                return result
 
     # -- consumer side -------------------------------------------------------------------------
 
@@ -122,7 +149,7 @@ class JobQueue:
                 self.client.blpop([self.keys.doorbell(target.name)], timeout=min(block_s, MAX_BLOCK_S))
                 waited = True
                 continue
-            claimed = self._admit(stream, entry, consumer, reclaimed)
+            claimed = self._admit(stream, target.name, entry, consumer, reclaimed)
             if claimed is not None:
                 return claimed
 
@@ -236,17 +263,27 @@ class JobQueue:
                 return entry
         return None
 
-    def _admit(self, stream: str, entry: tuple[bytes, dict], consumer: str,
+    def _admit(self, stream: str, target_name: str, entry: tuple[bytes, dict], consumer: str,
                reclaimed: bool) -> ClaimedJob | None:
-        """Turn a stream entry into a ClaimedJob, or settle it at once (None) when it must not run."""
+        """Turn a stream entry into a ClaimedJob, or settle it at once (None) when it must not run.
+
+        An entry that is not a valid job is dead-lettered with its raw payload (cut short) and
+        acknowledged: nothing else is read, written or deleted for it.
+        """
         entry_id, fields = _text(entry[0]), entry[1]
         try:
-            job = Job.from_json(fields[b"job"] if b"job" in fields else fields["job"])
-        except (KeyError, ValueError, TypeError) as exc:
-            log.error("dropping unreadable entry %s on %s: %s", entry_id, stream, exc)
-            self.client.xadd(self.keys.dead, {"job_id": "", "error": f"unreadable job message: {exc}",
-                                              "attempts": 1, "at": time.time(), "stream": stream})
-            self._ack(stream, entry_id)
+            job = parse_entry(fields, target_name)
+        except BadEntry as exc:
+            log.error("dead-lettering bad entry %s on %s: %s", entry_id, stream, exc)
+            pipe = self.client.pipeline(transaction=True)
+            pipe.xadd(self.keys.dead, {"job_id": "", "error": str(exc), "attempts": 1,
+                                       "at": time.time(), "stream": stream, "entry_id": entry_id,
+                                       "raw": raw_payload(fields)},
+                      maxlen=self.config.dead_letter_max, approximate=True)
+            pipe.hincrby(self.keys.stats, "dead", 1)
+            pipe.xack(stream, GROUP, entry_id)
+            pipe.xdel(stream, entry_id)
+            pipe.execute()
             return None
         attempt = self.client.hincrby(self.keys.deliveries, job.job_id, 1)
         claimed = ClaimedJob(job=job, stream=stream, entry_id=entry_id, consumer=consumer,
@@ -285,8 +322,8 @@ class JobQueue:
         pipe.expire(done, self.config.result_ttl_s)
         pipe.execute()
         try:
-            self.artifacts.delete(claimed.job.artifact)
-        except (ArtifactError, OSError) as exc:
+            self.artifacts.delete(claimed.job.artifact, job_id)
+        except OSError as exc:
             log.warning("could not delete the artifact of job %s: %s", job_id, exc)
 
     def _dead_letter(self, claimed: ClaimedJob, error: str) -> None:
@@ -312,10 +349,4 @@ class JobQueue:
         pipe.xdel(claimed.stream, claimed.entry_id)
         pipe.hincrby(self.keys.stats, counter, 1)
         self._ring(pipe, claimed.job.target.name)
-        pipe.execute()
-
-    def _ack(self, stream: str, entry_id: str) -> None:
-        pipe = self.client.pipeline(transaction=True)
-        pipe.xack(stream, GROUP, entry_id)
-        pipe.xdel(stream, entry_id)
         pipe.execute()

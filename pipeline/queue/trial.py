@@ -80,8 +80,9 @@ def run_trial(config: "RunConfig", queue: JobQueue, settings: "Settings", out_di
     ``result.json`` and report to ``tracker``.
 
     A model that collapsed, was gated or stopped early is not queued unless the producer still
-    exported it (``produced.onnx_path``). A wait past ``timeout`` seconds returns with
-    ``timed_out``; the job stays queued and its result is still stored when it comes.
+    exported it (``produced.onnx_path``). A wait past ``timeout`` seconds (counted from the
+    submission, Redis blips retried within it) returns with ``timed_out``; the job stays queued
+    and its result is still stored when it comes.
     """
     from ..flow import job_for, produce, write_result
 
@@ -96,10 +97,12 @@ def run_trial(config: "RunConfig", queue: JobQueue, settings: "Settings", out_di
     job_id, timed_out = "", False
     if produced.onnx_path is not None:
         start = time.perf_counter()
-        job = queue.submit(job_for(produced, config.target, config.eval_split), produced.onnx_path)
+        # A Redis blip while submitting or waiting is retried within the same timeout.
+        job = queue.submit(job_for(produced, config.target, config.eval_split), produced.onnx_path,
+                           retry_s=timeout)
         job_id = job.job_id
         log.info("run %s: job %s queued, waiting up to %.0f s", produced.run_id, job_id, timeout)
-        result = queue.wait_result(job_id, timeout)
+        result = queue.wait_result(job_id, max(0.0, timeout - (time.perf_counter() - start)))
         timed_out = result is None
         if timed_out:
             log.warning("run %s: no result for job %s within %.0f s; it stays queued",

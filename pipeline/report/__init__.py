@@ -10,12 +10,12 @@ import csv
 import io
 import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.files import atomic_write_text
 from pipeline.messages import TrialRecord
 
 from . import analysis, plots
@@ -48,14 +48,6 @@ class ReportPaths:
     csv: Path
     json: Path
     plots: dict[str, Path] = field(default_factory=dict)
-
-
-def _write_text(path: Path, text: str) -> Path:
-    """Write ``text`` through a temporary file, so a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
 
 
 def _flat_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -216,9 +208,9 @@ def build_report(trials: Sequence[TrialRecord], out_dir: Path,
     report["files"] = {name: path.name for name, path in drawn.items()}
     paths = ReportPaths(out_dir=out_dir, html=out_dir / "index.html", csv=out_dir / "trials.csv",
                         json=out_dir / "report.json", plots=drawn)
-    _write_text(paths.csv, trials_csv(trials))
-    _write_text(paths.json, json.dumps(report, indent=2, sort_keys=True, default=str))
-    _write_text(paths.html, render_page(report, drawn, out_dir, title))
+    atomic_write_text(paths.csv, trials_csv(trials))
+    atomic_write_text(paths.json, json.dumps(report, indent=2, sort_keys=True, default=str))
+    atomic_write_text(paths.html, render_page(report, drawn, out_dir, title))
     log.info("report written to %s", paths.html)
     return paths
 

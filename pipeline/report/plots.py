@@ -7,7 +7,6 @@ writes it atomically and returns the path.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +17,7 @@ from pipeline.extras import require
 require("matplotlib").use("Agg")
 plt = require("matplotlib.pyplot")
 
+from ..files import atomic_output
 from .analysis import Bin, Correlation, Importance, Pareto, ProgressPoint, is_maximised
 from .layers import LayerRow
 
@@ -35,9 +35,8 @@ def _figure(path: Path, width: float, height: float) -> Iterator[plt.Figure]:
     try:
         yield fig
         fig.tight_layout()
-        tmp = path.with_name(path.name + ".tmp")
-        fig.savefig(tmp, dpi=DPI, format="png")
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=DPI, format="png")
     finally:
         plt.close(fig)
 

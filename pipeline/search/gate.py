@@ -17,8 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import threading
 import uuid
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any, Callable, Protocol
 
 import optuna
 
+from pipeline.files import atomic_write_text
 from pipeline.messages import ArtifactRef, Job, ModelFacts, Target, TrialRecord
 
 from .config import GateOptions
@@ -84,10 +83,7 @@ class FileLatencyCache:
             data = self._load()
             data[key] = metrics
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f)
-            os.replace(tmp, self.path)
+            atomic_write_text(self.path, json.dumps(data))
 
 
 class LatencyGate:
