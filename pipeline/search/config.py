@@ -209,6 +209,11 @@ class SweepConfig:
         return {n: p for n, p in self.parameters.items() if not p.constant}
 
     @property
+    def ranked_metrics(self) -> list[str]:
+        """The metrics trials are ranked or constrained by."""
+        return [o.name for o in self.objectives] + [c.metric for c in self.constraints]
+
+    @property
     def constants(self) -> dict[str, Any]:
         return {n: p.value for n, p in self.parameters.items()
                 if p.constant and n != EXTENSION_PARAM}

@@ -32,6 +32,7 @@ import optuna
 from optuna.trial import TrialState
 
 from pipeline.errors import SweepError
+from pipeline.measure.noise import unranked_figures
 from pipeline.messages import Target, TrialRecord
 
 from .config import Constraint, Objective, SweepConfig
@@ -254,7 +255,12 @@ class SweepRunner:
         if outcome.status not in STATUSES:
             raise ValueError(f"trial function returned status {outcome.status!r}; use one of {STATUSES}")
         metrics = json_safe(outcome.metrics)
-        record = dict(base, status=outcome.status, metrics=metrics, reason=outcome.reason,
+        # A flagged figure the consumer did not time again (pipeline/measure/noise.py) is recorded
+        # with its flag but never ranks the search: the trial is told without values.
+        noisy = unranked_figures(metrics, self.config.ranked_metrics)
+        reason = outcome.reason or (f"not ranked: {', '.join(noisy)} "
+                                    f"{metrics['measurement_flag']}" if noisy else "")
+        record = dict(base, status=outcome.status, metrics=metrics, reason=reason,
                       finished_at=time.time(), run_dir=outcome.run_dir or base["run_dir"],
                       compute_s=outcome.compute_s or time.time() - started)
         trial.set_user_attr(RECORD_ATTR, record)
@@ -263,12 +269,12 @@ class SweepRunner:
             trial.set_constraint(str(c), c.violation(metrics[c.metric])
                                  if _finite(metrics.get(c.metric)) else _MISSING_VIOLATION)
         values = [metrics.get(o.name) for o in self.config.objectives] or [0.0]
-        if outcome.status != "failed" and all(_finite(v) for v in values):
+        if outcome.status != "failed" and all(_finite(v) for v in values) and not noisy:
             self.study.tell(trial, [float(v) for v in values])
         elif outcome.status == "failed":
             self.study.tell(trial, state=TrialState.FAIL)
         else:
-            # Gated or stopped without every objective: a known-bad region, not a crash.
+            # Gated or stopped without every objective, or a noisy figure: no value to learn from.
             self.study.tell(trial, state=TrialState.PRUNED)
         result = TrialRecord.from_dict(dict(record, number=trial.number))
         if self.on_record is not None:
@@ -318,6 +324,7 @@ def best_trials(config: SweepConfig, records: list[TrialRecord]) -> list[TrialRe
     if not config.objectives:
         return []
     feasible = [r for r in records if r.status in ("ok", "collapsed", "gated")
+                and not unranked_figures(r.metrics, config.ranked_metrics)
                 and all(_finite(r.metrics.get(o.name)) for o in config.objectives)
                 and all(_finite(r.metrics.get(c.metric)) and c.violation(r.metrics[c.metric]) <= 0
                         for c in config.constraints)]
