@@ -20,6 +20,7 @@ from typing import Any
 
 from .errors import UserError
 from .files import atomic_write_text
+from .measure.noise import flag_cell
 from .messages import Target
 
 log = logging.getLogger(__name__)
@@ -97,11 +98,11 @@ class BaselineTable:
 
     def to_markdown(self) -> str:
         """A Markdown table of the figures, followed by what they were measured with."""
-        header = ["model"] + [title for title, _, _ in COLUMNS]
+        header = ["model"] + [title for title, _, _ in COLUMNS] + ["timing"]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in self.rows:
             cells = [row.name] + [_format(row.metrics.get(metric), spec)
-                                  for _, metric, spec in COLUMNS]
+                                  for _, metric, spec in COLUMNS] + [flag_cell(row.metrics)]
             if row.status != "ok":
                 cells[0] += f" ({row.status})"
             lines.append("| " + " | ".join(cells) + " |")

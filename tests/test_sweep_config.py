@@ -159,14 +159,18 @@ def _with(**changes):
 MALFORMED = [
     (_with(bogus=1), "bogus is not a W&B sweep key"),
     (_with(method="hyperopt"), "method is 'hyperopt'"),
-    (_with(parameters__p_desired_sparsity={"min": 0.9, "max": 0.1}), "min 0.9 > max 0.1"),
+    (_with(parameters__p_desired_sparsity={"min": 0.9, "max": 0.1}), "min 0.9 is not less than max 0.1"),
+    # W&B refuses min == max (sweeps.config.schema.validate_min_max); we used to accept it.
+    (_with(parameters__p_desired_sparsity={"min": 0.5, "max": 0.5}), "min 0.5 is not less than max 0.5"),
     (_with(parameters__p_desired_sparsity={"distribution": "gaussian", "mu": 0}),
      "distribution is 'gaussian'"),
     (_with(parameters__p_desired_sparsity={"distribution": "uniform", "min": 0.1}), "lacks max"),
     (_with(parameters__p_desired_sparsity={"values": [1, 2], "probabilities": [0.5, 0.6]}),
-     "probabilities is [0.5, 0.6]"),
+     "Probabilities [0.5, 0.6] do not sum to 1"),
     (_with(parameters__p_desired_sparsity={"distribution": "log_uniform_values", "min": 0, "max": 1}),
-     "needs positive values"),
+     "parameters.p_desired_sparsity.min: 0 is less than or equal to the minimum of 0.0"),
+    (_with(parameters__p_desired_sparsity={"distribution": "q_uniform", "min": 0.1, "max": 0.9, "q": 0}),
+     "parameters.p_desired_sparsity.q: 0 is less than or equal to the minimum of 0"),
     (_with(parameters__p_desired_sparsity={"min": 0.1, "max": 0.9, "step": 0.1}),
      "step does not belong to distribution uniform"),
     (_with(parameters__p_desired_sparsity={"distribution": "int_uniform", "min": 0.5, "max": 3}),
@@ -184,7 +188,13 @@ MALFORMED = [
     (_with(method="grid"), "a grid cannot enumerate"),
     (_with(parameters__edgeprune={"value": {"sampler": "cmaes"}}), "sampler is 'cmaes'"),
     (_with(parameters={}), "parameters is missing or empty"),
-    ({"method": "random", "parameters": BASE["parameters"]}, "metric is missing"),
+    ({"method": "bayes", "parameters": BASE["parameters"]}, "metric is missing"),
+    (_with(early_terminate={"type": "hyperband", "min_iter": 1, "eta": 1}),
+     "early_terminate.eta: 1 is less than or equal to the minimum of 1"),
+    (_with(early_terminate={"type": "hyperband", "min_iter": 1, "strict": "yes"}),
+     "early_terminate.strict is 'yes'"),
+    (_with(parameters__p_desired_sparsity={"parameters": {"a": {"value": 1}}}),
+     "is a nested parameter dictionary, which edgeprune does not map"),
 ]
 
 

@@ -15,6 +15,7 @@ from pipeline.messages import Target
 from pipeline.settings import Settings
 
 from .options import quiet_wait_option, settings_options, target_options
+from .outputs import timing_rows
 
 
 def _eval_data(settings: Settings, split: str, limit: int, accuracy: bool,
@@ -65,6 +66,7 @@ def _rows(metrics: dict[str, Any], relative: bool = False) -> list[tuple[str, st
         ("  min / max / count", f"{lat['min']:.4f} / {lat['max']:.4f} / {lat['count']}"),
         ("  machine slowdown / waited", f"{metrics['machine_slowdown']:.2f}x / "
                                         f"{metrics['quiet_wait_s']:.0f} s"),
+        *timing_rows(metrics),
         ("Throughput img/s", _fmt(metrics["Throughput"], 1)),
     ]
     if relative:

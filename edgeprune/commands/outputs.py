@@ -5,15 +5,23 @@ from __future__ import annotations
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from pipeline.errors import UserError
+from pipeline.measure.noise import flag_cell
 
 
 def require_schedule(path: Path) -> None:
     """A one-line error when the schedule file is missing (click's own would print usage too)."""
     if not path.is_file():
         raise UserError(f"schedule {path} not found: pass --schedule FILE (see schedules/)")
+
+
+def timing_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """The measurement-flag rows of a run or bench table: steady or noisy, and why (always both
+    rows, so the columns of several models line up)."""
+    why = str(metrics.get("measurement_flag") or "-").removeprefix("noisy: ")
+    return [("timing (noise rule)", flag_cell(metrics)), ("  why noisy", why)]
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from pipeline.messages import Target
 from pipeline.settings import Settings
 
 from .options import run_config_options, settings_options
-from .outputs import require_schedule, staged_output
+from .outputs import require_schedule, staged_output, timing_rows
 
 #: The in-process consumer measures one model; an hour means something is stuck.
 EMBEDDED_TIMEOUT_S = 3600.0
@@ -73,6 +73,7 @@ def format_record(record: dict, out_dir: Path) -> str:
         (f"Top1 / Top5 deployed ({record['eval_split']})", f"{_fmt(m.get('Top1'), '.2f')} / {_fmt(m.get('Top5'), '.2f')} %"),
         ("Total_Latency quiet median (p90)", f"{_fmt(m.get('Total_Latency'), '.3f')} ms ({_fmt(latency.get('p90'), '.3f')} ms)"),
         ("Latency (sum of layers)", f"{_fmt(m.get('Latency'), '.3f')} ms"),
+        *timing_rows(m),
         ("Throughput", f"{_fmt(m.get('Throughput'), '.1f')} images/s"),
         ("MACs", f"{_fmt(m.get('macs_before'), ',')} -> {_fmt(m.get('macs'), ',')}"),
         ("parameters", f"{_fmt(m.get('params_before'), ',')} -> {_fmt(m.get('params'), ',')}"),

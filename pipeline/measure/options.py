@@ -59,6 +59,9 @@ class MeasureOptions:
     calibration_size: int = 300
     #: PyTorch Top1 of the same model, to flag a deployed accuracy that differs by > 0.5 points.
     torch_top1: float | None = None
+    #: Times to re-time the latency figures when the noise rule flags them (noise.py); the
+    #: steadiest attempt is kept, and still flagged if every attempt was noise.
+    remeasure: int = 2
 
     @classmethod
     def fast(cls, **overrides) -> "MeasureOptions":

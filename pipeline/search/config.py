@@ -19,6 +19,8 @@ import yaml
 
 from pipeline.errors import SweepError
 
+from .wandb_schema import wandb_violations
+
 #: Reserved parameter holding our extension (see module docstring).
 EXTENSION_PARAM = "edgeprune"
 
@@ -56,8 +58,15 @@ DISTRIBUTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "q_beta": (frozenset(), frozenset({"a", "b", "q"})),
 }
 GRID_DISTRIBUTIONS = ("categorical", "categorical_w_probabilities", "int_uniform", "q_uniform")
-_RANGED = {"int_uniform", "uniform", "q_uniform", "log_uniform_values", "log_uniform",
-           "q_log_uniform_values", "inv_log_uniform_values"}
+#: Fixes for W&B's validator's objections, by a phrase of its message.
+_WANDB_FIXES = {
+    "is not less than max": "give min < max (a fixed value is {value: X})",
+    "do not sum to 1": "give probabilities that sum to 1",
+    "are not the same length": "give one probability per value",
+    "Additional properties are not allowed": "remove that key (W&B's schema does not have it)",
+    "less than or equal to the minimum of": "use a value above that minimum",
+    "is less than the minimum of": "use a value at or above that minimum",
+}
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
 
 
@@ -120,25 +129,41 @@ class ParamSpec:
 
 @dataclass(frozen=True)
 class Hyperband:
-    """W&B's ``early_terminate: {type: hyperband, ...}``."""
+    """W&B's ``early_terminate: {type: hyperband, ...}``.
+
+    ``strict`` (W&B's default false): false judges a run by its best value so far, true by its
+    value at the bracket epoch (W&B's "more aggressive" mode).
+    """
 
     min_iter: int | None = None
     max_iter: int | None = None
-    s: int | None = None
+    s: float | None = None
     eta: float = 3.0
     strict: bool = False
 
     def brackets(self, horizon: int) -> list[int]:
-        """Epochs (1-based) at which runs are judged, up to ``horizon`` epochs."""
+        """Epochs (1-based) at which runs are judged, up to ``horizon`` epochs.
+
+        W&B's rounding (``sweeps.hyperband_stopping``): each bracket is the previous one divided
+        (max_iter form) or multiplied (min_iter form) by eta, truncated to an integer, so
+        max_iter 27, eta 2, s 3 gives 3, 6, 13. W&B loops ``range(s)``, which a non-integer s
+        (valid in its schema) breaks; we take the whole part.
+        """
+        bands: list[int] = []
         if self.min_iter is not None:
-            epochs, k = [], 0
-            while (e := int(round(self.min_iter * self.eta ** k))) <= horizon:
-                epochs.append(e)
-                k += 1
-            return epochs
+            band = float(self.min_iter)
+            while int(band) <= horizon:
+                bands.append(int(band))
+                band *= self.eta
+            return bands
         assert self.max_iter is not None and self.s is not None
-        found = {int(round(self.max_iter / self.eta ** k)) for k in range(1, int(self.s) + 1)}
-        return sorted(e for e in found if 1 <= e <= horizon)
+        band = float(self.max_iter)
+        for _ in range(int(self.s)):
+            band /= self.eta
+            if band < 1:
+                break
+            bands.append(int(band))
+        return sorted(b for b in set(bands) if b <= horizon)
 
 
 @dataclass(frozen=True)
@@ -182,6 +207,11 @@ class SweepConfig:
     def searched(self) -> dict[str, ParamSpec]:
         """The parameters that vary (constants and the extension left out)."""
         return {n: p for n, p in self.parameters.items() if not p.constant}
+
+    @property
+    def ranked_metrics(self) -> list[str]:
+        """The metrics trials are ranked or constrained by."""
+        return [o.name for o in self.objectives] + [c.metric for c in self.constraints]
 
     @property
     def constants(self) -> dict[str, Any]:
@@ -249,7 +279,11 @@ class _Checker:
             raise self.fail("method", f"is {method!r}", f"use one of {', '.join(METHODS)}")
         params = self.parameters(data.get("parameters"))
         extension = self.extension(params.get(EXTENSION_PARAM))
-        objectives = self.objectives(data.get("metric"), extension.get("metrics"))
+        hyperband = self.early_terminate(data.get("early_terminate"))
+        objectives = self.objectives(data.get("metric"), extension.get("metrics"),
+                                     needed=method == "bayes" or hyperband is not None)
+        # Ours above say what we need to read the file; W&B's validator has the last word on it.
+        self.wandb_verdict(params)
         if method == "grid":
             for spec in params.values():
                 if not spec.constant and spec.distribution not in GRID_DISTRIBUTIONS:
@@ -257,7 +291,6 @@ class _Checker:
                                     f"{spec.distribution}, which a grid cannot enumerate",
                                     "give it values: [...] or int_uniform/q_uniform bounds (or use method: "
                                     "random/bayes)")
-        hyperband = self.early_terminate(data.get("early_terminate"))
         rule = extension.get("early_stop", "hyperband" if hyperband else "")
         if rule not in ("", "median", "hyperband") or (rule == "hyperband" and not hyperband):
             raise self.fail(f"parameters.{EXTENSION_PARAM}.value.early_stop", f"is {rule!r}",
@@ -284,6 +317,14 @@ class _Checker:
             run_cap=run_cap, project=data.get("project", ""), entity=data.get("entity", ""),
             gate=self.gate(extension.get("gate", {}), objectives, constraints),
             bayes_sampler=sampler, raw=data)
+
+    def wandb_verdict(self, params: dict[str, ParamSpec]) -> None:
+        """W&B's published validator over the whole file: its first objection, with a fix."""
+        problems = wandb_violations(self.data, {n: p.distribution for n, p in params.items()})
+        if problems:
+            fix = next((f for hint, f in _WANDB_FIXES.items() if hint in problems[0]),
+                       "change it to what W&B's sweep schema allows (sweeps package, schema.json)")
+            raise SweepError(f"{self.where}: W&B's sweep validator refuses it: {problems[0]}: {fix}")
 
     # -- parameters -------------------------------------------------------------------------
     def parameters(self, raw: Any) -> dict[str, ParamSpec]:
@@ -329,30 +370,12 @@ class _Checker:
             fields["values"] = tuple(values)
         if "probabilities" in spec:
             probs = spec["probabilities"]
-            if (not isinstance(probs, list) or len(probs) != len(fields["values"])
-                    or any(not _is_number(p) or p < 0 for p in probs)
-                    or not math.isclose(sum(probs), 1.0, abs_tol=1e-6)):
+            # Length, sign and sum are W&B's validator's to judge (wandb_verdict).
+            if not isinstance(probs, list) or any(not _is_number(p) for p in probs):
                 raise self.fail(f"{key}.probabilities", f"is {probs!r}", "give one non-negative "
                                 f"number per value ({len(fields['values'])}) summing to 1")
             fields["probabilities"] = tuple(float(p) for p in probs)
-        spec_out = ParamSpec(**fields)
-        self.check_range(key, spec_out)
-        return spec_out
-
-    def check_range(self, key: str, spec: ParamSpec) -> None:
-        if spec.distribution in _RANGED:
-            assert spec.min is not None and spec.max is not None
-            if spec.min > spec.max:
-                raise self.fail(key, f"has min {spec.min:g} > max {spec.max:g}",
-                                "swap them or fix the bound")
-            if spec.distribution in ("log_uniform_values", "q_log_uniform_values",
-                                     "inv_log_uniform_values") and spec.min <= 0:
-                raise self.fail(f"{key}.min", f"is {spec.min:g} but {spec.distribution} needs "
-                                "positive values", "use a min > 0 such as 1e-4")
-        if spec.q <= 0:
-            raise self.fail(f"{key}.q", f"is {spec.q:g}", "use a positive step such as 0.05")
-        if spec.sigma < 0:
-            raise self.fail(f"{key}.sigma", f"is {spec.sigma:g}", "use a sigma >= 0")
+        return ParamSpec(**fields)
 
     def number(self, key: str, value: Any, integer: bool) -> float | int:
         if not _is_number(value) or (integer and not isinstance(value, int)):
@@ -364,10 +387,10 @@ class _Checker:
     def objective(self, key: str, raw: Any) -> Objective:
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
             raise self.fail(key, f"is {raw!r}", "give {name: Latency, goal: minimize}")
-        extra = sorted(set(raw) - {"name", "goal", "target", "impute", "impute_while_running"})
+        extra = sorted(set(raw) - {"name", "goal", "target", "impute"})
         if extra:
             raise self.fail(f"{key}.{extra[0]}", "is not a metric key",
-                            "use name, goal, target (impute, impute_while_running)")
+                            "use name, goal, target (impute)")
         goal = raw.get("goal", "minimize")
         if goal not in GOALS:
             raise self.fail(f"{key}.goal", f"is {goal!r}", "use minimize or maximize")
@@ -376,7 +399,8 @@ class _Checker:
             target = float(self.number(f"{key}.target", target, integer=False))
         return Objective(raw["name"], goal, target)
 
-    def objectives(self, metric: Any, metrics: Any) -> list[Objective]:
+    def objectives(self, metric: Any, metrics: Any, needed: bool) -> list[Objective]:
+        """The objectives; none for a grid or random sweep without ``metric`` (W&B allows it)."""
         if metrics is not None:
             if not isinstance(metrics, list) or not metrics:
                 raise self.fail(f"parameters.{EXTENSION_PARAM}.value.metrics", "must be a "
@@ -388,9 +412,10 @@ class _Checker:
                 raise self.fail(f"parameters.{EXTENSION_PARAM}.value.metrics", "names a metric "
                                 "twice", "list each metric once")
             return found
-        if metric is None:
-            raise self.fail("metric", "is missing", "add metric: {name: Latency, goal: minimize}")
-        return [self.objective("metric", metric)]
+        if metric is None and needed:
+            raise self.fail("metric", "is missing (method bayes and early_terminate need it)",
+                            "add metric: {name: Latency, goal: minimize}")
+        return [] if metric is None else [self.objective("metric", metric)]
 
     def extension(self, spec: ParamSpec | None) -> dict[str, Any]:
         if spec is None:
@@ -441,16 +466,17 @@ class _Checker:
         if extra:
             raise self.fail(f"{key}.{extra[0]}", "is not a hyperband key",
                             "use min_iter, or max_iter and s; eta and strict optional")
-        values = {k: self.number(f"{key}.{k}", raw[k], integer=k != "eta")
+        # Ranges (min_iter >= 1, eta > 1) are W&B's validator's (wandb_verdict); s may be a
+        # non-integer in W&B's schema.
+        values = {k: self.number(f"{key}.{k}", raw[k], integer=k in ("min_iter", "max_iter"))
                   for k in ("min_iter", "max_iter", "s", "eta") if k in raw}
         if "min_iter" not in values and not {"max_iter", "s"} <= set(values):
             raise self.fail(key, "needs min_iter, or max_iter together with s",
                             "add e.g. min_iter: 1")
-        if values.get("min_iter", 1) < 1:
-            raise self.fail(f"{key}.min_iter", f"is {values['min_iter']}", "use 1 or more")
-        if values.get("eta", 3) <= 1:
-            raise self.fail(f"{key}.eta", f"is {values['eta']}", "use a number > 1 such as 3")
-        return Hyperband(strict=bool(raw.get("strict", False)), **values)
+        strict = raw.get("strict", Hyperband.strict)
+        if not isinstance(strict, bool):
+            raise self.fail(f"{key}.strict", f"is {strict!r}", "use true or false (W&B's default: false)")
+        return Hyperband(strict=strict, **values)
 
     def command(self, command: Any) -> None:
         if not isinstance(command, list):

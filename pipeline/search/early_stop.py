@@ -2,8 +2,9 @@
 
 Two rules, both comparing a trial with the other trials of the study at the same epoch:
 ``hyperband`` (W&B's ``early_terminate``): at the bracket epochs (``min_iter * eta^k``, or
-``max_iter / eta^k`` for ``k = 1..s``) a trial must be in the top ``1/eta`` of the trials that
-reached that epoch; ``median``: from epoch ``warmup`` on, a trial below the median stops
+``max_iter / eta^k`` for ``k = 1..s``, truncated as W&B does) a trial must be in the top ``1/eta``
+of the trials that reached that epoch, judged as W&B judges: by its best Top1 so far, or with
+``strict: true`` by its Top1 at that epoch; ``median``: from epoch ``warmup`` on, a trial below the median stops
 (Optuna's and Vizier's median rule). Accuracy is the judge whatever the sweep optimises, because
 latency does not change while the weights retrain.
 """
@@ -32,8 +33,10 @@ class EarlyStopper:
         #: Fewer peers than this at an epoch and nobody is stopped: one rival is not a population.
         self.min_peers = min_peers if min_peers is not None else max(2, math.ceil(eta))
 
-    def judge(self, epoch: int, top1: float, peers: list[float]) -> str | None:
-        """``epoch``: epochs completed (1-based); ``peers``: other trials' Top1 at that epoch."""
+    def judge(self, epoch: int, top1: float, peers: list[float], best: float | None = None
+              ) -> str | None:
+        """``epoch``: epochs completed (1-based); ``peers``: other trials' Top1 at that epoch;
+        ``best``: this trial's best Top1 so far (hyperband without ``strict``; default ``top1``)."""
         if not self.rule or len(peers) < self.min_peers:
             return None
         if self.rule == "median":
@@ -49,8 +52,10 @@ class EarlyStopper:
             return None
         keep = 1.0 / self.hyperband.eta
         threshold = float(np.quantile(peers, 1.0 - keep))
-        if top1 < threshold:
-            return (f"early stop (hyperband, eta={self.hyperband.eta:g}): val Top1 {top1:.2f}% "
-                    f"after epoch {epoch} is outside the top {keep:.0%} of {len(peers)} trials "
-                    f"(needs {threshold:.2f}%)")
+        judged, what = (top1, f"val Top1 {top1:.2f}% after epoch {epoch}")
+        if not self.hyperband.strict and best is not None and best > top1:
+            judged, what = best, f"best val Top1 {best:.2f}% by epoch {epoch}"
+        if judged < threshold:
+            return (f"early stop (hyperband, eta={self.hyperband.eta:g}): {what} is outside the "
+                    f"top {keep:.0%} of {len(peers)} trials (needs {threshold:.2f}%)")
         return None

@@ -32,6 +32,7 @@ import optuna
 from optuna.trial import TrialState
 
 from pipeline.errors import SweepError
+from pipeline.measure.noise import unranked_figures
 from pipeline.messages import Target, TrialRecord
 
 from .config import Constraint, Objective, SweepConfig
@@ -82,10 +83,20 @@ def study_name_of(config: SweepConfig) -> str:
     return config.name or Path(config.source).stem or "sweep"
 
 
+class AskTellGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid without the ``study.stop()`` it calls after the last point: that works only
+    inside ``study.optimize`` (elsewhere it raises, failing the last grid trial's tell); the
+    runner's ``budget_left`` checks ``is_exhausted`` itself."""
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
+                    state: TrialState, values: Sequence[float] | None) -> None:
+        return None
+
+
 def make_sampler(config: SweepConfig, seed: int | None = None) -> optuna.samplers.BaseSampler:
     """The sampler for ``config.method`` (see the module docstring for the choice)."""
     if config.method == "grid":
-        return optuna.samplers.GridSampler(SearchSpace(config).grid(), seed=seed)
+        return AskTellGridSampler(SearchSpace(config).grid(), seed=seed)
     if config.method == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return bayes_sampler(config.bayes_sampler, seed, constraints=config.constraints,
@@ -135,7 +146,9 @@ def open_study(config: SweepConfig, storage: optuna.storages.BaseStorage,
     ``sampler`` replaces the one ``method`` implies (benchmarks compare samplers this way).
     """
     name = study_name or study_name_of(config)
-    directions = [o.goal for o in config.objectives]
+    # A sweep without metric (W&B allows it for grid and random) ranks nothing: one placeholder
+    # direction, told 0.0 per finished trial (_finish), which those samplers ignore.
+    directions = [o.goal for o in config.objectives] or ["minimize"]
     study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
                                 sampler=sampler or make_sampler(config, seed),
                                 directions=directions)
@@ -242,7 +255,12 @@ class SweepRunner:
         if outcome.status not in STATUSES:
             raise ValueError(f"trial function returned status {outcome.status!r}; use one of {STATUSES}")
         metrics = json_safe(outcome.metrics)
-        record = dict(base, status=outcome.status, metrics=metrics, reason=outcome.reason,
+        # A flagged figure the consumer did not time again (pipeline/measure/noise.py) is recorded
+        # with its flag but never ranks the search: the trial is told without values.
+        noisy = unranked_figures(metrics, self.config.ranked_metrics)
+        reason = outcome.reason or (f"not ranked: {', '.join(noisy)} "
+                                    f"{metrics['measurement_flag']}" if noisy else "")
+        record = dict(base, status=outcome.status, metrics=metrics, reason=reason,
                       finished_at=time.time(), run_dir=outcome.run_dir or base["run_dir"],
                       compute_s=outcome.compute_s or time.time() - started)
         trial.set_user_attr(RECORD_ATTR, record)
@@ -250,13 +268,13 @@ class SweepRunner:
             # Samplers read these (Optuna 5's set_constraint): <= 0 feasible.
             trial.set_constraint(str(c), c.violation(metrics[c.metric])
                                  if _finite(metrics.get(c.metric)) else _MISSING_VIOLATION)
-        values = [metrics.get(o.name) for o in self.config.objectives]
-        if outcome.status != "failed" and all(_finite(v) for v in values):
+        values = [metrics.get(o.name) for o in self.config.objectives] or [0.0]
+        if outcome.status != "failed" and all(_finite(v) for v in values) and not noisy:
             self.study.tell(trial, [float(v) for v in values])
         elif outcome.status == "failed":
             self.study.tell(trial, state=TrialState.FAIL)
         else:
-            # Gated or stopped without every objective: a known-bad region, not a crash.
+            # Gated or stopped without every objective, or a noisy figure: no value to learn from.
             self.study.tell(trial, state=TrialState.PRUNED)
         result = TrialRecord.from_dict(dict(record, number=trial.number))
         if self.on_record is not None:
@@ -291,7 +309,7 @@ class SweepRunner:
             peers = [float(t.user_attrs[CURVE_ATTR][str(done)])
                      for t in self.study.get_trials(deepcopy=False)
                      if t.number != trial.number and str(done) in t.user_attrs.get(CURVE_ATTR, {})]
-            reason = stopper.judge(done, top1, peers)
+            reason = stopper.judge(done, top1, peers, best=max(curve.values()))
             if reason:
                 stop_reason.append(reason)
                 return False
@@ -301,8 +319,12 @@ class SweepRunner:
 
 
 def best_trials(config: SweepConfig, records: list[TrialRecord]) -> list[TrialRecord]:
-    """The best feasible trial (one objective) or the feasible Pareto front (several)."""
+    """The best feasible trial (one objective) or the feasible Pareto front (several); none
+    when the sweep has no metric."""
+    if not config.objectives:
+        return []
     feasible = [r for r in records if r.status in ("ok", "collapsed", "gated")
+                and not unranked_figures(r.metrics, config.ranked_metrics)
                 and all(_finite(r.metrics.get(o.name)) for o in config.objectives)
                 and all(_finite(r.metrics.get(c.metric)) and c.violation(r.metrics[c.metric]) <= 0
                         for c in config.constraints)]

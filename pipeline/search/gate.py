@@ -25,6 +25,7 @@ from typing import Any, Callable, Protocol
 import optuna
 
 from pipeline.files import atomic_write_text
+from pipeline.measure.noise import unranked_figures
 from pipeline.messages import ArtifactRef, Job, ModelFacts, Target, TrialRecord
 
 from .config import GateOptions
@@ -112,10 +113,17 @@ class LatencyGate:
         if cached is None:
             cached = self.measure(Path(onnx_path), facts, self.target)
             self.measurements += 1
-            self.cache.put(key, cached)
+            # A noisy figure that was not timed again is not kept: the next trial measures anew.
+            if not unranked_figures(cached, [self.options.metric or ""]):
+                self.cache.put(key, cached)
         else:
             log.info("latency cache hit for architecture %s", facts.arch_signature[:40])
         self.metrics = dict(cached)
+        if unranked_figures(self.metrics, [self.options.metric or ""]):
+            log.warning("latency gate: %s of %s is noise and was not timed again (%s); not "
+                        "gating on it",
+                        self.options.metric, facts.arch_signature[:40], self.metrics["measurement_flag"])
+            return None
         return self.reason()
 
     def reason(self) -> str | None:

@@ -17,6 +17,7 @@ import yaml
 from pipeline.errors import SweepError
 
 from .config import EXTENSION_PARAM, ParamSpec
+from .space import UNBOUNDED, extreme_values
 
 #: Sweep parameters that set the run rather than the schedule, with their type.
 RUN_SETTINGS: dict[str, type] = {"epochs": int, "lr": float, "precision": str}
@@ -122,24 +123,30 @@ def check_mapping(parameters: Mapping[str, ParamSpec], base_schedule: Path | str
                   ) -> BaseSchedule:
     """Load-time check of a sweep against its base schedule.
 
-    Every parameter must map somewhere, its extreme values must give a valid schedule (so a
-    misspelt key or an impossible sparsity fails now, not in trial 17), and every key the base
-    leaves empty must be set by the sweep.
+    Every parameter must map somewhere, its extreme values (``space.extreme_values``: also those
+    a normal or log-normal reaches) must give a valid schedule or run setting (so a misspelt key,
+    an impossible sparsity or a normal lr that goes negative fails now, not in trial 17), and
+    every key the base leaves empty must be set by the sweep.
     """
     from pipeline.errors import ScheduleError
     from pipeline.schedule import load_schedule
 
     base = BaseSchedule(base_schedule)
     checks: dict[str, list[Any]] = {}  # override key -> values to try
+    specs: dict[str, ParamSpec] = {}  # override key -> its parameter
     for name, spec in parameters.items():
         if name == EXTENSION_PARAM:
             continue
         key = _override_key(base, name)
         if key is None:
-            for value in _extremes(spec):
-                _run_setting(name, value)
+            for value in extreme_values(spec):
+                try:
+                    _run_setting(name, value)
+                except SweepError as exc:
+                    raise _unbounded(spec, exc) from None
         else:
-            checks[key] = _extremes(spec)
+            checks[key] = extreme_values(spec)
+            specs[key] = spec
     for key in base.unset_keys():
         if key not in checks:
             instance, attr = key.split(".", 1)
@@ -156,24 +163,19 @@ def check_mapping(parameters: Mapping[str, ParamSpec], base_schedule: Path | str
                 load_schedule(source, {**first, key: value})
             except ScheduleError as exc:
                 name = key.replace(".", "_")
-                raise SweepError(f"sweep parameter {name}={value!r} does not fit {base.where} "
-                                 f"({exc}): change the parameter's range or name") from None
+                raise _unbounded(specs[key], SweepError(
+                    f"sweep parameter {name}={value!r} does not fit {base.where} ({exc}): "
+                    "change the parameter's range or name")) from None
     return base
 
 
-def _extremes(spec: ParamSpec) -> list[Any]:
-    """Values worth checking: the constant, every listed value, or both ends of a range."""
-    if spec.constant:
-        return [spec.value]
-    if spec.values:
-        return list(spec.values)
-    ends = [spec.min, spec.max] if spec.min is not None else []
-    if spec.distribution == "int_uniform":
-        return [int(v) for v in ends]
-    if spec.distribution in ("q_uniform", "q_log_uniform_values"):
-        # Values are rounded to multiples of q, so the range's ends may move by up to q/2.
-        return [round(round(v / spec.q) * spec.q, 10) for v in ends]
-    return ends
+def _unbounded(spec: ParamSpec, error: SweepError) -> SweepError:
+    """``error``, saying so when the value came from an unbounded distribution's tail."""
+    if spec.distribution not in UNBOUNDED:
+        return error
+    return SweepError(f"{error} (parameters.{spec.name} is {spec.distribution}, which reaches "
+                      "that value: use a bounded distribution such as uniform or "
+                      "log_uniform_values)")
 
 
 def _run_setting(name: str, value: Any) -> Any:

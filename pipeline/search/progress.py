@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from pipeline.measure.noise import flag_cell
 from pipeline.messages import TrialRecord
 
 from .config import SweepConfig
@@ -34,10 +35,10 @@ class ProgressTable:
         self.metrics = [o.name for o in config.objectives] + \
             [c.metric for c in config.constraints if c.metric not in {o.name for o in config.objectives}]
         self.records: list[TrialRecord] = []
-        self.widths = [5, 13] + [max(10, min(len(n), 22)) for n in self.params + self.metrics] + [8]
+        self.widths = [5, 13] + [max(10, min(len(n), 22)) for n in self.params + self.metrics] + [11, 8]
 
     def header(self) -> None:
-        names = ["trial", "status"] + self.params + self.metrics + ["seconds"]
+        names = ["trial", "status"] + self.params + self.metrics + ["timing", "seconds"]
         self._print(" ".join(n[:w].rjust(w) for n, w in zip(names, self.widths)))
 
     def __call__(self, record: TrialRecord) -> None:
@@ -46,7 +47,8 @@ class ProgressTable:
             self.header()
         self.records.append(record)
         values = [record.number, record.status] + [record.params.get(p) for p in self.params] + \
-            [record.metrics.get(m) for m in self.metrics] + [round(record.compute_s, 1)]
+            [record.metrics.get(m) for m in self.metrics] + \
+            [flag_cell(record.metrics), round(record.compute_s, 1)]
         self._print(" ".join(_cell(v, w) for v, w in zip(values, self.widths)))
         if record.reason and record.status != "ok":
             self._print(f"      {record.reason}")

@@ -24,6 +24,8 @@ from .config import SweepConfig, ParamSpec
 #: Suffix of the latent uniform behind a distribution Optuna lacks.
 LATENT_SUFFIX = "~u"
 _EPS = 1e-9
+#: Distributions whose draws have no bound on at least one side.
+UNBOUNDED = frozenset({"normal", "q_normal", "log_normal", "q_log_normal"})
 
 
 def _quantise(value: float, q: float) -> float:
@@ -45,6 +47,28 @@ def _grid_values(spec: ParamSpec) -> list[Any]:
         return list(range(int(spec.min), int(spec.max) + 1))
     count = round((_q_top(spec) - spec.min) / spec.q) + 1
     return [_quantise(spec.min + i * spec.q, spec.q) for i in range(count)]
+
+
+def extreme_values(spec: ParamSpec) -> list[Any]:
+    """The values at the ends of what ``SearchSpace`` can draw for ``spec`` (every value of a
+    categorical). Unbounded distributions reach their latent's ends, ``(1e-9, 1 - 1e-9)``
+    through the inverse CDF (about mean +- 6 sigma), so a load-time check of these values covers
+    every trial."""
+    if spec.constant:
+        return [spec.value]
+    if spec.values:
+        return list(spec.values)
+    if spec.distribution in _INVERSE_CDF:
+        return [_INVERSE_CDF[spec.distribution](spec, u) for u in (_EPS, 1 - _EPS)]
+    assert spec.min is not None and spec.max is not None
+    if spec.distribution == "int_uniform":
+        return [int(spec.min), int(spec.max)]
+    if spec.distribution == "log_uniform":  # W&B's bounds are exponents of e
+        return [math.exp(spec.min), math.exp(spec.max)]
+    if spec.distribution in ("q_uniform", "q_log_uniform_values"):
+        return [_quantise(spec.min, spec.q), _quantise(_q_top(spec) if spec.distribution ==
+                                                       "q_uniform" else spec.max, spec.q)]
+    return [spec.min, spec.max]
 
 
 class SearchSpace:
