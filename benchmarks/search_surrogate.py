@@ -46,17 +46,21 @@ from pipeline.search.engine import TrialContext, TrialOutcome, bayes_sampler  # 
 
 POINTS = Path(__file__).resolve().parent / "data" / "rapid_resnet56_xeon.csv"
 METRIC = "Relative_Latency"
-#: Besides search_efficiency's samplers: Optuna's GP without the pruning prior, the default GP
-#: told the objective is deterministic (true of cached rapid trials, not of measured latency), and
-#: the default GP with P(feasible) cubed instead of squared.
+#: Besides search_efficiency's samplers: Optuna's GP without the pruning prior or the feasibility
+#: weight, the default GP with only one of the two, the default GP told the objective is
+#: deterministic (true of cached rapid trials, not of measured latency), and the default GP with
+#: P(feasible) cubed instead of squared.
 VARIANTS = {
     **SAMPLERS,
     "gp-plain": lambda seed, startup, config: optuna.samplers.GPSampler(
         seed=seed, n_startup_trials=startup),
+    "gp-prior-only": lambda seed, startup, config: bayes_sampler(
+        "gp", seed, startup, config.constraints, config.objectives, feasibility_weight=1),
+    "gp-weight-only": lambda seed, startup, config: bayes_sampler("gp", seed, startup),
     "gp-deterministic": lambda seed, startup, config: bayes_sampler(
         "gp", seed, startup, config.constraints, config.objectives, deterministic_objective=True),
     "gp-cubed": lambda seed, startup, config: bayes_sampler(
-        "gp", seed, startup, config.constraints, config.objectives, feasibility_weight=3.0),
+        "gp", seed, startup, config.constraints, config.objectives, feasibility_weight=3),
 }
 
 

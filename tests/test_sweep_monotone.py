@@ -1,17 +1,16 @@
 """The GP's pruning prior: it never tries a point sparser than a trial that missed the accuracy
-floor, nor, minimising latency, a point no sparser than a trial that met it."""
+floor, nor, minimising latency, a point no sparser than a trial that met it; and the feasibility
+weight, each constraint told twice."""
 
 from __future__ import annotations
 
-import numpy as np
 import optuna
 import pytest
-import torch
 
 from pipeline.search.config import Constraint, load_sweep
 from pipeline.search.engine import (STARTUP_TRIALS, SweepRunner, TrialOutcome, bayes_sampler,
                                      make_sampler, open_study)
-from pipeline.search.monotone import (MonotoneGPSampler, RuledOut, improvement_trend,
+from pipeline.search.monotone import (MonotoneSampler, RuledOut, improvement_trend,
                                       violation_trend)
 from pipeline.search.storage import open_storage
 
@@ -34,11 +33,11 @@ def test_violation_trend_follows_the_metric_and_the_bound():
 
 
 def test_ruled_out_needs_every_sparsity_past_the_failure_and_the_rest_equal():
-    failed = RuledOut(sparse=np.array([True, True, False]), above=np.array([[0.5, 0.5, 0.0]]),
-                      below=np.empty((0, 3)))
-    x = torch.tensor([[0.5, 0.5, 0.0], [0.6, 0.9, 0.0], [0.4, 0.9, 0.0], [0.6, 0.9, 1.0]],
-                     dtype=torch.float64)
-    assert failed.mask(x).tolist() == [True, True, False, False]
+    failed = RuledOut(sparse={"a", "b"}, above=[{"a": 0.5, "b": 0.5, "lr": 0.1}])
+    points = [(0.5, 0.5, 0.1), (0.6, 0.9, 0.1), (0.4, 0.9, 0.1), (0.6, 0.9, 0.01)]
+    assert [failed.rules_out(dict(zip("a b lr".split(), p))) for p in points] == [True, True, False, False]
+    beaten = RuledOut(sparse={"a", "b"}, below=[{"a": 0.5, "b": 0.5, "lr": 0.1}])
+    assert [beaten.rules_out(dict(zip("a b lr".split(), p))) for p in points] == [True, False, False, False]
 
 
 def test_improvement_trend_follows_the_metric_and_the_goal():
@@ -78,7 +77,7 @@ def _cliff(context):
 def test_gp_never_proposes_what_a_failed_trial_ruled_out(tmp_path, seed):
     config = load_sweep(SWEEP)
     study = open_study(config, open_storage(tmp_path), "monotone", seed=seed)
-    assert isinstance(study.sampler, MonotoneGPSampler)
+    assert isinstance(study.sampler, MonotoneSampler)
     records = SweepRunner(config, study, _cliff, tmp_path, n_trials=14).run()
     assert _ruled_out_trials(records, STARTUP_TRIALS, failed=True) == []
     assert _ruled_out_trials(records, STARTUP_TRIALS, failed=False) == []
@@ -115,7 +114,17 @@ def _missed_floor(tmp_path, feasibility_weight: float) -> int:
 
 
 def test_weighting_feasibility_proposes_fewer_points_under_the_floor(tmp_path):
-    assert _missed_floor(tmp_path, 2.0) < _missed_floor(tmp_path, 1.0)
+    assert _missed_floor(tmp_path, 2) < _missed_floor(tmp_path, 1)
+
+
+def test_the_weight_tells_each_constraint_as_many_times(tmp_path):
+    config = load_sweep(SWEEP)
+    sampler = bayes_sampler("gp", 0, STARTUP_TRIALS, config.constraints, config.objectives,
+                            feasibility_weight=3)
+    study = open_study(config, open_storage(tmp_path), "told", sampler=sampler)
+    SweepRunner(config, study, _cliff, tmp_path, n_trials=1).run()
+    told = study.trials[0].constraints
+    assert len(told) == 3 and len(set(told.values())) == 1 and "Top1 >= 50" in told
 
 
 def test_with_several_objectives_and_no_constraints_the_gp_is_optunas():
@@ -124,5 +133,5 @@ def test_with_several_objectives_and_no_constraints_the_gp_is_optunas():
                                       '  edgeprune: {value: {metrics: [{name: Latency, goal: minimize},'
                                       ' {name: Top1, goal: maximize}]}}\n'))
     sampler = make_sampler(config, seed=0)
-    assert isinstance(sampler, MonotoneGPSampler)
-    assert sampler._trends == {} and sampler._objective_trend == 0
+    assert isinstance(sampler, MonotoneSampler)
+    assert sampler.trends == {} and sampler.objective_trend == 0

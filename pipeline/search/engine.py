@@ -9,7 +9,7 @@ parameters, several objectives (log EHVI), the accuracy floor (constrained EI, f
 ``Trial.set_constraint``) and parallel workers (q-batch EI over running trials). Ours adds what
 we know of pruning (``monotone``): it never proposes what a trial that failed a floor ruled out,
 nor, with one objective, a point that cannot beat a feasible trial; and it weights P(feasible)
-twice in constrained EI (``FEASIBILITY_WEIGHT``).
+twice in constrained EI (``FEASIBILITY_WEIGHT``, each constraint told twice).
 The extension key ``sampler: tpe`` switches to multivariate TPE (cheaper to fit when trials are
 many and fast).
 
@@ -38,14 +38,13 @@ from pipeline.messages import Target, TrialRecord
 from .config import Constraint, Objective, SweepConfig
 from .early_stop import EarlyStopper
 from .gate import LatencyGate, MeasureFn, StudyLatencyCache
-from .monotone import MonotoneGPSampler, improvement_trend, violation_trend
+from .monotone import MonotoneSampler, constraint_keys, improvement_trend, violation_trend
 from .space import SearchSpace
-from .storage import RECORD_ATTR, json_safe, record_of
+from .storage import INTERRUPTED, RECORD_ATTR, json_safe, record_of
 
 log = logging.getLogger(__name__)
 
 STATUSES = ("ok", "collapsed", "gated", "early_stopped", "failed")
-INTERRUPTED = "interrupted: the worker stopped before the trial finished; rerun with the same params"
 CURVE_ATTR = "curve"
 #: Violation recorded for a constraint whose metric a trial never produced (e.g. Top1 of a gated trial).
 _MISSING_VIOLATION = 1e6
@@ -112,30 +111,31 @@ STARTUP_TRIALS = 3
 #: Constrained EI is EI x P(feasible). Beyond an accuracy cliff the expected gain is large and the
 #: constraint model unsure, so with P(feasible) as is two thirds of the GP's trials on the ResNet56
 #: rapid sweep missed the floor; P(feasible) squared cut that to half and reached random search's
-#: best in fewer trials (benchmarks/search_surrogate.py, README "Search").
-FEASIBILITY_WEIGHT = 2.0
+#: best in fewer trials (benchmarks/search_surrogate.py, README "Search"). Squared by telling each
+#: constraint twice (``monotone.constraint_keys``): constrained EI adds each one's log P(feasible).
+FEASIBILITY_WEIGHT = 2
 
 
 def bayes_sampler(kind: str = "gp", seed: int | None = None, startup: int = STARTUP_TRIALS,
                   constraints: Sequence[Constraint] = (), objectives: Sequence[Objective] = (),
-                  feasibility_weight: float = FEASIBILITY_WEIGHT,
+                  feasibility_weight: int = FEASIBILITY_WEIGHT,
                   **gp_options: Any) -> optuna.samplers.BaseSampler:
     """``gp`` (default) or ``tpe``, each after ``startup`` random trials.
 
     The GP knows that more sparsity never wins back accuracy or speed (``monotone``): it does not
     propose what a trial that failed one of ``constraints`` has ruled out, nor, with a single
     objective, a point that cannot beat a trial that met them. ``feasibility_weight`` is the power
-    of P(feasible) in constrained EI; ``gp_options`` go to GPSampler (benchmarks try both, e.g.
-    ``deterministic_objective``).
+    of P(feasible) in constrained EI (how many times ``SweepRunner`` tells each constraint);
+    ``gp_options`` go to GPSampler (benchmarks try both, e.g. ``deterministic_objective``).
     """
     if kind == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
                                           n_startup_trials=startup)
     single = objectives[0] if len(objectives) == 1 else None
-    return MonotoneGPSampler(trends={str(c): violation_trend(c) for c in constraints},
-                             objective_trend=improvement_trend(single.name, single.goal) if single else 0,
-                             feasibility_weight=feasibility_weight, seed=seed, n_startup_trials=startup,
-                             **gp_options)
+    gp = optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, **gp_options)
+    return MonotoneSampler(gp, trends={str(c): violation_trend(c) for c in constraints},
+                           objective_trend=improvement_trend(single.name, single.goal) if single else 0,
+                           feasibility_weight=feasibility_weight, seed=seed)
 
 
 def open_study(config: SweepConfig, storage: optuna.storages.BaseStorage,
@@ -188,7 +188,7 @@ class SweepRunner:
         """Trials that use up the budget: started ones, except those interrupted (they rerun)."""
         started = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         return sum(1 for t in self.study.get_trials(deepcopy=False, states=started)
-                   if t.user_attrs.get(RECORD_ATTR, {}).get("reason") != INTERRUPTED)
+                   if record_of(t).reason != INTERRUPTED)
 
     def budget_left(self) -> bool:
         if self.counted_trials() >= self.n_trials:
@@ -206,9 +206,7 @@ class SweepRunner:
             owner_host, _, pid = owner.rpartition(":")
             if owner_host != host or not pid.isdigit() or _alive(int(pid)):
                 continue
-            record = dict(t.user_attrs[RECORD_ATTR], status="failed", reason=INTERRUPTED)
-            optuna.trial.Trial(self.study, t._trial_id).set_user_attr(RECORD_ATTR, record)
-            self.study.tell(t.number, state=TrialState.FAIL)
+            self.study.tell(t.number, state=TrialState.FAIL)  # record_of reads it as INTERRUPTED
             self.study.enqueue_trial(t.params, skip_if_exists=False)
             recovered += 1
         return recovered
@@ -264,10 +262,13 @@ class SweepRunner:
                       finished_at=time.time(), run_dir=outcome.run_dir or base["run_dir"],
                       compute_s=outcome.compute_s or time.time() - started)
         trial.set_user_attr(RECORD_ATTR, record)
+        sampler = self.study.sampler
+        weight = sampler.feasibility_weight if isinstance(sampler, MonotoneSampler) else 1
         for c in self.config.constraints:
             # Samplers read these (Optuna 5's set_constraint): <= 0 feasible.
-            trial.set_constraint(str(c), c.violation(metrics[c.metric])
-                                 if _finite(metrics.get(c.metric)) else _MISSING_VIOLATION)
+            violation = c.violation(metrics[c.metric]) if _finite(metrics.get(c.metric)) else _MISSING_VIOLATION
+            for key in constraint_keys(str(c), weight):
+                trial.set_constraint(key, violation)
         values = [metrics.get(o.name) for o in self.config.objectives] or [0.0]
         if outcome.status != "failed" and all(_finite(v) for v in values) and not noisy:
             self.study.tell(trial, [float(v) for v in values])

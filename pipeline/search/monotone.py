@@ -10,30 +10,28 @@ slower. Two consequences, both for points that set the non-sparsity parameters a
 - once a trial met every constraint, a point that prunes each group no more cannot beat its
   latency (or throughput, MACs, parameters), so it cannot improve on the best.
 
-``MonotoneGPSampler`` is Optuna's GPSampler whose acquisition function is pushed far down on the
-points such trials rule out. Only searched sparsities (``*_desired_sparsity``,
-``*_final_sparsity``) are treated as monotone, and only metrics that move one known way with
-sparsity (accuracy down, latency down, throughput up) rule anything out: constraints for the
-first rule, a single objective for the second (with several, a slower point may still be more
-accurate, so it may join the Pareto front). The same wrapper can also weight the probability of
-meeting the constraints in constrained EI (``feasibility_weight``; why: engine.FEASIBILITY_WEIGHT),
-since an accuracy cliff is what lures the GP past the floor.
+``MonotoneSampler`` wraps a sampler (Optuna's GPSampler) through the public ``BaseSampler``
+interface: when the proposal is a point such trials rule out, it proposes instead the point
+nearest to it that they do not (among random candidates, many of them the proposal with one
+parameter redrawn). Only searched sparsities (``*_desired_sparsity``, ``*_final_sparsity``) are
+treated as monotone, and only metrics that move one known way with sparsity (accuracy down,
+latency down, throughput up) rule anything out: constraints for the first rule, a single
+objective for the second (with several, a slower point may still be more accurate, so it may
+join the Pareto front).
 
-It reaches into Optuna's GP module (``optuna._gp``, which Optuna documents as overridable but not
-stable), hence the ``optuna>=5,<6`` pin.
+``constraint_keys`` is the feasibility weight: constrained EI adds log P(feasible) of each
+constraint's own GP, so a constraint told ``weight`` times under as many keys counts that often.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+import math
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import optuna
-import torch
-from optuna._gp.acqf import BaseAcquisitionFunc, LogCEI
-from optuna._gp.search_space import SearchSpace as GPSearchSpace
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import Constraint
@@ -44,8 +42,9 @@ SPARSITY_SUFFIXES = ("_desired_sparsity", "_final_sparsity")
 METRIC_TRENDS = {"Top1": -1, "Top5": -1, "Top1_torch": -1, "Top5_torch": -1,
                  "Latency": -1, "Total_Latency": -1, "Relative_Latency": -1, "macs": -1,
                  "params": -1, "Throughput": 1}
-#: Subtracted from the (log) acquisition value of a ruled-out point: far below any real value.
-_RULED_OUT = 1e6
+#: Candidates per parameter with only that parameter redrawn, and fully random ones.
+LOCAL_CANDIDATES = 64
+RANDOM_CANDIDATES = 512
 _TOL = 1e-9
 
 
@@ -70,102 +69,125 @@ def improvement_trend(metric: str, goal: str) -> int:
     return -trend if goal == "minimize" else trend
 
 
+def constraint_keys(key: str, weight: int) -> list[str]:
+    """The keys under which to tell one constraint (``Trial.set_constraint``) for ``weight``."""
+    return [key] + [f"{key} (feasibility weight {i})" for i in range(2, weight + 1)]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return abs(a - b) <= _TOL
+    return a == b
+
+
 @dataclass
 class RuledOut:
-    """Normalized points of trials; a candidate is ruled out when it goes past one of them."""
+    """Parameters of trials; a point is ruled out when it goes past one of them."""
 
-    sparse: np.ndarray  # bool per dimension: a searched sparsity
-    above: np.ndarray   # rule out candidates at least this sparse
-    below: np.ndarray   # rule out candidates at most this sparse
+    sparse: set[str]  # the searched sparsities among the parameters
+    above: list[dict[str, Any]] = field(default_factory=list)  # rule out points at least this sparse
+    below: list[dict[str, Any]] = field(default_factory=list)  # rule out points at most this sparse
 
-    def mask(self, x: torch.Tensor) -> torch.Tensor:
-        """True where ``x`` (..., dim) is ruled out."""
-        out = torch.zeros(x.shape[:-1], dtype=torch.bool)
-        sparse = torch.from_numpy(self.sparse)
-        for points, sign in ((self.above, 1.0), (self.below, -1.0)):
-            if len(points):
-                diff = (x.unsqueeze(-2) - torch.from_numpy(points)) * sign  # (..., n, dim)
-                past = torch.where(sparse, diff >= -_TOL, diff.abs() <= _TOL).all(dim=-1)
-                out |= past.any(dim=-1)
-        return out
+    def rules_out(self, params: dict[str, Any]) -> bool:
+        return any(self._past(params, known, sign)
+                   for known_list, sign in ((self.above, 1), (self.below, -1)) for known in known_list)
 
-
-class _PriorAcquisition(BaseAcquisitionFunc):
-    """``inner`` with ruled-out points pushed down and, for constrained EI, P(feasible) weighted."""
-
-    def __init__(self, inner: BaseAcquisitionFunc, ruled_out: RuledOut | None,
-                 feasibility_weight: float) -> None:
-        self._inner = inner
-        self._ruled_out = ruled_out
-        self._weight = feasibility_weight
-        super().__init__(inner.length_scales, inner.search_space)
-
-    def eval_acqf(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self._inner, LogCEI) and self._weight != 1:
-            # log EI + weight * log P(feasible): LogCEI's own terms (Optuna 5), reweighted.
-            value = self._inner._acqf.eval_acqf(x) + self._weight * sum(
-                c.eval_acqf(x) for c in self._inner._constraints_acqf_list)
-        else:
-            value = self._inner.eval_acqf(x)
-        if self._ruled_out is None:
-            return value
-        return value - _RULED_OUT * self._ruled_out.mask(x.detach()).to(value.dtype)
+    def _past(self, params: dict[str, Any], known: dict[str, Any], sign: int) -> bool:
+        if known.keys() != params.keys():
+            return False
+        return all(sign * (params[n] - known[n]) >= -_TOL if n in self.sparse else _same(params[n], known[n])
+                   for n in params)
 
 
-class MonotoneGPSampler(optuna.samplers.GPSampler):
-    """GPSampler that never proposes a point its trials have ruled out (module docstring).
+class MonotoneSampler(optuna.samplers.BaseSampler):
+    """``inner`` (a GPSampler) that never proposes a point its trials have ruled out (module docstring).
 
     ``trends`` maps a constraint's key (as the engine sets it with ``Trial.set_constraint``) to
     ``violation_trend``; constraints not named are not used. ``objective_trend`` is
     ``improvement_trend`` of the single objective (0: unknown, or several objectives).
-    ``feasibility_weight`` raises the probability of meeting the constraints to that power in
-    constrained EI (one objective, one worker; 1: Optuna's own).
+    ``feasibility_weight``: how many times the engine tells each constraint (``constraint_keys``).
     """
 
-    def __init__(self, *, trends: dict[str, int], objective_trend: int = 0,
-                 feasibility_weight: float = 1.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._trends = {k: t for k, t in trends.items() if t}
-        self._objective_trend = objective_trend
-        self._feasibility_weight = feasibility_weight
-        self._ruled_out: RuledOut | None = None
+    def __init__(self, inner: optuna.samplers.BaseSampler, *, trends: dict[str, int],
+                 objective_trend: int = 0, feasibility_weight: int = 1, seed: int | None = None) -> None:
+        self.inner = inner
+        self.trends = {k: t for k, t in trends.items() if t}
+        self.objective_trend = objective_trend
+        self.feasibility_weight = feasibility_weight
+        self._candidates = optuna.samplers.RandomSampler(seed=seed)
+
+    def infer_relative_search_space(self, study: optuna.Study,
+                                    trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self.inner.infer_relative_search_space(study, trial)
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        self._ruled_out = self._ruled_out_points(study, search_space)
-        try:
-            return super().sample_relative(study, trial, search_space)
-        finally:
-            self._ruled_out = None
+        proposal = self.inner.sample_relative(study, trial, search_space)
+        if not proposal:
+            return proposal
+        ruled_out = self.ruled_out(study, search_space)
+        if ruled_out is None or not ruled_out.rules_out(proposal):
+            return proposal
+        allowed = [c for c in self._draw(study, trial, search_space, proposal)
+                   if not ruled_out.rules_out(c)]
+        # Everything drawn ruled out (say, the least sparse point failed): the GP's proposal stands.
+        return min(allowed, key=lambda c: _distance(search_space, proposal, c), default=proposal)
 
-    def _optimize_acqf(self, acqf: BaseAcquisitionFunc, best_params: np.ndarray | None) -> np.ndarray:
-        if self._ruled_out is not None or self._feasibility_weight != 1:
-            acqf = _PriorAcquisition(acqf, self._ruled_out, self._feasibility_weight)
-        return super()._optimize_acqf(acqf, best_params)
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        return self.inner.sample_independent(study, trial, param_name, param_distribution)
 
-    def _ruled_out_points(self, study: optuna.Study,
-                       search_space: dict[str, BaseDistribution]) -> RuledOut | None:
-        sparse = np.array([is_sparsity(name) for name in search_space])
-        if not (self._trends or self._objective_trend) or not sparse.any():
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.inner.before_trial(study, trial)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Any) -> None:
+        self.inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.inner.reseed_rng()
+        self._candidates.reseed_rng()
+
+    def ruled_out(self, study: optuna.Study,
+                  search_space: dict[str, BaseDistribution]) -> RuledOut | None:
+        """What the finished trials rule out in ``search_space`` (None: nothing can be)."""
+        sparse = {name for name in search_space if is_sparsity(name)}
+        if not (self.trends or self.objective_trend) or not sparse:
             return None
-        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if search_space.keys() <= t.params.keys()]
         # A feasible trial rules out the points on the side where the objective gets no better.
-        beaten = [t for t in done if self._objective_trend and self._feasible(t)]
-        above = [t for t in done if self._failed(t, +1)] + (beaten if self._objective_trend < 0 else [])
-        below = [t for t in done if self._failed(t, -1)] + (beaten if self._objective_trend > 0 else [])
-        space = GPSearchSpace(search_space)
-        return RuledOut(sparse, _normalized(space, above), _normalized(space, below))
+        beaten = [t for t in done if self.objective_trend and self._feasible(t)]
+        above = [t for t in done if self._failed(t, +1)] + (beaten if self.objective_trend < 0 else [])
+        below = [t for t in done if self._failed(t, -1)] + (beaten if self.objective_trend > 0 else [])
+        return RuledOut(sparse, *([{n: t.params[n] for n in search_space} for t in trials]
+                                  for trials in (above, below)))
+
+    def _draw(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution],
+              proposal: dict[str, Any]) -> list[dict[str, Any]]:
+        """Candidates: the proposal with one parameter redrawn at random, and random points."""
+        def draw(name: str) -> Any:
+            return self._candidates.sample_independent(study, trial, name, search_space[name])
+
+        local = [{**proposal, name: draw(name)} for name in search_space for _ in range(LOCAL_CANDIDATES)]
+        return local + [{name: draw(name) for name in search_space} for _ in range(RANDOM_CANDIDATES)]
 
     def _failed(self, trial: FrozenTrial, trend: int) -> bool:
-        constraints = trial.constraints or {}
-        return any(self._trends.get(key) == trend and value > 0 for key, value in constraints.items())
+        return any(self.trends.get(key) == trend and value > 0 for key, value in trial.constraints.items())
 
     @staticmethod
     def _feasible(trial: FrozenTrial) -> bool:
-        return all(value <= 0 for value in (trial.constraints or {}).values())
+        return all(value <= 0 for value in trial.constraints.values())
 
 
-def _normalized(space: GPSearchSpace, trials: Sequence[FrozenTrial]) -> np.ndarray:
-    if not trials:
-        return np.empty((0, space.dim))
-    return space.get_normalized_params(list(trials))
+def _distance(search_space: dict[str, BaseDistribution], a: dict[str, Any], b: dict[str, Any]) -> float:
+    """Squared distance with each parameter scaled to [0, 1] (log-scaled ones in log)."""
+    total = 0.0
+    for name, dist in search_space.items():
+        if isinstance(dist, CategoricalDistribution):
+            total += 0.0 if a[name] == b[name] else 1.0
+            continue
+        scale = math.log if getattr(dist, "log", False) else float
+        low, high = scale(dist.low), scale(dist.high)
+        total += ((scale(a[name]) - scale(b[name])) / ((high - low) or 1.0)) ** 2
+    return total

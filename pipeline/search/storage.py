@@ -24,6 +24,7 @@ from pipeline.messages import TrialRecord
 JOURNAL_NAME = "study.journal"
 #: User attribute holding the trial's record (a TrialRecord dict without ``number``).
 RECORD_ATTR = "record"
+INTERRUPTED = "interrupted: the worker stopped before the trial finished; rerun with the same params"
 _DB_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite", "oracle", "mssql")
 
 
@@ -62,6 +63,9 @@ def record_of(trial: optuna.trial.FrozenTrial) -> TrialRecord:
     """The TrialRecord kept in a trial's user attributes (a bare one for foreign trials)."""
     data: dict[str, Any] = dict(trial.user_attrs.get(RECORD_ATTR) or {})
     data["number"] = trial.number
+    if trial.state == optuna.trial.TrialState.FAIL and data.get("status") == "running":
+        # Failed by another worker (engine.recover_interrupted) before its own could finish it.
+        data.update(status="failed", reason=INTERRUPTED)
     if "status" not in data:
         data["status"] = {"COMPLETE": "ok", "PRUNED": "early_stopped", "FAIL": "failed"}.get(
             trial.state.name, "running")
