@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +162,40 @@ def test_sweep_parameter_and_shipped_schedules() -> None:
         load_schedule(SCHEDULES / name).validate(model)
     listed = base.pruners["block_pruner"].args["blocks"]
     assert [b.removeprefix("module.") for b in listed] == identity_blocks(model)
+
+
+def test_schedule_show_lists_removed_and_kept_blocks(settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    from tests.test_schedule_cli import run_cli
+
+    code, out, err = run_cli(monkeypatch, capsys, "schedule", "show", str(SCHEDULES / "resnet56_depth_width.yaml"),
+                             "--set", "block_pruner.criterion=l1_bn2", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert len(report["blocks_removed"]) == 8 and len(report["blocks_kept"]) == 17
+    assert len(report["pruners_skipped"]) >= 1
+    assert all(row["channels_after"] % 8 == 0 for row in report["layers"])
+    # criterion sensitivity ranks on the pretrained weights and train images of --data.
+    path = tmp_path / "resnet20_blocks.yaml"
+    path.write_text(block_schedule(["layer1.1", "layer1.2", "layer3.1"], 0.67, "sensitivity"))
+    code, out, err = run_cli(monkeypatch, capsys, "schedule", "show", str(path), "--model", "resnet20_cifar",
+                             "--shared", str(settings.shared_dir), "--data", str(settings.data),
+                             "--cache-dir", str(settings.cache_dir))
+    assert code == 0, err
+    assert "blocks removed: " in out and "blocks kept: " in out and "architecture: 16x" in out
+    assert "sensitivity" in (SCHEDULES / "resnet56_blocks.yaml").read_text()
+
+
+def test_block_sensitivity_removes_each_block_alone(settings, shared_dir: Path, tmp_path: Path) -> None:
+    from pipeline import sensitivity as sense
+
+    model = pretrained("resnet20_cifar", shared_dir)
+    data = load_data(settings.data_path, settings.cache_dir)
+    blocks = sense.candidate_layers(model, sense.BLOCKS, "layer3.*")
+    assert blocks == ["layer3.1", "layer3.2"]
+    rows = sense.run_sensitivity(model, blocks, sense.BLOCK_LEVELS, sense.BLOCKS, tmp_path / "s.csv",
+                                 sense.accuracy_on(data.test.head(200)), sense.openvino_latency(iters=20))
+    assert [(r.layer, r.level, r.channels_kept) for r in rows] == [
+        ("layer3.1", 0.0, 1), ("layer3.1", 1.0, 0), ("layer3.2", 0.0, 1), ("layer3.2", 1.0, 0)]
+    assert all(r.latency_ms > 0 and 0 <= r.top1 <= 100 for r in rows)
+    assert rows[1].top1 != rows[0].top1 and removed_blocks(model) == []
