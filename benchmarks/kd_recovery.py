@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from _resnet56 import pretrained_resnet56
+from _resnet56 import budget_arguments, pretrained_resnet56
 
 from pipeline.batchnorm import Calibration, recalibrate_bn
 from pipeline.data import DataSplits, load_data
@@ -47,13 +47,10 @@ def depth_schedule(removed: int, blocks: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=100, help="SGD steps per epoch")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.01)
+    budget_arguments(parser, steps=100, batch_size=64, eval_images=1000)
     parser.add_argument("--kd-weight", type=float, default=0.7)
     parser.add_argument("--kd-temperature", type=float, default=4.0)
     parser.add_argument("--blocks-removed", type=int, default=4)
-    parser.add_argument("--eval-images", type=int, default=1000, help="first N test images, after each epoch")
     args = parser.parse_args()
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
