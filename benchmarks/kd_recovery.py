@@ -16,6 +16,7 @@ original set).
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import os
 import platform
@@ -29,7 +30,8 @@ from pipeline.batchnorm import Calibration, recalibrate_bn
 from pipeline.data import DataSplits, load_data
 from pipeline.distill import Distillation
 from pipeline.pruning import prune_one_shot
-from pipeline.pruning.blocks import identity_blocks
+from pipeline.models import count_macs_params
+from pipeline.pruning.blocks import identity_blocks, remove_blocks
 from pipeline.schedule import load_schedule
 from pipeline.settings import Settings
 from pipeline.teacher import cached_teacher, file_identity
@@ -39,9 +41,23 @@ HAND_PICKED = Path(__file__).resolve().parent.parent / "schedules" / "resnet56_f
 
 
 def depth_schedule(removed: int, blocks: list[str]) -> str:
+    """Remove ``removed`` of ``blocks`` (all of them when the counts are equal: the blocks are given)."""
+    fraction = removed / len(blocks) + 1e-6 if removed < len(blocks) else 0.0
     return ("version: 1\npruners:\n  blocks:\n    class: ResidualBlockPruner\n    criterion: sensitivity\n"
-            f"    desired_sparsity: {removed / len(blocks) + 1e-6:.6f}\n    blocks: [{', '.join(blocks)}]\n"
+            f"    desired_sparsity: {fraction:.6f}\n    blocks: [{', '.join(blocks)}]\n"
             "policies:\n  - pruner: {instance_name: blocks}\n    epochs: [0]\n")
+
+
+def pruned_model(schedule: str, calibration: Calibration, given_blocks: list[str]) -> tuple[torch.nn.Module, int]:
+    """The pretrained ResNet56 pruned by ``schedule`` (or without ``given_blocks``), BN re-estimated; its MACs."""
+    model = pretrained_resnet56()
+    if given_blocks:
+        remove_blocks(model, given_blocks)
+        macs = count_macs_params(model)[0]
+    else:
+        macs = prune_one_shot(model, load_schedule(schedule), calibration=calibration).macs_after
+    recalibrate_bn(model, calibration.images)
+    return model, macs
 
 
 def main() -> None:
@@ -51,6 +67,8 @@ def main() -> None:
     parser.add_argument("--kd-weight", type=float, default=0.7)
     parser.add_argument("--kd-temperature", type=float, default=4.0)
     parser.add_argument("--blocks-removed", type=int, default=4)
+    parser.add_argument("--blocks", default="", help="comma-separated blocks to remove instead of ranking "
+                        "them (e.g. the first of block_criteria.py's sensitivity ranking)")
     args = parser.parse_args()
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -64,20 +82,21 @@ def main() -> None:
                              {"benchmark": "kd_recovery", "data": file_identity(settings.data_path)})
     print(f"teacher (unpruned ResNet56 fine-tuned with the same budget): Top1 {evaluate(teacher, data.val).top1:.1f}%")
     blocks = identity_blocks(pretrained_resnet56())
-    models = {"hand-picked filters": HAND_PICKED.read_text(),
-              f"depth: {args.blocks_removed} blocks removed": depth_schedule(args.blocks_removed, blocks)}
+    given = [b for b in args.blocks.split(",") if b]
+    models = {"hand-picked filters": (HAND_PICKED.read_text(), []),
+              f"depth: {len(given) or args.blocks_removed} blocks removed":
+                  (depth_schedule(args.blocks_removed, blocks), given)}
     print(f"budget: {args.epochs} epochs x {args.steps} steps x {args.batch_size} images, lr {args.lr}; "
           f"KD w={args.kd_weight} T={args.kd_temperature}; Top1 on the first {len(data.val)} JPEG test images")
-    for name, schedule in models.items():
+    for name, (schedule, given_blocks) in models.items():
+        pruned, macs = pruned_model(schedule, calibration, given_blocks)
+        start = evaluate(pruned, data.val).top1
         for weight in (0.0, args.kd_weight):
-            model = pretrained_resnet56()
-            report = prune_one_shot(model, load_schedule(schedule), calibration=calibration)
-            recalibrate_bn(model, calibration.images)
-            start = evaluate(model, data.val).top1
+            model = copy.deepcopy(pruned)
             loss_fn = Distillation(teacher, weight, args.kd_temperature) if weight else None
             done = train(model, data, budget, loss_fn=loss_fn)
             per_epoch = ", ".join(f"{a.top1:.1f}" for a in done.history)
-            print(f"{name:<26} KD {'on ' if weight else 'off'}  MACs {report.macs_after / 1e6:6.1f}M  "
+            print(f"{name:<26} KD {'on ' if weight else 'off'}  MACs {macs / 1e6:6.1f}M  "
                   f"adaptive-BN {start:.1f}% -> per epoch {per_epoch} %  ({done.seconds:.0f} s, "
                   f"{done.seconds / max(1, done.epochs_run):.0f} s/epoch)", flush=True)
     print(f"machine: {platform.node()} ({os.cpu_count()} CPU cores, shared); "
