@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -25,3 +26,11 @@ def pretrained_resnet56(settings: Settings | None = None) -> torch.nn.Module:
 def export(model: torch.nn.Module, path: Path) -> Path:
     """``model`` exported (and checked against PyTorch) to ``path``."""
     return export_onnx(model, path).path
+
+
+def budget_arguments(parser: argparse.ArgumentParser, steps: int, batch_size: int, eval_images: int) -> None:
+    """The retraining budget and evaluation size flags of the recovery benchmarks."""
+    parser.add_argument("--steps", type=int, default=steps, help="SGD steps (per epoch)")
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--eval-images", type=int, default=eval_images, help="first N test images")

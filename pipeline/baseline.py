@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .errors import UserError
 from .files import atomic_write_text
@@ -162,12 +162,14 @@ def run_baselines(settings: Any, out_dir: Path, model: str = "resnet56_cifar",
                   batch_size: int = 128, max_steps_per_epoch: int | None = None,
                   subset: int | None = None, eval_split: str = "test", eval_subset: int = 0,
                   measure_options: Any = None, specs: Sequence[BaselineSpec] | None = None,
-                  on_row: RowFn | None = None) -> BaselineTable:
+                  on_row: RowFn | None = None, recovery: Mapping[str, Any] | None = None) -> BaselineTable:
     """Produce and measure every baseline row through ``pipeline.flow``; rows land in ``out_dir/<n>-<name>``
     (recorded relative to ``out_dir``).
 
     ``measure_options`` (a ``pipeline.measure.options.MeasureOptions``) defaults to the standard
     settings with per-layer profiles kept, so reports can compare layers against the unpruned model.
+    ``recovery`` holds ``RunConfig``'s ``bn_recalibrate``/``kd_*`` fields; distillation applies to
+    the pruned rows only (the unpruned fine-tuned row is what the default teacher is).
     """
     from .flow import RunConfig, consume, job_for, produce, write_result
     from .measure.options import MeasureOptions
@@ -182,7 +184,8 @@ def run_baselines(settings: Any, out_dir: Path, model: str = "resnet56_cifar",
                            epochs=spec.epochs, lr=lr, batch_size=batch_size,
                            max_steps_per_epoch=max_steps_per_epoch, subset=subset,
                            eval_split=eval_split, eval_subset=eval_subset, target=target,
-                           retrain_collapsed=True, torch_eval=True, params={"baseline": spec.name})
+                           retrain_collapsed=True, torch_eval=True, params={"baseline": spec.name},
+                           **{k: v for k, v in (recovery or {}).items() if spec.pruned or not k.startswith("kd_")})
         start = time.perf_counter()
         log.info("baseline row %s: %s, %d epochs", spec.name, config.schedule, spec.epochs)
         produced = produce(config, settings, run_dir)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
+from .batchnorm import DEFAULT_RECALIBRATION_IMAGES, Calibration, recalibrate_bn
 from .data import MEAN, STD, DataSplits, load_data, to_tensor_batch
 from .errors import UserError
 from .files import atomic_write_text
@@ -37,6 +38,7 @@ from .settings import Settings
 from .training import Accuracy, TrainConfig, evaluate, train
 
 if TYPE_CHECKING:
+    from .distill import Distillation
     from .measure import MeasureOptions
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,15 @@ class RunConfig:
     #: 2 cores the extra pass costs ~11 s for ResNet56 on 10,000 images.
     torch_eval: bool = False
     seed: int = 0
+    #: Re-estimate BatchNorm statistics on the first N train images after pruning, before the
+    #: pruned model is evaluated, gated and retrained (adaptive BN; 0: off).
+    bn_recalibrate: int = DEFAULT_RECALIBRATION_IMAGES
+    #: Knowledge distillation while retraining: the teacher checkpoint (an unpruned ``model``;
+    #: None: the unpruned model fine-tuned on this data with this budget, cached), its loss
+    #: weight (0: no distillation) and temperature.
+    kd_teacher: Path | None = None
+    kd_weight: float = 0.0
+    kd_temperature: float = 4.0
     #: Sweep parameters, recorded with the job and the result.
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -189,13 +200,21 @@ def produce(config: RunConfig, settings: Settings, out_dir: Path, gate: GateFn |
         model = load_model(config, settings, num_classes=len(data.classes)).to(device)
         macs_before, params_before = count_macs_params(model)
         shapes_before = weight_shapes(model)
+    # Train images for data-driven pruning criteria and for adaptive BN.
+    calibration = Calibration.from_split(data.train, config.bn_recalibrate or DEFAULT_RECALIBRATION_IMAGES, device)
     with stage("prune"):
-        report = prune_one_shot(model, schedule, torch.zeros(1, 3, 32, 32, device=device))
+        report = prune_one_shot(model, schedule, torch.zeros(1, 3, 32, 32, device=device), calibration=calibration)
         facts = model_facts(model, data)
     metrics: dict[str, Any] = {"macs": facts.macs, "params": facts.params,
-                               "macs_before": macs_before, "params_before": params_before}
+                               "macs_before": macs_before, "params_before": params_before,
+                               "blocks_removed": report.blocks_removed, "bn_recalibrate": config.bn_recalibrate}
     with stage("evaluate_pruned"):
         before = evaluate(model, data.val, device=device)
+    metrics.update(Top1_before_raw=before.top1, Top5_before_raw=before.top5)
+    if config.bn_recalibrate:
+        with stage("recalibrate_bn"):
+            recalibrate_bn(model, calibration.images[: config.bn_recalibrate])
+            before = evaluate(model, data.val, device=device)
     metrics.update(Top1_before=before.top1, Top5_before=before.top5)
     status, reason = "ok", ""
     if is_collapsed(before.top1, len(data.classes)):
@@ -218,9 +237,14 @@ def produce(config: RunConfig, settings: Settings, out_dir: Path, gate: GateFn |
             train_config = TrainConfig(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
                                        max_steps_per_epoch=config.max_steps_per_epoch, device=device,
                                        seed=config.seed)
-            trained = train(model, data, train_config, hooks=hooks, on_epoch=on_epoch)
+            loss_fn = _distillation(config, settings, data, train_config, stage)
+            trained = train(model, data, train_config, hooks=hooks, on_epoch=on_epoch, loss_fn=loss_fn)
             facts = model_facts(model, data)
-        metrics.update(epochs_run=trained.epochs_run, macs=facts.macs, params=facts.params)
+        metrics.update(epochs_run=trained.epochs_run, macs=facts.macs, params=facts.params,
+                       retrain_seconds=round(trained.seconds, 3))
+        if loss_fn is not None:
+            metrics.update(kd_weight=config.kd_weight, kd_temperature=config.kd_temperature,
+                           kd_teacher=str(config.kd_teacher or "fine-tuned unpruned model (cached)"))
         if trained.stopped_early:
             status, reason = "early_stopped", f"stopped after epoch {trained.epochs_run - 1}"
     coverage = policy_coverage(schedule, trained.epochs_run if train_now else 0)
@@ -240,6 +264,31 @@ def produce(config: RunConfig, settings: Settings, out_dir: Path, gate: GateFn |
                     facts=facts, metrics=metrics, status=status, reason=reason,
                     stage_seconds=stage.seconds, prune_report=report, config=config, sparsity=sparsity,
                     coverage=coverage)
+
+
+def _distillation(config: RunConfig, settings: Settings, data: DataSplits, train_config: TrainConfig,
+                  stage: _Stages) -> "Distillation | None":
+    """The distillation loss of the run, or None without ``kd_weight``; the default teacher is
+    fine-tuned (first use, same budget as the run) or read from the cache."""
+    if not config.kd_weight:
+        return None
+    from .distill import Distillation
+    from .teacher import cached_teacher, file_identity
+
+    def unpruned() -> torch.nn.Module:
+        return load_model(dataclasses.replace(config, checkpoint=config.kd_teacher or config.checkpoint),
+                          settings, num_classes=len(data.classes)).to(train_config.device)
+
+    with stage("teacher"):
+        if config.kd_teacher is not None:
+            teacher = unpruned()
+        else:
+            checkpoint = config.checkpoint or default_checkpoint(config.model, settings)
+            key = {"model": config.model, "shortcut": config.shortcut, "data": file_identity(settings.data_path),
+                   "checkpoint": file_identity(Path(checkpoint)) if checkpoint else None,
+                   "subset": config.subset, "val_fraction": config.val_fraction}
+            teacher = cached_teacher(unpruned, data, train_config, settings.cache_dir, config.model, key)
+    return Distillation(teacher, config.kd_weight, config.kd_temperature)
 
 
 def _export(model: torch.nn.Module, path: Path, data: DataSplits) -> Path:

@@ -87,12 +87,25 @@ def sensitivity_schedule(weight: str, level: float, group_type: str, criterion: 
     )
 
 
+#: Group type of whole residual blocks: each is removed alone (level 1) or kept (level 0).
+BLOCKS = "Blocks"
+BLOCK_LEVELS = (0.0, 1.0)
+
+
 def prune_layer(model: nn.Module, weight: str, level: float, group_type: str,
                 criterion: str | None = None) -> int:
-    """Prune ``level`` of ``weight``'s structures in place; return how many it keeps."""
+    """Prune ``level`` of ``weight``'s structures in place; return how many it keeps.
+
+    For ``Blocks``, ``weight`` names a residual block, removed at any level above 0 (kept: 0 or 1).
+    """
     from .pruning import prune_one_shot
+    from .pruning.blocks import remove_blocks
     from .schedule import load_schedule
 
+    if group_type == BLOCKS:
+        if level > 0:
+            remove_blocks(model, [weight])
+        return 0 if level > 0 else 1
     if level > 0:
         schedule = load_schedule(sensitivity_schedule(weight, level, group_type, criterion))
         schedule.validate(model)
@@ -108,8 +121,16 @@ def candidate_layers(model: nn.Module, group_type: str, pattern: str = "*",
     The schedule validator decides (e.g. it refuses filters that feed an option-A residual sum);
     refused layers are logged and left out.
     """
+    from .pruning.blocks import identity_blocks
     from .schedule import load_schedule
 
+    if group_type == BLOCKS:
+        blocks = [b for b in identity_blocks(model) if fnmatch.fnmatchcase(b, pattern)
+                  or fnmatch.fnmatchcase(f"module.{b}", pattern)]
+        if not blocks:
+            raise UserError(f"--layers {pattern!r} matches no removable residual block: use a glob "
+                            "such as 'layer2.*' (blocks with an identity shortcut)")
+        return blocks
     names = [name for name, shape in weight_shapes(model).items() if len(shape) == 4]
     matching = [name for name in names if fnmatch.fnmatchcase(name, pattern)
                 or fnmatch.fnmatchcase(f"module.{name}", pattern)]
@@ -223,8 +244,8 @@ def run_sensitivity(model: nn.Module, layers: Sequence[str], levels: Sequence[fl
     Rows already complete in the CSV are skipped; rows lacking only latency are pruned again and
     measured without re-evaluating. Level 0 is the unpruned model (evaluated once).
     """
-    if group_type not in STRUCTURE_DIM:
-        raise UserError(f"group type {group_type!r} is not supported: use Filters or Channels")
+    if group_type not in (*STRUCTURE_DIM, BLOCKS):
+        raise UserError(f"group type {group_type!r} is not supported: use Filters, Channels or Blocks")
     rows = read_rows(csv_path)
     want_latency = latency_fn is not None
     todo = [(layer, level) for layer in layers for level in levels

@@ -25,6 +25,9 @@ from .data import DataSplits, Split, batches
 
 log = logging.getLogger(__name__)
 
+#: ``(images, student_logits, labels) -> loss`` of one training batch (e.g. ``distill.Distillation``).
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
 
 @dataclass
 class Accuracy:
@@ -146,12 +149,14 @@ def train(
     config: TrainConfig,
     hooks: TrainingHooks | None = None,
     on_epoch: Callable[[int, Accuracy], bool] | None = None,
+    loss_fn: LossFn | None = None,
 ) -> TrainReport:
     """Retrain ``model`` in place with SGD on ``splits.train`` (augmented) for ``config.epochs``.
 
     After each epoch the model is evaluated on ``splits.val`` and ``on_epoch(epoch, accuracy)`` is
     called; returning ``False`` stops training (any other value goes on). Epochs are numbered from
     0; ``stopped_early`` is set only when epochs were left. Hooks run after the optimizer step.
+    ``loss_fn`` replaces the cross-entropy (knowledge distillation).
     """
     seed_everything(config.seed)
     started = time.perf_counter()
@@ -164,7 +169,7 @@ def train(
     for epoch in range(config.epochs):
         if hooks is not None and hooks.on_epoch_begin(epoch, optimizer):
             optimizer = _rebuild_optimizer(model, optimizer)
-        optimizer = _train_epoch(model, splits.train, config, epoch, steps_per_epoch, optimizer, hooks)
+        optimizer = _train_epoch(model, splits.train, config, epoch, steps_per_epoch, optimizer, hooks, loss_fn)
         if hooks is not None and hooks.on_epoch_end(epoch, optimizer):
             optimizer = _rebuild_optimizer(model, optimizer)
         accuracy = evaluate(model, splits.val, device=config.device)
@@ -180,7 +185,8 @@ def train(
 
 
 def _train_epoch(model: nn.Module, split: Split, config: TrainConfig, epoch: int, steps: int,
-                 optimizer: torch.optim.Optimizer, hooks: TrainingHooks | None) -> torch.optim.Optimizer:
+                 optimizer: torch.optim.Optimizer, hooks: TrainingHooks | None,
+                 loss_fn: LossFn | None = None) -> torch.optim.Optimizer:
     """One pass of at most ``steps`` minibatches; returns the optimizer (rebuilt if a hook asked)."""
     model.train()
     seen = correct = 0
@@ -191,7 +197,7 @@ def _train_epoch(model: nn.Module, split: Split, config: TrainConfig, epoch: int
             images = images.to(config.device, non_blocking=True)
             labels = labels.to(config.device, non_blocking=True)
             logits = model(images)
-            loss = nn.functional.cross_entropy(logits, labels)
+            loss = loss_fn(images, logits, labels) if loss_fn else nn.functional.cross_entropy(logits, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

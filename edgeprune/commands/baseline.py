@@ -11,7 +11,7 @@ from pipeline.messages import Target
 from pipeline.models import MODEL_NAMES
 from pipeline.settings import Settings
 
-from .options import settings_options, target_options
+from .options import recovery_options, settings_options, target_options
 from .outputs import require_schedule, staged_output
 
 
@@ -36,6 +36,7 @@ from .outputs import require_schedule, staged_output
 @click.option("--eval-limit", default=0, show_default=True, type=click.IntRange(min=0),
               help="Evaluate accuracy on the first N test images only (0: all 10,000).")
 @target_options
+@recovery_options
 @click.option("--quick", is_flag=True,
               help="Short measurements (a few hundred timed inferences): noisy figures, for "
                    "smoke tests only.")
@@ -46,7 +47,7 @@ from .outputs import require_schedule, staged_output
 @settings_options
 def baseline(settings: Settings, model: str, schedule_path: Path, epochs: int, lr: float,
              batch_size: int, max_steps: int | None, subset: int | None, eval_limit: int,
-             target: Target, quick: bool, out_dir: Path | None, as_json: bool) -> None:
+             target: Target, quick: bool, out_dir: Path | None, as_json: bool, **recovery: object) -> None:
     """Measure the unpruned model and the hand-picked schedule (without and with retraining).
 
     Columns: Top1/Top5 in PyTorch and deployed, Throughput, Latency, Total_Latency, MACs,
@@ -69,7 +70,7 @@ def baseline(settings: Settings, model: str, schedule_path: Path, epochs: int, l
         table = run_baselines(settings, staging, model=model, schedule=schedule_path, epochs=epochs,
                               target=target, lr=lr, batch_size=batch_size,
                               max_steps_per_epoch=max_steps, subset=subset, eval_subset=eval_limit,
-                              specs=specs, on_row=on_row, measure_options=MeasureOptions.fast(
+                              specs=specs, on_row=on_row, recovery=recovery, measure_options=MeasureOptions.fast(
                                   profile_layers=True) if quick else None)
         save_table(table, staging)
     markdown, data = out_dir / "baseline.md", out_dir / "baseline.json"

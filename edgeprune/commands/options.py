@@ -106,6 +106,33 @@ def target_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def recovery_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --bn-recalibrate, --kd-teacher, --kd-weight, --kd-temperature, passed under
+    ``pipeline.flow.RunConfig``'s field names (adaptive BN and knowledge distillation)."""
+    from pipeline.batchnorm import DEFAULT_RECALIBRATION_IMAGES
+
+    options = [
+        click.option("--bn-recalibrate", default=DEFAULT_RECALIBRATION_IMAGES, show_default=True,
+                     type=click.IntRange(min=0),
+                     help="Re-estimate BatchNorm statistics on N train images after pruning, before "
+                          "the pruned model is evaluated, gated and retrained (adaptive BN; weights "
+                          "unchanged); 0 turns it off. result.json keeps Top1_before_raw too."),
+        click.option("--kd-teacher", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                     help="Distillation teacher checkpoint (an unpruned --model) [default with "
+                          "--kd-weight: the unpruned model fine-tuned on this data with this run's "
+                          "budget, cached in the cache folder]."),
+        click.option("--kd-weight", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+                     help="Weight w of the distillation term: (1-w)*CE + w*T^2*KL(teacher||student); "
+                          "0 retrains without distillation."),
+        click.option("--kd-temperature", default=4.0, show_default=True,
+                     type=click.FloatRange(min=0, min_open=True),
+                     help="Distillation temperature T (softens both networks' outputs)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def run_config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add the flags of one prune-retrain-export run: the schedule and its rewrites, the model,
     retraining, evaluation and the target. They arrive as ``schedule_path``, ``overrides``,
@@ -151,6 +178,7 @@ def run_config_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Retrain even when pruning left a network that predicts one class."),
         click.option("--seed", default=0, show_default=True, type=int,
                      help="Seed for splits, shuffling and initialisation."),
+        recovery_options,
     ]
     for option in reversed(options):
         func = option(func)

@@ -69,7 +69,8 @@ def format_record(record: dict, out_dir: Path) -> str:
     latency = m.get("latency") or {}
     rows = [
         ("status", record["status"] + (f" ({record['reason']})" if record["reason"] else "")),
-        ("Top1 / Top5 after pruning (val)", f"{_fmt(m.get('Top1_before'), '.2f')} / {_fmt(m.get('Top5_before'), '.2f')} %"),
+        ("Top1 / Top5 after pruning (val)", f"{_fmt(m.get('Top1_before'), '.2f')} / {_fmt(m.get('Top5_before'), '.2f')} %"
+         + (f" (adaptive BN; raw {_fmt(m.get('Top1_before_raw'), '.2f')} %)" if m.get("bn_recalibrate") else "")),
         (f"Top1 / Top5 deployed ({record['eval_split']})", f"{_fmt(m.get('Top1'), '.2f')} / {_fmt(m.get('Top5'), '.2f')} %"),
         ("Total_Latency quiet median (p90)", f"{_fmt(m.get('Total_Latency'), '.3f')} ms ({_fmt(latency.get('p90'), '.3f')} ms)"),
         ("Latency (sum of layers)", f"{_fmt(m.get('Latency'), '.3f')} ms"),

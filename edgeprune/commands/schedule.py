@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from pipeline.models import MODEL_NAMES
+from pipeline.settings import Settings
+
+from .options import settings_options
+
+if TYPE_CHECKING:
+    from pipeline.batchnorm import Calibration
+    from pipeline.schedule import Schedule
+    from torch import nn
 
 _FILE = click.argument("schedule_file", metavar="FILE", type=click.Path(path_type=Path))
 _MODEL = click.option("--model", default="resnet56_cifar", show_default=True, type=click.Choice(MODEL_NAMES),
@@ -48,20 +57,25 @@ def check(schedule_file: Path, model: str, shortcut: str, overrides: tuple[str, 
 @_SHORTCUT
 @_SET
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (per-layer and totals).")
-def show(schedule_file: Path, model: str, shortcut: str, overrides: tuple[str, ...], as_json: bool) -> None:
+@settings_options
+def show(schedule_file: Path, model: str, shortcut: str, overrides: tuple[str, ...], as_json: bool,
+         settings: Settings) -> None:
     """Prune a fresh model with FILE's one-shot pruners and print each pruned layer's channels
-    and MACs before/after, with model totals.
+    and MACs before/after, with model totals, and the residual blocks removed and kept.
 
     Channel counts, MACs and parameters depend only on the schedule, not on the weights (which
-    filters go does), so no checkpoint is loaded. MACs count conv and linear layers (Distiller's
-    convention); parameters count every parameter, BatchNorm included.
+    filters go does), so no checkpoint is loaded, except for a ResidualBlockPruner whose criterion
+    is sensitivity: which blocks go is then decided as a run would, on the pretrained checkpoint
+    and 256 train images of --data. MACs count conv and linear layers (Distiller's convention);
+    parameters count every parameter, BatchNorm included.
     """
     from pipeline.models import create_model
     from pipeline.pruning import prune_one_shot
     from pipeline.schedule import load_schedule
 
     loaded = load_schedule(schedule_file, overrides)
-    report = prune_one_shot(create_model(model, shortcut=shortcut), loaded)
+    net = create_model(model, shortcut=shortcut)
+    report = prune_one_shot(net, loaded, calibration=_block_calibration(loaded, net, model, settings))
     if as_json:
         click.echo(json.dumps({"schedule": str(schedule_file), "model": model, "shortcut": shortcut,
                                **report.to_dict()}, indent=2))
@@ -70,3 +84,25 @@ def show(schedule_file: Path, model: str, shortcut: str, overrides: tuple[str, .
                f"{', '.join(report.pruners_applied) or 'none'}")
     click.echo(report.table())
     click.echo(f"architecture: {report.arch_after}")
+
+
+def _block_calibration(loaded: "Schedule", net: "nn.Module", model: str, settings: Settings) -> "Calibration | None":
+    """Train images (and the pretrained weights loaded into ``net``) when a block pruner ranks on data."""
+    from pipeline.pruning.compression import effective_args
+
+    if not any(spec.class_name == "ResidualBlockPruner" and
+               effective_args(loaded, "pruners", name)["criterion"] == "sensitivity"
+               for name, spec in loaded.pruners.items()):
+        return None
+    from pipeline.batchnorm import Calibration
+    from pipeline.data import load_data
+    from pipeline.errors import UserError
+    from pipeline.models import default_checkpoint, load_checkpoint
+
+    checkpoint = default_checkpoint(model, settings)
+    if checkpoint is None:
+        raise UserError(f"criterion sensitivity ranks blocks of the pretrained {model}, and none is in "
+                        f"{settings.checkpoints_dir}: pass --models-dir DIR, or --set <pruner>.criterion=l1_bn2")
+    load_checkpoint(net, checkpoint)
+    data = load_data(settings.data_path, settings.cache_dir)
+    return Calibration.from_split(data.train, 256)

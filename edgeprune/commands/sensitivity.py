@@ -23,8 +23,11 @@ DEFAULT_LEVELS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9"
 @click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Trained weights to start from [default: the pretrained checkpoint of --model in "
                    "the models folder].")
-@click.option("--group-type", default="Filters", show_default=True, type=click.Choice(["Filters", "Channels"]),
-              help="Structures removed: Filters (a conv's output channels) or Channels (its input channels).")
+@click.option("--group-type", default="Filters", show_default=True,
+              type=click.Choice(["Filters", "Channels", "Blocks"]),
+              help="Structures removed: Filters (a conv's output channels), Channels (its input channels), "
+                   "or Blocks (each residual block with an identity shortcut removed alone; --levels "
+                   "is then 0,1 and --layers globs block names such as 'layer2.*').")
 @click.option("--levels", default=DEFAULT_LEVELS, show_default=True,
               help="Comma-separated fractions of each layer's structures to remove; 0 is the unpruned model.")
 @click.option("--layers", default="*", show_default=True,
@@ -66,7 +69,7 @@ def sensitivity(model: str, shortcut: str, checkpoint: Path | None, group_type: 
         raise UserError(f"--criterion {criterion!r} is not supported: use one of {', '.join(criterion_names())}")
     if max_val < 0:
         raise UserError(f"--max-val {max_val} is negative: use 0 for the whole split or e.g. 500")
-    level_list = sense.parse_levels(levels)
+    level_list = list(sense.BLOCK_LEVELS) if group_type == sense.BLOCKS else sense.parse_levels(levels)
     latency = None if no_latency else sense.openvino_latency(iters=latency_iters)
     device = settings.torch_device()
     checkpoint = checkpoint or default_checkpoint(model, settings)

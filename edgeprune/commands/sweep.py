@@ -16,7 +16,7 @@ from pipeline.models import MODEL_NAMES
 from pipeline.queue import QueueConfig
 from pipeline.settings import Settings
 
-from .options import (measure_options, quiet_wait_option, redis_option, settings_options,
+from .options import (measure_options, quiet_wait_option, recovery_options, redis_option, settings_options,
                       target_options)
 from .queue import producer_queue_options
 
@@ -59,6 +59,7 @@ DEFAULT_TRIALS = 20
 @click.option("--eval-limit", "eval_subset", type=click.IntRange(min=0), default=0, show_default=True,
               help="Evaluate on the first N images of that split only (0: all).")
 @target_options
+@recovery_options
 @click.option("--timeout", type=click.FloatRange(min=1), default=3600.0, show_default=True,
               help="Seconds a trial waits for its measurement before it is recorded as failed.")
 @click.option("--fast-measure", is_flag=True,

@@ -61,8 +61,8 @@ from .compression import CompressionScheduler, prune_one_shot
 from .report import LayerReport, PruneReport, arch_signature
 
 #: Modules whose import registers classes: one-shot structured pruners, lr schedulers, then the
-#: extra criteria (FPGM, BN scale), fine-grained and gradual pruners.
-_PLUGIN_MODULES = ("criteria", "structured", "lr_schedulers", "importance", "magnitude", "gradual")
+#: extra criteria (FPGM, BN scale), fine-grained and gradual pruners, the residual block pruner.
+_PLUGIN_MODULES = ("criteria", "structured", "lr_schedulers", "importance", "magnitude", "gradual", "blocks")
 for _module in _PLUGIN_MODULES:
     importlib.import_module(f"{__name__}.{_module}")
 

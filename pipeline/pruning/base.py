@@ -24,6 +24,7 @@ from ..models import canonical_name
 from ..models.resnet_cifar import ZeroPadShortcut
 
 if TYPE_CHECKING:
+    from ..batchnorm import Calibration
     from ..schedule import Policy
 
 #: The group types a structured pruner may name.
@@ -145,10 +146,12 @@ class PruningContext:
     """The model being pruned, its torch-pruning dependency graph, and physical structure removal."""
 
     def __init__(self, model: nn.Module, example_input: torch.Tensor | None = None,
-                 origin: str = "schedule") -> None:
+                 origin: str = "schedule", calibration: "Calibration | None" = None) -> None:
         self.model = model
         self.example_input = example_input if example_input is not None else _default_input(model)
         self.origin = origin
+        #: Train images for data-driven criteria (``ResidualBlockPruner``'s sensitivity); may be None.
+        self.calibration = calibration
         self._graph: tp.DependencyGraph | None = None
         self.original_counts = dense_counts(model)
 
@@ -201,7 +204,10 @@ class PruningContext:
         groups = [self.group(r.layer, r.group_type, r.prune_idxs, r.pruner) for r in removals if r.prune_idxs]
         for group in groups:
             group.prune()
-        # Pruned modules got new shapes; a fresh graph is traced on next use.
+        self.invalidate_graph()
+
+    def invalidate_graph(self) -> None:
+        """Forget the dependency graph after the model's structure changed; it is traced again on next use."""
         self._graph = None
 
 

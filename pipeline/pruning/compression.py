@@ -7,6 +7,7 @@ run`` does at epoch 0); hand its report to the scheduler (``after=``) so they do
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -14,12 +15,14 @@ import torch
 from torch import nn
 
 from ..errors import ScheduleError
+from .blocks import ResidualBlockPruner, remove_blocks, removed_blocks, split_removed
 from .base import GROUP_TYPES, Pruner, PruningContext, StructureRemoval
 from .lr_schedulers import EpochLRScheduler
 from .registry import EXTENSIONS, LR_SCHEDULERS, PRUNERS, ArgSpec, register_extension
 from .report import ModelSnapshot, PruneReport, build_report
 
 if TYPE_CHECKING:
+    from ..batchnorm import Calibration
     from ..schedule import Policy, Schedule
 
 log = logging.getLogger(__name__)
@@ -90,13 +93,34 @@ def check_schedule(schedule: "Schedule", ctx: PruningContext) -> None:
             coupled[(name, layer)] = (kind, layer, group)
 
 
+def without_removed_layers(schedule: "Schedule", model: nn.Module) -> tuple["Schedule", list[str]]:
+    """``schedule`` without the weights that lie in blocks already removed from ``model`` (a
+    pruner left with none is dropped), and one ``"<pruner>: <weights>"`` line per pruner affected."""
+    removed = removed_blocks(model)
+    if not removed:
+        return schedule, []
+    pruners, skipped = {}, []
+    for name, spec in schedule.pruners.items():
+        kept, gone = split_removed(spec.args.get("weights", []), removed)
+        if gone:
+            skipped.append(f"{name}: {', '.join(gone)}")
+        if kept or not gone:
+            pruners[name] = dataclasses.replace(spec, args={**spec.args, "weights": kept}) if gone else spec
+    policies = [p for p in schedule.policies if p.kind != "pruner" or p.instance in pruners]
+    return dataclasses.replace(schedule, pruners=pruners, policies=policies), skipped
+
+
 def _refresh_optimizer(optimizer: torch.optim.Optimizer, names: dict[int, str], model: nn.Module) -> None:
-    """Point ``optimizer`` at the parameters that replaced pruned ones (momentum of those is reset)."""
+    """Point ``optimizer`` at the parameters that replaced pruned ones (momentum of those is reset);
+    parameters of removed blocks leave it."""
     current = dict(model.named_parameters())
     for group in optimizer.param_groups:
         fresh = []
         for param in group["params"]:
             name = names.get(id(param))
+            if name and name not in current:
+                optimizer.state.pop(param, None)
+                continue
             replacement = current.get(name, param) if name else param
             if replacement is not param:
                 optimizer.state.pop(param, None)
@@ -114,11 +138,13 @@ class CompressionScheduler:
     """
 
     def __init__(self, model: nn.Module, schedule: "Schedule", optimizer: torch.optim.Optimizer | None = None,
-                 example_input: torch.Tensor | None = None, after: PruneReport | None = None) -> None:
+                 example_input: torch.Tensor | None = None, after: PruneReport | None = None,
+                 calibration: "Calibration | None" = None) -> None:
         self.model = model
+        schedule, self.skipped = without_removed_layers(schedule, model)
         self.schedule = schedule
         self.optimizer = optimizer
-        self.ctx = PruningContext(model, example_input, origin=schedule.source)
+        self.ctx = PruningContext(model, example_input, origin=schedule.source, calibration=calibration)
         check_schedule(schedule, self.ctx)
         skip = set(after.pruners_applied) if after else set()
         self.pruners = [(p, pol) for p, pol in build_pruners(schedule) if p.name not in skip]
@@ -129,6 +155,11 @@ class CompressionScheduler:
         self.targets = list(dict.fromkeys(t for p, _ in self.pruners for t in p.targets()))
         self.applied: list[str] = []
         self._before = ModelSnapshot.take(model, self.ctx.example_input, self.targets)
+        self._removed_before = removed_blocks(model)
+
+    def _refresh(self, names: dict[int, str], optimizer: torch.optim.Optimizer | None) -> None:
+        for opt in {id(o): o for o in (optimizer, self.optimizer) if o is not None}.values():
+            _refresh_optimizer(opt, names, self.model)
 
     def _apply(self, removals: Iterable[StructureRemoval], optimizer: torch.optim.Optimizer | None) -> bool:
         removals = [r for r in removals if r.prune_idxs]
@@ -137,21 +168,51 @@ class CompressionScheduler:
         names = {id(p): n for n, p in self.model.named_parameters()}
         self.ctx.remove(removals)
         self.applied.extend(r.pruner for r in removals if r.pruner not in self.applied)
-        for opt in {id(o): o for o in (optimizer, self.optimizer) if o is not None}.values():
-            _refresh_optimizer(opt, names, self.model)
+        self._refresh(names, optimizer)
         log.info("removed structures from %d layers (%s)", len(removals),
                  ", ".join(sorted({r.pruner for r in removals})))
         return True
 
+    def _remove_blocks(self, epoch: int, optimizer: torch.optim.Optimizer | None) -> bool:
+        """Fire the block pruners of ``epoch`` before any other pruner plans, then drop the weights
+        of removed blocks from the other pruners (skipped and reported, not an error)."""
+        firing = [p for p, pol in self.pruners if isinstance(p, ResidualBlockPruner) and p.fires(epoch, pol)]
+        chosen = {p.name: p.choose(self.ctx) for p in firing}
+        blocks = [b for names in chosen.values() for b in names]
+        if not blocks:
+            return False
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        remove_blocks(self.model, blocks)
+        self.ctx.invalidate_graph()
+        self.applied.extend(name for name, removed in chosen.items() if removed and name not in self.applied)
+        removed = removed_blocks(self.model)
+        remaining = []
+        for pruner, policies in self.pruners:
+            kept, gone = split_removed(pruner.args.get("weights", []), removed)
+            if gone:
+                self.skipped.append(f"{pruner.name}: {', '.join(gone)}")
+                pruner.args["weights"] = kept
+                log.info("pruners.%s: skipped %s (in removed blocks)", pruner.name, ", ".join(gone))
+            if kept or not gone:
+                remaining.append((pruner, policies))
+        self.pruners = remaining
+        self._refresh(names, optimizer)
+        log.info("removed %d residual blocks: %s", len(blocks), ", ".join(blocks))
+        return True
+
     def fire_one_shot(self, epoch: int) -> list[str]:
         """Apply the one-shot pruners whose policies fire at ``epoch`` now; their names."""
+        self._remove_blocks(epoch, self.optimizer)
         firing = [(p, pol) for p, pol in self.pruners if p.one_shot and any(x.fires_at(epoch) for x in pol)]
         self._apply([r for p, pol in firing for r in p.on_epoch_begin(self.ctx, epoch, pol)], self.optimizer)
         return [p.name for p, _ in firing]
 
     def on_epoch_begin(self, epoch: int, optimizer: torch.optim.Optimizer | None = None) -> bool:
         """Fire the pruners acting at the start of ``epoch``; True when structures were removed."""
-        return self._apply([r for p, pol in self.pruners for r in p.on_epoch_begin(self.ctx, epoch, pol)], optimizer)
+        removed = self._remove_blocks(epoch, optimizer)
+        changed = self._apply([r for p, pol in self.pruners for r in p.on_epoch_begin(self.ctx, epoch, pol)],
+                              optimizer)
+        return removed or changed
 
     def on_minibatch_end(self, epoch: int, step: int, steps_per_epoch: int,
                          optimizer: torch.optim.Optimizer | None = None) -> bool:
@@ -170,7 +231,13 @@ class CompressionScheduler:
 
     def report(self) -> PruneReport:
         """Per-layer channels and sparsity now, against the model this scheduler started from."""
-        return build_report(self._before, self.model, self.ctx.example_input, self.targets, self.applied)
+        report = build_report(self._before, self.model, self.ctx.example_input, self.targets, self.applied)
+        listed = [b for p, _ in self.pruners if isinstance(p, ResidualBlockPruner) for b in p.blocks]
+        removed = removed_blocks(self.model)
+        report.blocks_removed = [b for b in removed if b not in self._removed_before]
+        report.blocks_kept = [b for b in dict.fromkeys(listed) if b not in removed]
+        report.pruners_skipped = list(self.skipped)
+        return report
 
 
 def first_pruning_epoch(schedule: "Schedule") -> int | None:
@@ -179,7 +246,8 @@ def first_pruning_epoch(schedule: "Schedule") -> int | None:
     return min(starts) if starts else None
 
 
-def prune_one_shot(model: nn.Module, schedule: "Schedule", example_input: torch.Tensor | None = None) -> PruneReport:
+def prune_one_shot(model: nn.Module, schedule: "Schedule", example_input: torch.Tensor | None = None,
+                   calibration: "Calibration | None" = None) -> PruneReport:
     """Apply, now, every pruner whose policy fires at the schedule's first pruning epoch.
 
     Validates the schedule against the model first. One-shot structured pruners remove their
@@ -187,8 +255,9 @@ def prune_one_shot(model: nn.Module, schedule: "Schedule", example_input: torch.
     ``CompressionScheduler(..., after=report)`` skips them. Gradual and fine-grained pruners take
     their first step too, so the accuracy measured after this call (the collapse check) sees their
     zeros; they are not listed, because the training-time scheduler keeps their masks and ramps.
+    ``calibration`` (train images) feeds data-driven criteria (ResidualBlockPruner's sensitivity).
     """
-    scheduler = CompressionScheduler(model, schedule, example_input=example_input)
+    scheduler = CompressionScheduler(model, schedule, example_input=example_input, calibration=calibration)
     epoch = first_pruning_epoch(schedule)
     if epoch is not None:
         scheduler.on_epoch_begin(epoch)

@@ -42,6 +42,11 @@ class PruneReport:
     arch_before: str = ""
     arch_after: str = ""
     pruners_applied: list[str] = field(default_factory=list)
+    #: Residual blocks removed by ResidualBlockPruner, and those it was given but kept.
+    blocks_removed: list[str] = field(default_factory=list)
+    blocks_kept: list[str] = field(default_factory=list)
+    #: ``"<pruner>: <weights>"`` for weights skipped because their block was removed.
+    pruners_skipped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,7 +71,10 @@ class PruneReport:
             return "  ".join(cells).rstrip()
 
         rule = "  ".join("-" * w for w in widths)
-        return "\n".join([line(header), rule, *map(line, rows[:-2]), rule, *map(line, rows[-2:])])
+        notes = [f"{label}: {', '.join(items)}" for label, items in (
+            ("blocks removed", self.blocks_removed), ("blocks kept", self.blocks_kept),
+            ("skipped (block removed)", self.pruners_skipped)) if items]
+        return "\n".join([line(header), rule, *map(line, rows[:-2]), rule, *map(line, rows[-2:]), *notes])
 
 
 def _ratio(after: int, before: int) -> str:
@@ -123,7 +131,10 @@ class ModelSnapshot:
     @classmethod
     def take(cls, model: nn.Module, example_input: torch.Tensor, targets: Iterable[tuple[str, str]]) -> "ModelSnapshot":
         macs, params = count_macs_params(model, tuple(example_input[:1].shape))
-        channels = {(layer, kind): structure_count(model.get_submodule(layer), kind) for layer, kind in targets}
+        modules = dict(model.named_modules())
+        # A layer whose residual block was removed counts zero structures.
+        channels = {(layer, kind): structure_count(modules[layer], kind) if layer in modules else 0
+                    for layer, kind in targets}
         return cls(macs, params, arch_signature(model), conv_macs(model, example_input), channels)
 
 
@@ -132,9 +143,10 @@ def build_report(before: ModelSnapshot, model: nn.Module, example_input: torch.T
     """Compare ``before`` with ``model`` as it is now, for each ``(layer, group_type)`` target."""
     after = ModelSnapshot.take(model, example_input, targets)
     layers = []
+    modules = dict(model.named_modules())
     for layer, kind in targets:
-        weight = model.get_submodule(layer).weight.detach()
-        zeros = float((weight == 0).sum().item()) / weight.numel()
+        weight = modules[layer].weight.detach() if layer in modules else None
+        zeros = float((weight == 0).sum().item()) / weight.numel() if weight is not None else 1.0
         layers.append(LayerReport(layer, kind, before.channels[(layer, kind)], after.channels[(layer, kind)],
                                   zeros, before.layer_macs.get(layer, 0), after.layer_macs.get(layer, 0)))
     return PruneReport(layers, before.macs, after.macs, before.params, after.params, before.arch,

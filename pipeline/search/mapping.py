@@ -2,7 +2,8 @@
 
 Instance names contain underscores themselves (``filter_pruner_70``), so a parameter is matched
 against the base schedule's instance names, longest first. A few names are reserved for run
-settings instead (``epochs``, ``lr``, ``precision``), and ``edgeprune`` holds our extension.
+settings instead (``epochs``, ``lr``, ``precision``, ``kd_weight``, ``kd_temperature``), and
+``edgeprune`` holds our extension.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from .config import EXTENSION_PARAM, ParamSpec
 from .space import UNBOUNDED, extreme_values
 
 #: Sweep parameters that set the run rather than the schedule, with their type.
-RUN_SETTINGS: dict[str, type] = {"epochs": int, "lr": float, "precision": str}
+RUN_SETTINGS: dict[str, type] = {"epochs": int, "lr": float, "precision": str, "kd_weight": float,
+                                  "kd_temperature": float}
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "auto")
 #: Sweep parameters that set a schedule-wide key (``round_to`` rounds every pruner's kept count).
 SCHEDULE_WIDE = ("round_to",)
@@ -34,7 +36,7 @@ class MappedParams:
 
     #: ``"<instance>.<key>"`` → value, for ``RunConfig.overrides``.
     overrides: dict[str, Any] = field(default_factory=dict)
-    #: ``epochs``, ``lr``, ``precision`` when the sweep sets them.
+    #: ``epochs``, ``lr``, ``precision``, ``kd_weight``, ``kd_temperature`` when the sweep sets them.
     run_settings: dict[str, Any] = field(default_factory=dict)
     #: The parameters as given (extension removed), for ``RunConfig.params`` and the trial record.
     params: dict[str, Any] = field(default_factory=dict)
@@ -186,9 +188,11 @@ def _run_setting(name: str, value: Any) -> Any:
         converted = None
     if converted is None or (kind is int and converted != value) or \
             (name == "precision" and converted not in PRECISIONS) or \
-            (name in ("epochs", "lr") and converted < 0):
+            (name in ("epochs", "lr") and converted < 0) or \
+            (name == "kd_weight" and not 0 <= converted <= 1) or (name == "kd_temperature" and converted <= 0):
         fix = {"epochs": "a whole number >= 0", "lr": "a positive number such as 0.01",
-               "precision": f"one of {', '.join(PRECISIONS)}"}[name]
+               "precision": f"one of {', '.join(PRECISIONS)}", "kd_weight": "a number in [0, 1] such as 0.7",
+               "kd_temperature": "a positive number such as 4"}[name]
         raise SweepError(f"sweep parameter {name}={value!r} is not valid: use {fix}")
     return converted
 

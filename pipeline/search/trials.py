@@ -16,13 +16,14 @@ from .mapping import BaseSchedule, map_params
 
 def run_config_for(base: RunConfig, params: dict[str, Any],
                    schedule: BaseSchedule | None = None) -> RunConfig:
-    """``base`` with the trial's parameters applied (schedule overrides, epochs, lr, precision)."""
+    """``base`` with the trial's parameters applied (schedule overrides, epochs, lr, precision, kd_*)."""
     mapped = map_params(params, schedule or BaseSchedule(base.schedule))
     settings = mapped.run_settings
     target = dataclasses.replace(base.target, precision=settings.get("precision", base.target.precision))
-    return dataclasses.replace(
-        base, overrides=mapped.override_strings(), epochs=settings.get("epochs", base.epochs),
-        lr=settings.get("lr", base.lr), target=target, params=mapped.params)
+    # The other run settings (epochs, lr, kd_weight, kd_temperature) are RunConfig fields by name.
+    fields = {k: v for k, v in settings.items() if k != "precision"}
+    return dataclasses.replace(base, overrides=mapped.override_strings(), target=target, params=mapped.params,
+                               **fields)
 
 
 def make_trial_function(base: RunConfig, settings: Settings, queue: JobQueue, timeout: float,

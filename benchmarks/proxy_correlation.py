@@ -1,0 +1,117 @@
+"""Does the pruned accuracy predict the accuracy after retraining? Raw vs adaptive-BN Top1 (issue 15).
+
+Random pruned ResNet56 architectures (width and depth: 0-12 of the 25 identity blocks removed
+at random, then 0-60% of the conv1 filters of each stage's remaining blocks, L1-ranked), each
+fine-tuned with one short fixed budget. Prints Spearman rho of the fine-tuned Top1 against
+(a) the Top1 right after pruning and (b) the Top1 after re-estimating BatchNorm statistics on a
+few hundred train images (EagleEye's adaptive BN), with the budget, machine and date.
+
+    python benchmarks/proxy_correlation.py [--archs 20] [--steps 20] [--out runs/proxy.jsonl]
+
+Rows are appended to --out as they finish (a rerun resumes); the figures are on the JPEG
+re-encoding of CIFAR-10 (pretrained ResNet56: 83.2% vs 93.4% on the original set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from _resnet56 import budget_arguments, pretrained_resnet56
+
+from pipeline.batchnorm import Calibration, recalibrate_bn
+from pipeline.data import DataSplits, load_data
+from pipeline.pruning import prune_one_shot
+from pipeline.pruning.blocks import identity_blocks
+from pipeline.schedule import load_schedule
+from pipeline.settings import Settings
+from pipeline.training import TrainConfig, evaluate, train
+
+
+def random_schedule(rng: np.random.Generator, blocks: list[str]) -> tuple[str, dict]:
+    """A schedule of one random depth-and-width architecture, and what it asks for."""
+    removed = int(rng.integers(0, 13))
+    sparsities = [round(float(s), 2) for s in rng.uniform(0.0, 0.6, size=3)]
+    seed = int(rng.integers(0, 1_000_000))
+    text = ("version: 1\npruners:\n  blocks:\n    class: ResidualBlockPruner\n    criterion: random\n"
+            f"    seed: {seed}\n    desired_sparsity: {removed / len(blocks) + 1e-6:.6f}\n"
+            f"    blocks: [{', '.join(blocks)}]\n")
+    policies = "policies:\n  - pruner: {instance_name: blocks}\n    epochs: [0]\n"
+    for stage, sparsity in zip((1, 2, 3), sparsities):
+        if sparsity < 0.05:
+            continue
+        convs = [f"{b}.conv1.weight" for b in blocks if b.startswith(f"layer{stage}.")]
+        text += (f"  filters{stage}:\n    class: L1RankedStructureParameterPruner\n    group_type: Filters\n"
+                 f"    desired_sparsity: {sparsity}\n    weights: [{', '.join(convs)}]\n")
+        policies += f"  - pruner: {{instance_name: filters{stage}}}\n    epochs: [0]\n"
+    return text + policies, {"blocks_removed": removed, "stage_sparsity": sparsities, "seed": seed}
+
+
+def measure_one(schedule: str, data: DataSplits, eval_split, calibration: Calibration, steps: int,
+                batch_size: int, lr: float) -> dict:
+    model = pretrained_resnet56()
+    report = prune_one_shot(model, load_schedule(schedule))
+    raw = evaluate(model, eval_split).top1
+    recalibrate_bn(model, calibration.images)
+    adaptive = evaluate(model, eval_split).top1
+    started = time.perf_counter()
+    train(model, data, TrainConfig(epochs=1, lr=lr, batch_size=batch_size, max_steps_per_epoch=steps))
+    seconds = time.perf_counter() - started
+    return {"raw_top1": raw, "adaptive_bn_top1": adaptive, "finetuned_top1": evaluate(model, eval_split).top1,
+            "macs": report.macs_after, "arch": report.arch_after, "finetune_seconds": round(seconds, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--archs", type=int, default=20)
+    # The budget fits a shared 2-core VM (docs/results.md): 20 steps of 32 images per architecture.
+    budget_arguments(parser, steps=20, batch_size=32, eval_images=500)
+    parser.add_argument("--recalibrate", type=int, default=256, help="train images for adaptive BN")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("runs/proxy_correlation.jsonl"))
+    args = parser.parse_args()
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    settings = Settings.load()
+    data = load_data(settings.data_path, settings.cache_dir)
+    # Fine-tuning validates after its epoch: a small val split keeps that cheap (unused here).
+    data = DataSplits(train=data.train, val=data.val.head(100), test=data.test, classes=data.classes)
+    eval_split = data.test.head(args.eval_images)
+    calibration = Calibration.from_split(data.train, args.recalibrate)
+    blocks = identity_blocks(pretrained_resnet56())
+    rng = np.random.default_rng(args.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.is_file() else []
+    for index in range(args.archs):
+        schedule, spec = random_schedule(rng, blocks)
+        if index < len(done):
+            continue
+        row = {"index": index, **spec, **measure_one(schedule, data, eval_split, calibration, args.steps,
+                                                      args.batch_size, args.lr)}
+        print(json.dumps(row), flush=True)
+        with args.out.open("a") as stream:
+            stream.write(json.dumps(row) + "\n")
+        done.append(row)
+    finetuned = [r["finetuned_top1"] for r in done]
+    rho_raw = spearmanr([r["raw_top1"] for r in done], finetuned).statistic
+    rho_abn = spearmanr([r["adaptive_bn_top1"] for r in done], finetuned).statistic
+    print(f"{len(done)} random pruned ResNet56 architectures (0-12 blocks removed, 0-60% conv1 filters per stage)")
+    print(f"budget: {args.steps} SGD steps of {args.batch_size} train images (lr {args.lr}, momentum 0.9, "
+          f"augmented) per architecture; adaptive BN on {args.recalibrate} train images; Top1 on the first "
+          f"{len(eval_split)} test images of the JPEG CIFAR-10 (lower than on the original set)")
+    print(f"Spearman rho, fine-tuned Top1 vs (a) raw pruned Top1: {rho_raw:.3f}; (b) adaptive-BN Top1: {rho_abn:.3f}")
+    print(f"machine: {platform.node()} ({os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}); "
+          f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+
+
+if __name__ == "__main__":
+    main()
