@@ -33,6 +33,7 @@ from .pruning import CompressionScheduler, PruneReport, arch_signature, prune_on
 from .pruning.sparsity import SparsityReport, measure_sparsity, weight_shapes
 from .schedule import Schedule, load_schedule
 from .settings import Settings
+from .status import TrialStatus
 from .training import Accuracy, TrainConfig, evaluate, train
 
 if TYPE_CHECKING:
@@ -209,9 +210,9 @@ def produce(config: RunConfig, settings: Settings, out_dir: Path, gate: GateFn |
     with stage("evaluate_pruned"):
         before = evaluate(model, data.val, device=device)
     metrics.update(Top1_before=before.top1, Top5_before=before.top5)
-    status, reason = "ok", collapse_reason(before, len(data.classes))
+    status, reason = TrialStatus.OK, collapse_reason(before, len(data.classes))
     if reason:
-        status = "collapsed"
+        status = TrialStatus.COLLAPSED
         log.warning("run %s collapsed: %s", run_id, reason)
     if gate is not None and status == "ok":
         with stage("gate"):

@@ -24,27 +24,31 @@ import math
 import os
 import socket
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
 from pipeline.errors import SweepError
 from pipeline.messages import Target, TrialRecord
+from pipeline.status import TrialStatus
 
 from .config import Constraint, Objective, SweepConfig
 from .early_stop import EarlyStopper
 from .gate import LatencyGate, MeasureFn, StudyLatencyCache
 from .monotone import MonotoneGPSampler, improvement_trend, violation_trend
 from .space import SearchSpace
-from .storage import RECORD_ATTR, json_safe, record_of
+from .storage import INTERRUPTED, RECORD_ATTR, json_safe, record_of, was_interrupted
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("ok", "collapsed", "gated", "early_stopped", "failed")
-INTERRUPTED = "interrupted: the worker stopped before the trial finished; rerun with the same params"
+#: The statuses a finished trial can have.
+STATUSES = (TrialStatus.OK, TrialStatus.COLLAPSED, TrialStatus.GATED, TrialStatus.EARLY_STOPPED,
+            TrialStatus.FAILED)
 CURVE_ATTR = "curve"
 #: Violation recorded for a constraint whose metric a trial never produced (e.g. Top1 of a gated trial).
 _MISSING_VIOLATION = 1e6
@@ -127,12 +131,25 @@ def bayes_sampler(kind: str = "gp", seed: int | None = None, startup: int = STAR
                              **gp_options)
 
 
+def resume_seed(seed: int | None, trials_so_far: int) -> int | None:
+    """The sampler seed of a worker that joins a study already holding ``trials_so_far`` trials.
+
+    A sampler seeded as the first run's draws that run's proposals again (a resumed random sweep
+    repeated 3 of its first 4 trials); mixing in the trial count continues with new ones. A new
+    study keeps ``seed`` itself, so a fresh sweep is reproducible.
+    """
+    if seed is None or trials_so_far == 0:
+        return seed
+    return int(np.random.SeedSequence([seed % 2**63, trials_so_far]).generate_state(1)[0])
+
+
 def open_study(config: SweepConfig, storage: optuna.storages.BaseStorage,
                study_name: str | None = None, seed: int | None = None,
                sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
     """Create the sweep's study, or join it (resume, or another worker) when it exists.
 
-    ``sampler`` replaces the one ``method`` implies (benchmarks compare samplers this way).
+    ``sampler`` replaces the one ``method`` implies (benchmarks compare samplers this way); the
+    implied one is seeded by ``resume_seed``.
     """
     name = study_name or study_name_of(config)
     directions = [o.goal for o in config.objectives]
@@ -143,6 +160,9 @@ def open_study(config: SweepConfig, storage: optuna.storages.BaseStorage,
     if stored != directions:
         raise SweepError(f"study {name!r} already exists with directions {stored}, but the sweep "
                          f"asks for {directions}: give the sweep another name or --study")
+    joined_seed = resume_seed(seed, len(study.get_trials(deepcopy=False)))
+    if sampler is None and joined_seed != seed:
+        study.sampler = make_sampler(config, joined_seed)
     if "sweep" not in study.user_attrs:
         study.set_user_attr("sweep", json_safe(config.raw))
     return study
@@ -157,7 +177,11 @@ class SweepRunner:
 
     def __init__(self, config: SweepConfig, study: optuna.Study, trial_fn: TrialFunction,
                  out_dir: Path, n_trials: int, measure: MeasureFn | None = None,
-                 target: Target | None = None, on_record: Callable[[TrialRecord], None] | None = None):
+                 target: Target | None = None, on_record: Callable[[TrialRecord], None] | None = None,
+                 heartbeat_s: float | None = None):
+        """``heartbeat_s``: the storage's trial heartbeat interval (``storage.heartbeat_interval``);
+        with one, a worker whose budget is spent waits for the running trials of others, as their
+        worker may have died (their trials are then failed and rerun)."""
         self.config = config
         self.study = study
         self.trial_fn = trial_fn
@@ -166,6 +190,7 @@ class SweepRunner:
         self.measure = measure
         self.target = target or Target()
         self.on_record = on_record
+        self.heartbeat_s = heartbeat_s
         self.space = SearchSpace(config)
         #: Fresh latency measurements made by this runner's gates (cache hits excluded).
         self.gate_measurements = 0
@@ -175,7 +200,7 @@ class SweepRunner:
         """Trials that use up the budget: started ones, except those interrupted (they rerun)."""
         started = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         return sum(1 for t in self.study.get_trials(deepcopy=False, states=started)
-                   if t.user_attrs.get(RECORD_ATTR, {}).get("reason") != INTERRUPTED)
+                   if not was_interrupted(t))
 
     def budget_left(self) -> bool:
         if self.counted_trials() >= self.n_trials:
@@ -185,7 +210,11 @@ class SweepRunner:
                     and sampler.is_exhausted(self.study))
 
     def recover_interrupted(self) -> int:
-        """Fail this host's running trials whose process died, and queue their params again."""
+        """Fail this host's running trials whose process died, and queue their params again.
+
+        For a journal study (one machine); a database study finds dead workers' trials on any
+        host by their heartbeat instead (``fail_stale_trials``).
+        """
         host = socket.gethostname()
         recovered = 0
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -193,7 +222,7 @@ class SweepRunner:
             owner_host, _, pid = owner.rpartition(":")
             if owner_host != host or not pid.isdigit() or _alive(int(pid)):
                 continue
-            record = dict(t.user_attrs[RECORD_ATTR], status="failed", reason=INTERRUPTED)
+            record = dict(t.user_attrs[RECORD_ATTR], status=TrialStatus.FAILED, reason=INTERRUPTED)
             optuna.trial.Trial(self.study, t._trial_id).set_user_attr(RECORD_ATTR, record)
             self.study.tell(t.number, state=TrialState.FAIL)
             self.study.enqueue_trial(t.params, skip_if_exists=False)
@@ -202,18 +231,38 @@ class SweepRunner:
 
     # -- trials -----------------------------------------------------------------------------
     def run(self) -> list[TrialRecord]:
-        """Run trials until the budget is spent; returns the records this worker produced."""
+        """Run trials until the budget is spent; returns the records this worker produced.
+
+        With a heartbeat, the worker then waits while other workers' trials run: one whose
+        worker died stops beating, is failed after the grace period and rerun here.
+        """
         records = []
-        while self.budget_left():
-            records.append(self.run_one())
-        return records
+        while True:
+            if self.budget_left():
+                records.append(self.run_one())
+            elif self.heartbeat_s and self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                time.sleep(self.heartbeat_s)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(self.study)
+            else:
+                return records
 
     def run_one(self) -> TrialRecord:
-        trial = self.study.ask()
+        """One trial through ``Study.optimize``, which keeps its heartbeat on a database study and
+        first fails the trials whose heartbeat stopped."""
+        finished: list[TrialRecord] = []
+        self.study.optimize(lambda trial: self._objective(trial, finished), n_trials=1,
+                            catch=(_TrialFailed,))
+        if self.on_record is not None:
+            self.on_record(finished[0])
+        return finished[0]
+
+    def _objective(self, trial: optuna.Trial, finished: list[TrialRecord]) -> list[float]:
         params = self.space.suggest(trial)
         run_dir = self.out_dir / "trials" / f"{trial.number:04d}"
         started = time.time()
-        base = {"params": json_safe(params), "status": "running", "started_at": started,
+        base = {"params": json_safe(params), "status": TrialStatus.RUNNING, "started_at": started,
                 "run_dir": str(run_dir), "worker": worker_id()}
         trial.set_user_attr(RECORD_ATTR, base)
         gate = self._gate_for(params)
@@ -223,22 +272,31 @@ class SweepRunner:
         try:
             outcome = self.trial_fn(context)
         except KeyboardInterrupt:
-            self._finish(trial, base, TrialOutcome("failed", reason=INTERRUPTED), started)
+            self._record(trial, base, TrialOutcome(TrialStatus.FAILED, reason=INTERRUPTED), started)
             self.study.enqueue_trial(trial.params, skip_if_exists=False)  # the resumed sweep reruns it
             raise
         except Exception as exc:  # one bad trial must not end the sweep; its reason is kept
             log.exception("trial %d failed", trial.number)
-            outcome = TrialOutcome("failed", reason=f"{type(exc).__name__}: {exc}")
+            outcome = TrialOutcome(TrialStatus.FAILED, reason=f"{type(exc).__name__}: {exc}")
         if gate is not None:
             self.gate_measurements += gate.measurements
-            if outcome.status == "gated":
+            if outcome.status == TrialStatus.GATED:
                 outcome.metrics = {**gate.metrics, **outcome.metrics}
-        if outcome.status == "early_stopped" and stop_reason:
+        if outcome.status == TrialStatus.EARLY_STOPPED and stop_reason:
             outcome.reason = stop_reason[0]
-        return self._finish(trial, base, outcome, started)
+        record = self._record(trial, base, outcome, started)
+        finished.append(record)
+        values = [record.metrics.get(o.name) for o in self.config.objectives]
+        if record.status == TrialStatus.FAILED:
+            raise _TrialFailed(record.reason)
+        if not all(_finite(v) for v in values):
+            # Gated or stopped without every objective: a known-bad region, not a crash.
+            raise optuna.TrialPruned(record.reason)
+        return [float(v) for v in values]
 
-    def _finish(self, trial: optuna.Trial, base: dict[str, Any], outcome: TrialOutcome,
+    def _record(self, trial: optuna.Trial, base: dict[str, Any], outcome: TrialOutcome,
                 started: float) -> TrialRecord:
+        """Store the trial's record and constraint values; Optuna then tells its state."""
         if outcome.status not in STATUSES:
             raise ValueError(f"trial function returned status {outcome.status!r}; use one of {STATUSES}")
         metrics = json_safe(outcome.metrics)
@@ -250,18 +308,7 @@ class SweepRunner:
             # Samplers read these (Optuna 5's set_constraint): <= 0 feasible.
             trial.set_constraint(str(c), c.violation(metrics[c.metric])
                                  if _finite(metrics.get(c.metric)) else _MISSING_VIOLATION)
-        values = [metrics.get(o.name) for o in self.config.objectives]
-        if outcome.status != "failed" and all(_finite(v) for v in values):
-            self.study.tell(trial, [float(v) for v in values])
-        elif outcome.status == "failed":
-            self.study.tell(trial, state=TrialState.FAIL)
-        else:
-            # Gated or stopped without every objective: a known-bad region, not a crash.
-            self.study.tell(trial, state=TrialState.PRUNED)
-        result = TrialRecord.from_dict(dict(record, number=trial.number))
-        if self.on_record is not None:
-            self.on_record(result)
-        return result
+        return TrialRecord.from_dict(dict(record, number=trial.number))
 
     def _gate_for(self, params: dict[str, Any]) -> LatencyGate | None:
         if self.measure is None or not self.config.gate.active:
@@ -302,7 +349,7 @@ class SweepRunner:
 
 def best_trials(config: SweepConfig, records: list[TrialRecord]) -> list[TrialRecord]:
     """The best feasible trial (one objective) or the feasible Pareto front (several)."""
-    feasible = [r for r in records if r.status in ("ok", "collapsed", "gated")
+    feasible = [r for r in records if r.status in (TrialStatus.OK, TrialStatus.COLLAPSED, TrialStatus.GATED)
                 and all(_finite(r.metrics.get(o.name)) for o in config.objectives)
                 and all(_finite(r.metrics.get(c.metric)) and c.violation(r.metrics[c.metric]) <= 0
                         for c in config.constraints)]
@@ -319,6 +366,10 @@ def best_trials(config: SweepConfig, records: list[TrialRecord]) -> list[TrialRe
         if not any(all(a <= b for a, b in zip(key(o), kr)) and key(o) != kr for o in feasible):
             front.append(r)
     return sorted(front, key=key)
+
+
+class _TrialFailed(Exception):
+    """A trial that finished as failed: ``Study.optimize`` records it as FAIL and goes on."""
 
 
 def _finite(value: Any) -> bool:
