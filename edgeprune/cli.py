@@ -61,9 +61,14 @@ def cli(verbose: int) -> None:
 
 
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit code 2."""
+    """Console entry point: user errors become one line on stderr and exit code 2.
+
+    Under ``standalone_mode=False`` click returns the code of ``ctx.exit(code)`` instead of
+    exiting with it (commands return None), so it is passed on here: scripts and ``wandb agent``
+    see the producer's 1 and 3.
+    """
     try:
-        cli.main(standalone_mode=False)
+        code = cli.main(standalone_mode=False)
     except UserError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
@@ -75,3 +80,5 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        sys.exit(code)

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -35,6 +36,7 @@ from .pruning.coverage import PolicyCoverage, policy_coverage, warn_uncovered
 from .pruning.sparsity import SparsityReport, measure_sparsity, weight_shapes
 from .schedule import Schedule, load_schedule
 from .settings import Settings
+from .status import TrialStatus
 from .training import Accuracy, TrainConfig, evaluate, train
 
 if TYPE_CHECKING:
@@ -47,8 +49,10 @@ log = logging.getLogger(__name__)
 JPEG_NOTE = ("accuracy on the JPEG re-encoding of CIFAR-10 is lower than on the original set "
              "(pretrained ResNet56: 83.2% vs 93.4% Top1)")
 
-#: A pruned network whose Top1 is within this many points of chance (100/n) predicts one class.
+#: A pruned network whose Top1 is at or below chance (100/n) plus this many points has collapsed.
 COLLAPSE_MARGIN = 1.0
+#: ... and so has one that predicts a single class for at least this share of the images.
+COLLAPSE_CLASS_SHARE = 0.8
 
 
 @dataclass
@@ -165,9 +169,23 @@ def model_facts(model: torch.nn.Module, data: DataSplits) -> ModelFacts:
                       std=list(STD), macs=macs, params=params, arch_signature=arch_signature(model))
 
 
-def is_collapsed(top1: float, num_classes: int) -> bool:
-    """True when Top1 sits at chance level: the network predicts (almost) one class."""
-    return abs(top1 - 100.0 / num_classes) <= COLLAPSE_MARGIN
+def collapse_reason(accuracy: Accuracy, num_classes: int) -> str:
+    """Why a pruned network is no better than guessing ('' when it is): Top1 at or below chance
+    plus ``COLLAPSE_MARGIN`` (below chance too: retraining from there is rarely worth it), or one
+    class taking at least ``COLLAPSE_CLASS_SHARE`` of the predictions."""
+    chance = 100.0 / num_classes
+    if accuracy.top1 <= chance + COLLAPSE_MARGIN:
+        return (f"validation Top1 {accuracy.top1:.2f}% after pruning is at or below chance "
+                f"({chance:.1f}%) + {COLLAPSE_MARGIN:g} point: the network is guessing")
+    if accuracy.top_class_share >= COLLAPSE_CLASS_SHARE:
+        return (f"after pruning, {100 * accuracy.top_class_share:.0f}% of the validation images "
+                "are predicted as one class: the network predicts one class")
+    return ""
+
+
+def is_collapsed(top1: float, num_classes: int, top_class_share: float = math.nan) -> bool:
+    """True when a pruned network is no better than guessing (see ``collapse_reason``)."""
+    return bool(collapse_reason(Accuracy(top1, math.nan, math.nan, 0, top_class_share), num_classes))
 
 
 def _device(settings: Settings) -> str:
@@ -216,11 +234,9 @@ def produce(config: RunConfig, settings: Settings, out_dir: Path, gate: GateFn |
             recalibrate_bn(model, calibration.images[: config.bn_recalibrate])
             before = evaluate(model, data.val, device=device)
     metrics.update(Top1_before=before.top1, Top5_before=before.top5)
-    status, reason = "ok", ""
-    if is_collapsed(before.top1, len(data.classes)):
-        status = "collapsed"
-        reason = (f"validation Top1 {before.top1:.2f}% after pruning is within {COLLAPSE_MARGIN} "
-                  f"point of chance ({100 / len(data.classes):.1f}%): the network predicts one class")
+    status, reason = TrialStatus.OK, collapse_reason(before, len(data.classes))
+    if reason:
+        status = TrialStatus.COLLAPSED
         log.warning("run %s collapsed: %s", run_id, reason)
     if gate is not None and status == "ok":
         with stage("gate"):

@@ -37,6 +37,8 @@ class Accuracy:
     top5: float
     loss: float
     count: int
+    #: Share of the images predicted as the most-predicted class (1.0: one class for everything).
+    top_class_share: float = math.nan
 
 
 @dataclass
@@ -102,6 +104,7 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 250, device: str 
     runner = _inference_copy(model, device).to(dtype)
     top1 = top5 = 0
     loss_sum = 0.0
+    predicted = torch.zeros(0, dtype=torch.long)
     with torch.inference_mode():
         for images, labels in tqdm(batches(split, batch_size), total=math.ceil(count / batch_size),
                                    desc=f"evaluating {split.name}", unit="batch", disable=None, leave=False):
@@ -113,7 +116,10 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 250, device: str 
             hits = best.eq(labels[:, None])
             top1 += hits[:, 0].sum().item()
             top5 += hits.any(dim=1).sum().item()
-    return Accuracy(100.0 * top1 / count, 100.0 * top5 / count, loss_sum / count, count)
+            per_class = torch.bincount(best[:, 0].cpu(), minlength=logits.shape[1])
+            predicted = per_class if not len(predicted) else predicted + per_class
+    return Accuracy(100.0 * top1 / count, 100.0 * top5 / count, loss_sum / count, count,
+                    top_class_share=predicted.max().item() / count)
 
 
 def _inference_copy(model: nn.Module, device: str) -> nn.Module:

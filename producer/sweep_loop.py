@@ -10,9 +10,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import multiprocessing
+import signal
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
+
+from pipeline.errors import UserError
 
 from pipeline.flow import RunConfig
 from pipeline.measure.options import MeasureOptions
@@ -23,7 +29,7 @@ from pipeline.search.engine import SweepRunner, open_study, study_name_of
 from pipeline.search.gate import queue_measure
 from pipeline.search.mapping import check_mapping
 from pipeline.search.progress import ProgressTable
-from pipeline.search.storage import open_storage
+from pipeline.search.storage import heartbeat_interval, open_storage
 from pipeline.search.tracking import make_tracker
 from pipeline.search.trials import make_trial_function
 from pipeline.settings import Settings
@@ -77,8 +83,10 @@ def run_loop(spec: LoopSpec) -> list[TrialRecord]:
         runner = SweepRunner(
             config, study, make_trial_function(spec.base, spec.settings, queue, spec.timeout, tracker),
             Path(spec.out_dir), spec.n_trials, measure=queue_measure(queue, spec.timeout),
-            target=spec.base.target, on_record=ProgressTable(config) if spec.progress else None)
-        recovered = runner.recover_interrupted()
+            target=spec.base.target, on_record=ProgressTable(config) if spec.progress else None,
+            heartbeat_s=heartbeat_interval(storage))
+        # A database study recovers dead workers' trials by heartbeat; a journal (one machine) by pid.
+        recovered = 0 if runner.heartbeat_s else runner.recover_interrupted()
         if recovered:
             log.warning("%d interrupted trial(s) of study %s will run again", recovered,
                         study.study_name)
@@ -89,3 +97,73 @@ def worker_spec(spec: LoopSpec, index: int) -> LoopSpec:
     """The spec of worker ``index``: its own sampler seed, so random draws differ per worker."""
     seed = None if spec.seed is None else spec.seed + index
     return dataclasses.replace(spec, seed=seed)
+
+
+#: Seconds stopped workers get to record their running trial as interrupted before being killed.
+STOP_GRACE_S = 30.0
+
+
+def run_workers(spec: LoopSpec, workers: int) -> None:
+    """Run ``workers`` processes of ``run_loop`` on the spec's study and wait for them.
+
+    SIGTERM or SIGINT to this process stops the workers too (each records its running trial as
+    interrupted, to be rerun on resume) before the KeyboardInterrupt goes on. A worker's user
+    error is raised here once all have ended.
+    """
+    context = multiprocessing.get_context("spawn")
+    errors = context.SimpleQueue()
+    processes = [context.Process(target=_worker_main, args=(worker_spec(spec, i), errors),
+                                 name=f"sweep-worker-{i}") for i in range(workers)]
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _stop(processes)
+    if not errors.empty():
+        raise errors.get()
+    crashed = [f"{p.name} (exit {p.exitcode})" for p in processes if p.exitcode]
+    if crashed:
+        raise RuntimeError(f"sweep worker(s) {', '.join(crashed)} failed; see their output above")
+
+
+def _worker_main(spec: LoopSpec, errors: Any) -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        run_loop(spec)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except UserError as exc:
+        errors.put(exc)
+        sys.exit(2)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM as Ctrl-C: the running trial is recorded as interrupted on the way out."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+#: Seconds between SIGTERMs to a worker that is still running: a library may swallow the
+#: KeyboardInterrupt (torch-pruning's graph tracing has a bare ``except:``).
+RESEND_S = 5.0
+
+
+def _stop(processes: list[Any]) -> None:
+    """SIGTERM the workers still running (again every RESEND_S), then SIGKILL those that outlive
+    STOP_GRACE_S (a journal study recovers their trials by pid on resume)."""
+    deadline = time.monotonic() + STOP_GRACE_S
+    while time.monotonic() < deadline:
+        alive = [p for p in processes if p.is_alive()]
+        if not alive:
+            return
+        for process in alive:
+            process.terminate()
+        for process in alive:
+            process.join(min(RESEND_S, max(0.0, deadline - time.monotonic())))
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+            process.join()

@@ -246,3 +246,49 @@ def test_producer_cli_with_sweep_args_through_redis(redis_url, redis_prefix, set
     code, _, err = finish(consumer)
     assert code == 0, err
     assert queue.status()["results_stored"] == 1
+
+
+def producer_args(settings, out_dir: Path, *extra: str) -> list[str]:
+    """One unretrained ResNet20 trial: a few seconds of producing, then the queue."""
+    return edgeprune("producer", "--schedule", str(SCHEDULE), "--model", "resnet20_cifar",
+                     "--eval-limit", "100", "--out", str(out_dir), "--data", str(settings.data),
+                     "--cache-dir", str(settings.cache_dir), "--torch-device", "cpu", *extra)
+
+
+def test_producer_without_consumer_exits_3_and_records_pending(redis_url, redis_prefix, settings,
+                                                               tmp_path, queue):
+    out_dir = tmp_path / "trial"
+    code, _, err = finish(start(producer_args(settings, out_dir, "--redis", redis_url, "--prefix",
+                                              redis_prefix, "--timeout", "5")), timeout=300)
+    assert code == 3, err
+    assert "no result for job" in err and "Traceback" not in err
+    record = json.loads((out_dir / "result.json").read_text())
+    assert record["status"] == "pending"
+    assert queue.status()["waiting"] == 1  # the job stays queued for a later consumer
+
+
+def test_producer_whose_job_failed_exits_1(redis_url, redis_prefix, settings, tmp_path, queue):
+    from pipeline.messages import Target
+
+    out_dir = tmp_path / "trial"
+    producer = start(producer_args(settings, out_dir, "--redis", redis_url, "--prefix", redis_prefix,
+                                   "--timeout", "120"))
+    # This test is the consumer: it takes the job and dead-letters it, as a consumer whose
+    # measurement cannot succeed does.
+    claimed = wait_for(lambda: queue.claim(Target(), "test-consumer", block_s=0.5), timeout=240,
+                       what="the producer's job")
+    queue.fail(claimed, "BenchmarkError: the model does not compile", permanent=True)
+    code, _, err = finish(producer, timeout=120)
+    assert code == 1, err
+    assert f"job {claimed.job.job_id} failed" in err
+    assert json.loads((out_dir / "result.json").read_text())["status"] == "failed"
+
+
+def test_producer_user_error_after_export_leaves_no_output(settings, tmp_path):
+    out_dir = tmp_path / "trial"
+    # The exported ResNet20 (about 1 MB) is over the 10 KB limit: submit refuses it after export.
+    code, out, err = finish(start(producer_args(settings, out_dir, "--max-artifact-mb", "0.01",
+                                                "--fast")), timeout=300)
+    assert code == 2, err
+    assert err.strip().splitlines()[-1].startswith("Error: ") and "Traceback" not in err
+    assert not out_dir.exists() and not list(tmp_path.iterdir())

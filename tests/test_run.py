@@ -65,6 +65,58 @@ def test_collapse_is_detected_at_chance_level() -> None:
     assert not is_collapsed(11.5, 10) and not is_collapsed(45.0, 10)
 
 
+def test_collapse_is_detected_below_chance_and_on_one_class() -> None:
+    assert is_collapsed(8.5, 10) and is_collapsed(0.0, 10)
+    # Better than chance, but nearly everything predicted as one class.
+    assert is_collapsed(45.0, 10, top_class_share=0.85)
+    assert not is_collapsed(45.0, 10, top_class_share=0.3)
+
+
+#: Distiller-style: 95% of the filters of every residual block's conv1 removed.
+GUTTED_CONV1 = """
+version: 1
+pruners:
+  p95:
+    class: L1RankedStructureParameterPruner
+    group_type: Filters
+    desired_sparsity: 0.95
+    weights: [%s]
+extensions:
+  net_thinner: {class: FilterRemover, thinning_func_str: remove_filters, arch: resnet20_cifar, dataset: cifar10}
+policies:
+  - pruner: {instance_name: p95}
+    epochs: [0]
+  - extension: {instance_name: net_thinner}
+    epochs: [0]
+""" % ", ".join(f"module.layer{stage}.{block}.conv1.weight" for stage in (1, 2, 3) for block in range(3))
+
+
+def test_below_chance_pruned_resnet20_is_collapsed_and_not_retrained(tmp_path: Path, settings) -> None:
+    config = RunConfig(schedule=GUTTED_CONV1, model="resnet20_cifar", epochs=1, max_steps_per_epoch=2,
+                       batch_size=16, eval_subset=100)
+    produced = produce(config, settings, tmp_path)
+    assert produced.metrics["Top1_before"] < 10.0  # below chance (8.5% on the mini data's val)
+    assert produced.status == "collapsed" and "chance" in produced.reason
+    assert "retrain" not in produced.stage_seconds
+
+
+def test_evaluate_reports_the_share_of_the_most_predicted_class(settings) -> None:
+    import torch
+
+    from pipeline.data import load_data
+    from pipeline.models import create_model
+    from pipeline.training import evaluate
+
+    val = load_data(settings.data_path, settings.cache_dir).val
+    model = create_model("resnet20_cifar")
+    with torch.no_grad():  # only the bias decides: every image gets the same class
+        model.linear.weight.zero_()
+        model.linear.bias.copy_(torch.arange(10.0))
+    accuracy = evaluate(model, val)
+    assert accuracy.top_class_share == 1.0
+    assert is_collapsed(accuracy.top1, 10, accuracy.top_class_share)
+
+
 COLLAPSING = """
 # Deliberately over-pruned: every classifier weight is zeroed, so only the bias decides.
 version: 1

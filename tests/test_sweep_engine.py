@@ -4,6 +4,10 @@ early stopping."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -16,7 +20,8 @@ from pipeline.measure.options import MeasureOptions
 from pipeline.queue import QueueConfig, embedded_queue, measure_work
 from pipeline.search.config import load_sweep
 from pipeline.search.early_stop import EarlyStopper
-from pipeline.search.engine import (STATUSES, SweepRunner, TrialOutcome, best_trials, open_study)
+from pipeline.search.engine import (INTERRUPTED, STATUSES, SweepRunner, TrialOutcome, best_trials,
+                                    open_study)
 from pipeline.search.gate import queue_measure
 from pipeline.search.storage import load_trials, open_storage
 from pipeline.search.trials import make_trial_function
@@ -166,7 +171,6 @@ def test_interrupted_trial_is_failed_and_rerun_with_its_params(tmp_path):
     import socket
     import subprocess
 
-    from pipeline.search.engine import INTERRUPTED
     from pipeline.search.space import SearchSpace
     from pipeline.search.storage import RECORD_ATTR
 
@@ -191,3 +195,84 @@ parameters: {a: {min: 0.0, max: 1.0}}
     assert everything[0].status == "failed" and everything[0].reason == INTERRUPTED
     assert records[0].params["a"] == params["a"]  # rerun first, with the same parameters
     assert len(records) == 2 and all(r.status == "ok" for r in records)
+
+
+RANDOM_SWEEP = """
+method: random
+metric: {name: Latency, goal: minimize}
+parameters: {a: {min: 0.0, max: 1.0}}
+"""
+
+
+def test_resumed_sweep_continues_with_new_proposals(tmp_path):
+    config = load_sweep(RANDOM_SWEEP)
+
+    def run(n_trials):
+        # Each run opens the study afresh with the same default seed, as a rerun of the command does.
+        study = open_study(config, open_storage(tmp_path), "resume", seed=0)
+        return SweepRunner(config, study, lambda c: TrialOutcome("ok", {"Latency": c.params["a"]}),
+                           tmp_path, n_trials=n_trials).run()
+
+    first, resumed = run(4), run(8)
+    assert len(first) == len(resumed) == 4
+    assert not {r.params["a"] for r in first} & {r.params["a"] for r in resumed}
+    # A fresh study with the same seed still draws the first run's proposals (reproducible).
+    again = open_study(config, open_storage(tmp_path / "again"), "resume", seed=0)
+    assert [SweepRunner(config, again, lambda c: TrialOutcome("ok", {"Latency": c.params["a"]}),
+                        tmp_path, n_trials=1).run()[0].params["a"]] == [first[0].params["a"]]
+
+
+def _sweep_descendants(parent: int) -> list:
+    import psutil
+
+    return psutil.Process(parent).children(recursive=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_stopping_a_multi_worker_sweep_stops_its_workers(settings, tmp_path, signum):
+    import psutil
+
+    sweep = tmp_path / "random.yaml"
+    sweep.write_text(RANDOM_WORKERS_SWEEP)
+    out = tmp_path / "out"
+    args = _sweep_args(settings, sweep, out, 20)
+    args.remove("--json")
+    parent = subprocess.Popen([sys.executable, "-m", "edgeprune", *args, "--workers", "2"], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while sum(r.status == "running" for r in _trials_if_any(out)) < 2:
+            assert parent.poll() is None and time.monotonic() < deadline, parent.communicate()
+            time.sleep(0.5)
+        workers = _sweep_descendants(parent.pid)
+        assert len(workers) >= 2
+        parent.send_signal(signum)
+        _, err = parent.communicate(timeout=120)
+        assert parent.returncode == 130, err
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive, f"workers still running after the sweep stopped: {alive}"
+    finally:
+        for process in _sweep_descendants(parent.pid) if parent.poll() is None else []:
+            process.kill()
+        parent.kill()
+        parent.communicate()
+    # Each worker records its running trial as interrupted on the way out (rerun on resume); one
+    # stopped mid-write is SIGKILLed after a grace period, and the resume recovers its trial by pid.
+    assert any(r.reason == INTERRUPTED for r in load_trials(out)), err
+    study = optuna.load_study(study_name="test-workers", storage=open_storage(out))
+    SweepRunner(load_sweep(sweep), study, None, out, n_trials=20).recover_interrupted()
+    records = load_trials(out)
+    assert not [r for r in records if r.status == "running"], err
+
+
+def _trials_if_any(out: Path) -> list:
+    return load_trials(out) if (out / "study.journal").is_file() else []
+
+
+RANDOM_WORKERS_SWEEP = """
+name: test-workers
+method: random
+metric: {name: Total_Latency, goal: minimize}
+parameters: {filter_pruner_50_desired_sparsity: {min: 0.1, max: 0.8}, epochs: {value: 0}}
+"""

@@ -60,3 +60,61 @@ def test_two_worker_processes_share_one_postgres_study(settings, tmp_path, postg
     study = optuna.load_study(study_name=postgres_study, storage=open_storage(postgres_url))
     workers = {t.user_attrs["record"]["worker"] for t in study.trials}
     assert len(workers) == 2
+
+
+#: A worker "on another host" (its worker id names another machine) that hangs in its trial
+#: until it is SIGKILLed, with a 1 s heartbeat on the shared study.
+DYING_WORKER = """
+import sys, time
+from pathlib import Path
+from pipeline.search import engine
+from pipeline.search.config import load_sweep
+from pipeline.search.storage import open_storage
+url, name, out, sweep = sys.argv[1:5]
+engine.socket.gethostname = lambda: "another-host"
+config = load_sweep(sweep)
+study = engine.open_study(config, open_storage(url, heartbeat_s=1, grace_s=2), name, seed=1)
+
+def hang(context):
+    print("started", flush=True)
+    time.sleep(600)
+
+engine.SweepRunner(config, study, hang, Path(out), n_trials=2).run()
+"""
+
+HEARTBEAT_SWEEP = """
+method: random
+metric: {name: Latency, goal: minimize}
+parameters: {a: {min: 0.0, max: 1.0}}
+"""
+
+
+@pytest.mark.postgres
+def test_trial_of_a_worker_that_died_elsewhere_is_failed_by_heartbeat_and_rerun(tmp_path, postgres_study):
+    import subprocess
+    import sys
+
+    from pipeline.search.config import load_sweep
+    from pipeline.search.engine import INTERRUPTED, SweepRunner, TrialOutcome, open_study
+    from pipeline.search.storage import heartbeat_interval
+
+    dying = subprocess.Popen([sys.executable, "-c", DYING_WORKER, POSTGRES_URL, postgres_study,
+                              str(tmp_path), HEARTBEAT_SWEEP], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert dying.stdout.readline().strip() == "started"
+    finally:
+        dying.kill()
+        dying.communicate()
+    config = load_sweep(HEARTBEAT_SWEEP)
+    storage = open_storage(POSTGRES_URL, heartbeat_s=1, grace_s=2)
+    study = open_study(config, storage, postgres_study, seed=0)
+    survivor = SweepRunner(config, study, lambda c: TrialOutcome("ok", {"Latency": c.params["a"]}),
+                           tmp_path, n_trials=2, heartbeat_s=heartbeat_interval(storage))
+    records = survivor.run()
+    trials = study.get_trials(deepcopy=False)
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    dead = load_trials(POSTGRES_URL, postgres_study)[0]
+    assert dead.status == "failed" and dead.reason == INTERRUPTED
+    # The survivor ran its own trial and the dead one's again, with the same parameters.
+    assert len(records) == 2 and all(r.status == "ok" for r in records)
+    assert records[1].params == dead.params

@@ -22,7 +22,7 @@ from pipeline.queue import QueueConfig
 from pipeline.settings import Settings
 
 from .options import redis_option, run_config_options, settings_options
-from .outputs import require_schedule
+from .outputs import require_schedule, staged_output
 from .queue import producer_queue_options
 
 #: Exit statuses besides 0 (trial finished) and 2 (user error).
@@ -105,10 +105,13 @@ def producer(ctx: click.Context, settings: Settings, schedule_path: Path, overri
         options.update(run_settings)
     config = RunConfig(schedule=schedule_path, overrides=all_overrides, target=target, params=params,
                        **options)
-    outcome = run_producer(config, settings, out_dir, timeout, redis_url=redis_url, prefix=prefix,
-                           queue_config=queue_config, tracker=_tracker(settings, schedule_path),
-                           measure_options=measure_options)
-    record = json.loads(outcome.result_path.read_text())
+    # Built under a temporary name: --out appears only once result.json is written, so an error
+    # (exit 2) leaves no model.onnx or schedule.yaml without their result.
+    with staged_output(out_dir) as staging:
+        outcome = run_producer(config, settings, staging, timeout, redis_url=redis_url, prefix=prefix,
+                               queue_config=queue_config, tracker=_tracker(settings, schedule_path),
+                               measure_options=measure_options)
+        record = json.loads(outcome.result_path.read_text())
     click.echo(json.dumps(record, indent=2) if as_json else format_record(record, out_dir))
     if outcome.timed_out:
         click.echo(f"no result for job {outcome.job_id} within {timeout:.0f} s: it stays queued and "

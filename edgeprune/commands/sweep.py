@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +65,8 @@ DEFAULT_TRIALS = 20
               help="Short measurements in this process's consumer (noisy figures: smoke runs only).")
 @quiet_wait_option
 @click.option("--seed", type=int, default=0, show_default=True,
-              help="Sampler seed (worker i uses seed+i) and the runs' data seed.")
+              help="Sampler seed (worker i uses seed+i; a resumed study mixes in its trial count, so it "
+                   "draws new proposals) and the runs' data seed.")
 @click.option("--tracker", type=click.Choice(["none", "wandb"]), default="none", show_default=True,
               help="Also log every trial as a W&B run (honours WANDB_MODE=offline).")
 @click.option("--json", "as_json", is_flag=True,
@@ -96,7 +96,7 @@ def sweep(settings: Settings, sweep_file: Path, n_trials: int | None, storage: s
     from pipeline.search.mapping import check_mapping
     from pipeline.search.space import SearchSpace
     from pipeline.search.storage import load_trials, open_storage
-    from producer.sweep_loop import LoopSpec, run_loop, worker_spec
+    from producer.sweep_loop import LoopSpec, run_loop, run_workers
 
     optuna_logging.set_verbosity(optuna_logging.WARNING)
     config = load_sweep(sweep_file)
@@ -124,9 +124,7 @@ def sweep(settings: Settings, sweep_file: Path, n_trials: int | None, storage: s
     if workers == 1:
         run_loop(spec)
     else:
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(workers) as pool:
-            pool.map(run_loop, [worker_spec(spec, i) for i in range(workers)])
+        run_workers(spec, workers)
     records = load_trials(storage or out_dir, name)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in records], indent=2))

@@ -116,5 +116,6 @@ def run_trial(config: "RunConfig", queue: JobQueue, settings: "Settings", out_di
     metrics = outcome.metrics()
     tracker.log_metrics(metrics)
     reason = result.error if result is not None and not result.ok else produced.reason
-    tracker.finish({**metrics, "status": outcome.status, "reason": reason, "job_id": job_id})
+    # str(): W&B would show a TrialStatus by its enum name ("OK").
+    tracker.finish({**metrics, "status": str(outcome.status), "reason": reason, "job_id": job_id})
     return outcome

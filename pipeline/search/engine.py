@@ -24,27 +24,32 @@ import math
 import os
 import socket
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
 from pipeline.errors import SweepError
 from pipeline.measure.noise import unranked_figures
 from pipeline.messages import Target, TrialRecord
+from pipeline.status import TrialStatus
 
 from .config import Constraint, Objective, SweepConfig
 from .early_stop import EarlyStopper
 from .gate import LatencyGate, MeasureFn, StudyLatencyCache
 from .monotone import MonotoneSampler, constraint_keys, improvement_trend, violation_trend
 from .space import SearchSpace
-from .storage import INTERRUPTED, RECORD_ATTR, json_safe, record_of
+from .storage import INTERRUPTED, RECORD_ATTR, json_safe, record_of, was_interrupted
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("ok", "collapsed", "gated", "early_stopped", "failed")
+#: The statuses a finished trial can have.
+STATUSES = (TrialStatus.OK, TrialStatus.COLLAPSED, TrialStatus.GATED, TrialStatus.EARLY_STOPPED,
+            TrialStatus.FAILED)
 CURVE_ATTR = "curve"
 #: Violation recorded for a constraint whose metric a trial never produced (e.g. Top1 of a gated trial).
 _MISSING_VIOLATION = 1e6
@@ -82,20 +87,10 @@ def study_name_of(config: SweepConfig) -> str:
     return config.name or Path(config.source).stem or "sweep"
 
 
-class AskTellGridSampler(optuna.samplers.GridSampler):
-    """Optuna's grid without the ``study.stop()`` it calls after the last point: that works only
-    inside ``study.optimize`` (elsewhere it raises, failing the last grid trial's tell); the
-    runner's ``budget_left`` checks ``is_exhausted`` itself."""
-
-    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
-                    state: TrialState, values: Sequence[float] | None) -> None:
-        return None
-
-
 def make_sampler(config: SweepConfig, seed: int | None = None) -> optuna.samplers.BaseSampler:
     """The sampler for ``config.method`` (see the module docstring for the choice)."""
     if config.method == "grid":
-        return AskTellGridSampler(SearchSpace(config).grid(), seed=seed)
+        return optuna.samplers.GridSampler(SearchSpace(config).grid(), seed=seed)
     if config.method == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return bayes_sampler(config.bayes_sampler, seed, constraints=config.constraints,
@@ -138,12 +133,25 @@ def bayes_sampler(kind: str = "gp", seed: int | None = None, startup: int = STAR
                            feasibility_weight=feasibility_weight, seed=seed)
 
 
+def resume_seed(seed: int | None, trials_so_far: int) -> int | None:
+    """The sampler seed of a worker that joins a study already holding ``trials_so_far`` trials.
+
+    A sampler seeded as the first run's draws that run's proposals again (a resumed random sweep
+    repeated 3 of its first 4 trials); mixing in the trial count continues with new ones. A new
+    study keeps ``seed`` itself, so a fresh sweep is reproducible.
+    """
+    if seed is None or trials_so_far == 0:
+        return seed
+    return int(np.random.SeedSequence([seed % 2**63, trials_so_far]).generate_state(1)[0])
+
+
 def open_study(config: SweepConfig, storage: optuna.storages.BaseStorage,
                study_name: str | None = None, seed: int | None = None,
                sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
     """Create the sweep's study, or join it (resume, or another worker) when it exists.
 
-    ``sampler`` replaces the one ``method`` implies (benchmarks compare samplers this way).
+    ``sampler`` replaces the one ``method`` implies (benchmarks compare samplers this way); the
+    implied one is seeded by ``resume_seed``.
     """
     name = study_name or study_name_of(config)
     # A sweep without metric (W&B allows it for grid and random) ranks nothing: one placeholder
@@ -156,6 +164,9 @@ def open_study(config: SweepConfig, storage: optuna.storages.BaseStorage,
     if stored != directions:
         raise SweepError(f"study {name!r} already exists with directions {stored}, but the sweep "
                          f"asks for {directions}: give the sweep another name or --study")
+    joined_seed = resume_seed(seed, len(study.get_trials(deepcopy=False)))
+    if sampler is None and joined_seed != seed:
+        study.sampler = make_sampler(config, joined_seed)
     if "sweep" not in study.user_attrs:
         study.set_user_attr("sweep", json_safe(config.raw))
     return study
@@ -170,7 +181,11 @@ class SweepRunner:
 
     def __init__(self, config: SweepConfig, study: optuna.Study, trial_fn: TrialFunction,
                  out_dir: Path, n_trials: int, measure: MeasureFn | None = None,
-                 target: Target | None = None, on_record: Callable[[TrialRecord], None] | None = None):
+                 target: Target | None = None, on_record: Callable[[TrialRecord], None] | None = None,
+                 heartbeat_s: float | None = None):
+        """``heartbeat_s``: the storage's trial heartbeat interval (``storage.heartbeat_interval``);
+        with one, a worker whose budget is spent waits for the running trials of others, as their
+        worker may have died (their trials are then failed and rerun)."""
         self.config = config
         self.study = study
         self.trial_fn = trial_fn
@@ -179,6 +194,7 @@ class SweepRunner:
         self.measure = measure
         self.target = target or Target()
         self.on_record = on_record
+        self.heartbeat_s = heartbeat_s
         self.space = SearchSpace(config)
         #: Fresh latency measurements made by this runner's gates (cache hits excluded).
         self.gate_measurements = 0
@@ -188,7 +204,7 @@ class SweepRunner:
         """Trials that use up the budget: started ones, except those interrupted (they rerun)."""
         started = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         return sum(1 for t in self.study.get_trials(deepcopy=False, states=started)
-                   if record_of(t).reason != INTERRUPTED)
+                   if not was_interrupted(t))
 
     def budget_left(self) -> bool:
         if self.counted_trials() >= self.n_trials:
@@ -198,7 +214,11 @@ class SweepRunner:
                     and sampler.is_exhausted(self.study))
 
     def recover_interrupted(self) -> int:
-        """Fail this host's running trials whose process died, and queue their params again."""
+        """Fail this host's running trials whose process died, and queue their params again.
+
+        For a journal study (one machine); a database study finds dead workers' trials on any
+        host by their heartbeat instead (``fail_stale_trials``).
+        """
         host = socket.gethostname()
         recovered = 0
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -213,18 +233,38 @@ class SweepRunner:
 
     # -- trials -----------------------------------------------------------------------------
     def run(self) -> list[TrialRecord]:
-        """Run trials until the budget is spent; returns the records this worker produced."""
+        """Run trials until the budget is spent; returns the records this worker produced.
+
+        With a heartbeat, the worker then waits while other workers' trials run: one whose
+        worker died stops beating, is failed after the grace period and rerun here.
+        """
         records = []
-        while self.budget_left():
-            records.append(self.run_one())
-        return records
+        while True:
+            if self.budget_left():
+                records.append(self.run_one())
+            elif self.heartbeat_s and self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                time.sleep(self.heartbeat_s)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(self.study)
+            else:
+                return records
 
     def run_one(self) -> TrialRecord:
-        trial = self.study.ask()
+        """One trial through ``Study.optimize``, which keeps its heartbeat on a database study and
+        first fails the trials whose heartbeat stopped."""
+        finished: list[TrialRecord] = []
+        self.study.optimize(lambda trial: self._objective(trial, finished), n_trials=1,
+                            catch=(_TrialFailed,))
+        if self.on_record is not None:
+            self.on_record(finished[0])
+        return finished[0]
+
+    def _objective(self, trial: optuna.Trial, finished: list[TrialRecord]) -> list[float]:
         params = self.space.suggest(trial)
         run_dir = self.out_dir / "trials" / f"{trial.number:04d}"
         started = time.time()
-        base = {"params": json_safe(params), "status": "running", "started_at": started,
+        base = {"params": json_safe(params), "status": TrialStatus.RUNNING, "started_at": started,
                 "run_dir": str(run_dir), "worker": worker_id()}
         trial.set_user_attr(RECORD_ATTR, base)
         gate = self._gate_for(params)
@@ -234,27 +274,37 @@ class SweepRunner:
         try:
             outcome = self.trial_fn(context)
         except KeyboardInterrupt:
-            self._finish(trial, base, TrialOutcome("failed", reason=INTERRUPTED), started)
+            self._record(trial, base, TrialOutcome(TrialStatus.FAILED, reason=INTERRUPTED), started)
             self.study.enqueue_trial(trial.params, skip_if_exists=False)  # the resumed sweep reruns it
             raise
         except Exception as exc:  # one bad trial must not end the sweep; its reason is kept
             log.exception("trial %d failed", trial.number)
-            outcome = TrialOutcome("failed", reason=f"{type(exc).__name__}: {exc}")
+            outcome = TrialOutcome(TrialStatus.FAILED, reason=f"{type(exc).__name__}: {exc}")
         if gate is not None:
             self.gate_measurements += gate.measurements
-            if outcome.status == "gated":
+            if outcome.status == TrialStatus.GATED:
                 outcome.metrics = {**gate.metrics, **outcome.metrics}
-        if outcome.status == "early_stopped" and stop_reason:
+        if outcome.status == TrialStatus.EARLY_STOPPED and stop_reason:
             outcome.reason = stop_reason[0]
-        return self._finish(trial, base, outcome, started)
+        record = self._record(trial, base, outcome, started)
+        finished.append(record)
+        # A sweep without metric tells one placeholder value (open_study's placeholder direction).
+        values = [record.metrics.get(o.name) for o in self.config.objectives] or [0.0]
+        if record.status == TrialStatus.FAILED:
+            raise _TrialFailed(record.reason)
+        if not all(_finite(v) for v in values) or unranked_figures(record.metrics, self.config.ranked_metrics):
+            # Gated or stopped without every objective, or a noisy figure: no value to learn from.
+            raise optuna.TrialPruned(record.reason)
+        return [float(v) for v in values]
 
-    def _finish(self, trial: optuna.Trial, base: dict[str, Any], outcome: TrialOutcome,
+    def _record(self, trial: optuna.Trial, base: dict[str, Any], outcome: TrialOutcome,
                 started: float) -> TrialRecord:
+        """Store the trial's record and constraint values; Optuna then tells its state."""
         if outcome.status not in STATUSES:
             raise ValueError(f"trial function returned status {outcome.status!r}; use one of {STATUSES}")
         metrics = json_safe(outcome.metrics)
         # A flagged figure the consumer did not time again (pipeline/measure/noise.py) is recorded
-        # with its flag but never ranks the search: the trial is told without values.
+        # with its flag but never ranks the search: _objective tells the trial without values.
         noisy = unranked_figures(metrics, self.config.ranked_metrics)
         reason = outcome.reason or (f"not ranked: {', '.join(noisy)} "
                                     f"{metrics['measurement_flag']}" if noisy else "")
@@ -269,18 +319,7 @@ class SweepRunner:
             violation = c.violation(metrics[c.metric]) if _finite(metrics.get(c.metric)) else _MISSING_VIOLATION
             for key in constraint_keys(str(c), weight):
                 trial.set_constraint(key, violation)
-        values = [metrics.get(o.name) for o in self.config.objectives] or [0.0]
-        if outcome.status != "failed" and all(_finite(v) for v in values) and not noisy:
-            self.study.tell(trial, [float(v) for v in values])
-        elif outcome.status == "failed":
-            self.study.tell(trial, state=TrialState.FAIL)
-        else:
-            # Gated or stopped without every objective, or a noisy figure: no value to learn from.
-            self.study.tell(trial, state=TrialState.PRUNED)
-        result = TrialRecord.from_dict(dict(record, number=trial.number))
-        if self.on_record is not None:
-            self.on_record(result)
-        return result
+        return TrialRecord.from_dict(dict(record, number=trial.number))
 
     def _gate_for(self, params: dict[str, Any]) -> LatencyGate | None:
         if self.measure is None or not self.config.gate.active:
@@ -324,7 +363,7 @@ def best_trials(config: SweepConfig, records: list[TrialRecord]) -> list[TrialRe
     when the sweep has no metric."""
     if not config.objectives:
         return []
-    feasible = [r for r in records if r.status in ("ok", "collapsed", "gated")
+    feasible = [r for r in records if r.status in (TrialStatus.OK, TrialStatus.COLLAPSED, TrialStatus.GATED)
                 and not unranked_figures(r.metrics, config.ranked_metrics)
                 and all(_finite(r.metrics.get(o.name)) for o in config.objectives)
                 and all(_finite(r.metrics.get(c.metric)) and c.violation(r.metrics[c.metric]) <= 0
@@ -342,6 +381,10 @@ def best_trials(config: SweepConfig, records: list[TrialRecord]) -> list[TrialRe
         if not any(all(a <= b for a, b in zip(key(o), kr)) and key(o) != kr for o in feasible):
             front.append(r)
     return sorted(front, key=key)
+
+
+class _TrialFailed(Exception):
+    """A trial that finished as failed: ``Study.optimize`` records it as FAIL and goes on."""
 
 
 def _finite(value: Any) -> bool:

@@ -10,21 +10,31 @@ machines share one study. Each trial keeps a ``TrialRecord`` in its user attribu
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages import (BaseStorage, JournalStorage, RDBStorage,
+                             RetryHeartbeatStaleTrialCallback)
 from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
 
 from pipeline.errors import SweepError
 from pipeline.extras import require
 from pipeline.messages import TrialRecord
+from pipeline.status import TrialStatus
 
 JOURNAL_NAME = "study.journal"
 #: User attribute holding the trial's record (a TrialRecord dict without ``number``).
 RECORD_ATTR = "record"
 INTERRUPTED = "interrupted: the worker stopped before the trial finished; rerun with the same params"
+#: A database study's running trials beat every this many seconds (Optuna's RDB heartbeat); one
+#: silent for the grace period (its worker died, on whichever host) is failed by the next worker
+#: that asks for a trial, and its parameters are queued again up to STALE_TRIAL_RETRIES times.
+HEARTBEAT_INTERVAL_S = 30
+GRACE_PERIOD_S = 120
+STALE_TRIAL_RETRIES = 2
 _DB_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite", "oracle", "mssql")
 
 
@@ -32,8 +42,14 @@ def is_database_url(storage: str) -> bool:
     return storage.split(":", 1)[0].split("+", 1)[0] in _DB_SCHEMES and "://" in storage
 
 
-def open_storage(storage: str | Path | None, out_dir: Path | None = None) -> BaseStorage:
-    """The study storage: a database URL, a journal file (or folder holding one), or ``out_dir``."""
+def open_storage(storage: str | Path | None, out_dir: Path | None = None,
+                 heartbeat_s: int = HEARTBEAT_INTERVAL_S, grace_s: int = GRACE_PERIOD_S) -> BaseStorage:
+    """The study storage: a database URL, a journal file (or folder holding one), or ``out_dir``.
+
+    A database's trials carry a heartbeat every ``heartbeat_s`` seconds, and are failed and rerun
+    after ``grace_s`` without one. Optuna offers no heartbeat for journal files: a journal study
+    lives on one machine, where a resumed sweep recovers the trials of dead processes by id.
+    """
     if storage is None:
         if out_dir is None:
             raise SweepError("no study storage given: pass --out DIR (a journal file there) or "
@@ -46,7 +62,12 @@ def open_storage(storage: str | Path | None, out_dir: Path | None = None) -> Bas
             require("psycopg")
             text = "postgresql://" + text.split("://", 1)[1]
         try:
-            return RDBStorage(text, engine_kwargs={"pool_pre_ping": True})
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(text, engine_kwargs={"pool_pre_ping": True},
+                                  heartbeat_interval=heartbeat_s, grace_period=grace_s,
+                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                                      max_retry=STALE_TRIAL_RETRIES))
         except Exception as exc:  # SQLAlchemy raises many driver-specific types
             raise SweepError(f"study storage {text} cannot be opened ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0]}): check that the database server is "
@@ -59,16 +80,30 @@ def open_storage(storage: str | Path | None, out_dir: Path | None = None) -> Bas
     return JournalStorage(JournalFileBackend(str(path)))
 
 
+def heartbeat_interval(storage: BaseStorage) -> int | None:
+    """Seconds between the heartbeats of ``storage``'s running trials (None: it has none)."""
+    return storage.get_heartbeat_interval() if isinstance(storage, RDBStorage) else None
+
+
+def was_interrupted(trial: optuna.trial.FrozenTrial) -> bool:
+    """A trial whose worker stopped before finishing it (failed by a heartbeat check or a resume)."""
+    record = trial.user_attrs.get(RECORD_ATTR) or {}
+    return record.get("reason") == INTERRUPTED or (
+        trial.state == TrialState.FAIL and record.get("status", TrialStatus.RUNNING) == TrialStatus.RUNNING)
+
+
+_STATUS_OF_STATE = {TrialState.COMPLETE: TrialStatus.OK, TrialState.PRUNED: TrialStatus.EARLY_STOPPED,
+                    TrialState.FAIL: TrialStatus.FAILED}
+
+
 def record_of(trial: optuna.trial.FrozenTrial) -> TrialRecord:
     """The TrialRecord kept in a trial's user attributes (a bare one for foreign trials)."""
     data: dict[str, Any] = dict(trial.user_attrs.get(RECORD_ATTR) or {})
     data["number"] = trial.number
-    if trial.state == optuna.trial.TrialState.FAIL and data.get("status") == "running":
-        # Failed by another worker (engine.recover_interrupted) before its own could finish it.
-        data.update(status="failed", reason=INTERRUPTED)
+    if was_interrupted(trial):
+        data.update(status=TrialStatus.FAILED, reason=INTERRUPTED)
     if "status" not in data:
-        data["status"] = {"COMPLETE": "ok", "PRUNED": "early_stopped", "FAIL": "failed"}.get(
-            trial.state.name, "running")
+        data["status"] = _STATUS_OF_STATE.get(trial.state, TrialStatus.RUNNING)
     data.setdefault("params", dict(trial.params))
     if not data.get("started_at") and trial.datetime_start is not None:
         data["started_at"] = trial.datetime_start.timestamp()
@@ -76,7 +111,7 @@ def record_of(trial: optuna.trial.FrozenTrial) -> TrialRecord:
 
 
 def load_trials(dir_or_url: str | Path, study_name: str | None = None) -> list[TrialRecord]:
-    """Every trial of a stored sweep as TrialRecords (in trial order).
+    """Every started trial of a stored sweep as TrialRecords (in trial order).
 
     ``dir_or_url``: the sweep's ``--out`` folder, its journal file, or the database URL;
     ``study_name`` may be left out when the storage holds one study.
@@ -92,7 +127,9 @@ def load_trials(dir_or_url: str | Path, study_name: str | None = None) -> list[T
         raise SweepError(f"{dir_or_url} has no study {study_name!r}: use one of "
                          f"{', '.join(names) or '(none)'}")
     study = optuna.load_study(study_name=study_name, storage=storage)
-    return [record_of(t) for t in study.get_trials(deepcopy=False)]
+    # Waiting trials (queued for a rerun) have not started: they are no record yet.
+    started = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return [record_of(t) for t in study.get_trials(deepcopy=False, states=started)]
 
 
 def _existing_storage(dir_or_url: str | Path) -> BaseStorage:
