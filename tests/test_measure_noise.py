@@ -109,7 +109,9 @@ def test_a_real_measurement_on_a_busy_machine_is_flagged_and_timed_again(resnet2
     assert metrics["measurement_flag"] and metrics["measurement_flag"].startswith("noisy: ")
     assert metrics["measure_attempts"] == 2  # flagged, so timed again; still noisy, so still flagged
     table = format_table([("resnet20.onnx", metrics)])
-    assert re.search(r"timing \(noise rule\) +noisy \(2x\)", table) and "x the quiet median" in table
+    # Which part of the rule fires depends on the machine's load; the table names one.
+    assert re.search(r"timing \(noise rule\) +noisy \(2x\)", table)
+    assert re.search(r"why noisy +[^-\s]", table)
 
 
 def test_the_search_never_ranks_on_a_flagged_figure_not_timed_again(tmp_path):
