@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,16 +73,6 @@ def test_flag_cell_and_unranked_figures():
     assert unranked_figures({**noisy, "measure_attempts": 3}, ["Total_Latency"]) == []  # re-timed
 
 
-BUSY = """
-import time
-while True:
-    start = time.perf_counter()
-    while time.perf_counter() - start < 0.08:
-        pass
-    time.sleep(0.08)
-"""
-
-
 @pytest.fixture(scope="module")
 def resnet20_onnx(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("noise") / "resnet20.onnx"
@@ -93,25 +80,23 @@ def resnet20_onnx(tmp_path_factory) -> Path:
     return path
 
 
-def test_a_real_measurement_on_a_busy_machine_is_flagged_and_timed_again(resnet20_onnx):
-    # Bursts of busy loops on every core (on 80 ms, off 80 ms): requests inside a burst wait for a
-    # core, those between bursts do not, so the run holds quiet windows and a slow tail.
-    loops = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(os.cpu_count() or 2)]
-    try:
-        result = measure(resnet20_onnx, Target(), options=MeasureOptions(
-            warmup=20, min_iters=1000, min_time_s=0.5, quiet_window=50, throughput=False,
-            profile_repeats=20, remeasure=1))
-    finally:
-        for loop in loops:
-            loop.kill()
-            loop.wait()
+def test_a_flagged_real_measurement_is_timed_again_and_shows_its_flag(resnet20_onnx):
+    # A machine cannot be made reliably noisy on purpose (busy loops tripped the rule in some runs
+    # and not in others), so the rule is made strict instead: p90 always exceeds the quiet median
+    # (the lowest window's median), so every real timing is flagged and re-timed.
+    result = measure(resnet20_onnx, Target(), options=MeasureOptions(
+        warmup=20, min_iters=400, min_time_s=0.5, quiet_window=50, throughput=False,
+        profile_repeats=20, remeasure=1, tail_limit=1.0))
     metrics = result.to_metrics()
-    assert metrics["measurement_flag"] and metrics["measurement_flag"].startswith("noisy: ")
+    assert metrics["measurement_flag"].startswith("noisy: ") and "limit 1x" in metrics["measurement_flag"]
     assert metrics["measure_attempts"] == 2  # flagged, so timed again; still noisy, so still flagged
     table = format_table([("resnet20.onnx", metrics)])
-    # Which part of the rule fires depends on the machine's load; the table names one.
     assert re.search(r"timing \(noise rule\) +noisy \(2x\)", table)
-    assert re.search(r"why noisy +[^-\s]", table)
+    assert re.search(r"why noisy +p90", table)
+    steady = measure(resnet20_onnx, Target(), options=MeasureOptions(
+        warmup=20, min_iters=400, min_time_s=0.5, quiet_window=50, throughput=False,
+        profile_repeats=20, remeasure=1, tail_limit=1e9)).to_metrics()
+    assert steady["measure_attempts"] == 1 or "Latency (sum of layers)" in steady["measurement_flag"]
 
 
 def test_the_search_never_ranks_on_a_flagged_figure_not_timed_again(tmp_path):

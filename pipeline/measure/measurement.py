@@ -278,5 +278,5 @@ def _time_latency(engine: Any, reference: Any, sample: np.ndarray, backend: str,
                                     lambda: reference.latency_samples(sample, window),
                                     options.relative_polls, Path(options.reference_onnx).name)
     flag = measurement_flag(latency, profile.latency_ms if profile else None, backend,
-                            relative.spread if relative else None)
+                            relative.spread if relative else None, options.tail_limit)
     return _Timing(latency, profile, relative, slowdown, waited, flag)

@@ -41,13 +41,14 @@ def tail_ratio(latency: LatencyStats) -> float:
 
 
 def measurement_flag(latency: LatencyStats, layer_latency_ms: float | None = None,
-                     backend: str = "openvino", relative_spread: float | None = None) -> str | None:
+                     backend: str = "openvino", relative_spread: float | None = None,
+                     tail_limit: float = TAIL_LIMIT) -> str | None:
     """Why this measurement is noise (one line naming the figures), or None when it is steady."""
     reasons = []
     tail = tail_ratio(latency)
-    if tail > TAIL_LIMIT:
+    if tail > tail_limit:
         reasons.append(f"p90 {latency.p90:.3f} ms is {tail:.1f}x the quiet median "
-                       f"{latency.quiet_median:.3f} ms (limit {TAIL_LIMIT:g}x)")
+                       f"{latency.quiet_median:.3f} ms (limit {tail_limit:g}x)")
     if backend == "openvino" and layer_latency_ms is not None and layer_latency_ms > latency.quiet_median:
         reasons.append(f"Latency (sum of layers) {layer_latency_ms:.3f} ms exceeds Total_Latency "
                        f"{latency.quiet_median:.3f} ms")
