@@ -14,6 +14,7 @@ from pipeline.flow import JPEG_NOTE, RunConfig
 from pipeline.messages import Target
 from pipeline.models import MODEL_NAMES
 from pipeline.queue import QueueConfig
+from pipeline.redact import redact_url
 from pipeline.settings import Settings
 
 from .options import (measure_options, quiet_wait_option, redis_option, settings_options,
@@ -131,7 +132,7 @@ def sweep(settings: Settings, sweep_file: Path, n_trials: int | None, storage: s
         click.echo(json.dumps([r.to_dict() for r in records], indent=2))
         return
     best = best_trials(config, records)
-    click.echo(f"{len(records)} trials in study {name} ({storage or out_dir})")
+    click.echo(f"{len(records)} trials in study {name} ({redact_url(str(storage or out_dir))})")
     for record in best:
         shown = {o.name: record.metrics.get(o.name) for o in config.objectives}
         click.echo(f"best: trial {record.number} {shown} params {record.params}")

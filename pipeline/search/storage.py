@@ -19,6 +19,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from pipeline.errors import SweepError
 from pipeline.messages import TrialRecord
+from pipeline.redact import redact_url
 
 JOURNAL_NAME = "study.journal"
 #: User attribute holding the trial's record (a TrialRecord dict without ``number``).
@@ -46,7 +47,7 @@ def open_storage(storage: str | Path | None, out_dir: Path | None = None) -> Bas
         try:
             return RDBStorage(text, engine_kwargs={"pool_pre_ping": True})
         except Exception as exc:  # SQLAlchemy raises many driver-specific types
-            raise SweepError(f"study storage {text} cannot be opened ({type(exc).__name__}: "
+            raise SweepError(f"study storage {redact_url(text)} cannot be opened ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0]}): check that the database server is "
                              "running and the URL names an existing database") from None
     path = Path(text)
