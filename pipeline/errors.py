@@ -9,6 +9,7 @@ Every message passes through ``redact_text`` (no URL password is ever shown) and
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 from .redact import redact_text
@@ -34,6 +35,30 @@ def shown(value: Any, limit: int = ECHO_LIMIT) -> str:
     except RecursionError:  # a self-referencing YAML structure
         text = f"<recursive {type(value).__name__}>"
     return shorten(text, limit)
+
+
+#: errno of an OSError the user fixes in the environment -> the fix.
+_OS_FIXES = {
+    errno.ENOSPC: "free space on that disk or write somewhere else",
+    errno.EDQUOT: "free space within your quota or write somewhere else",
+    errno.EROFS: "that file system is read-only: write somewhere else",
+    errno.EACCES: "check its permissions or write somewhere else",
+    errno.EPERM: "check its permissions and flags (lsattr: immutable) or write somewhere else",
+    errno.EISDIR: "that is a folder: name a file",
+    errno.ENOTDIR: "part of that path is a file, not a folder: name a folder",
+    errno.EEXIST: "a file is in the way: remove it or name another path",
+    errno.ENAMETOOLONG: "use a shorter path",
+}
+
+
+def os_error_message(exc: OSError) -> str | None:
+    """One line for an OSError the user can fix (disk full, read-only, a file where a folder is
+    expected...), or None for any other (a programming error keeps its traceback)."""
+    fix = _OS_FIXES.get(exc.errno)
+    if fix is None:
+        return None
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or errno.errorcode.get(exc.errno, exc.errno)}: {fix}"
 
 
 class UserError(Exception):

@@ -16,6 +16,8 @@ MASK = "***"
 _SECRET_QUERY = re.compile(
     r"(?P<lead>(?:^|[?&;])(?:password|passwd|pwd|pass|secret|token|access_token|api_key|apikey)=)"
     r"(?P<value>[^&;#\s]*)", re.IGNORECASE)
+#: The word that stands for a password in a usage hint (``redis://:password@host``), left as written.
+_PLACEHOLDER = "password"
 #: ``scheme://`` and the rest of the URL up to whitespace or a quote (a sentence's final
 #: punctuation stays outside).
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*[^\s'\"<>.,;:)]")
@@ -30,7 +32,7 @@ def redact_url(url: str) -> str:
     end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
     authority, tail = rest[:end], rest[end:]
     userinfo, at, host = authority.rpartition("@")
-    if at and ":" in userinfo:
+    if at and ":" in userinfo and userinfo.split(":", 1)[1].lower() != _PLACEHOLDER:
         authority = f"{userinfo.split(':', 1)[0]}:{MASK}@{host}"
     query_start = tail.find("?")
     if query_start >= 0:

@@ -25,6 +25,7 @@ POSTGRES_NO_DB = "postgresql://postgres:pgsecret@127.0.0.1:5432/edgeprune_no_suc
     ("redis://u:a@b@host/0", "redis://u:***@host/0"),  # the last '@' ends the user part
     ("redis://host:6379/0", "redis://host:6379/0"),
     ("sqlite:///x.db", "sqlite:///x.db"),
+    ("redis://[:password@]host:port/db", "redis://[:password@]host:port/db"),  # a usage hint
     ("runs/sweeps/x", "runs/sweeps/x"),
 ])
 def test_redact_url_masks_user_part_and_query_passwords(url, expected):

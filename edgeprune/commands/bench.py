@@ -14,7 +14,7 @@ import numpy as np
 from pipeline.messages import Target
 from pipeline.settings import Settings
 
-from .options import quiet_wait_option, settings_options, target_options
+from .options import FiniteFloat, quiet_wait_option, settings_options, target_options
 
 
 def _eval_data(settings: Settings, split: str, limit: int, accuracy: bool,
@@ -131,7 +131,7 @@ def _write_atomically(path: Path, text: str) -> None:
                    "layer against it.")
 @click.option("--min-iters", default=None, type=click.IntRange(min=1),
               help="Timed inferences at least [default 1000].")
-@click.option("--min-time", default=None, type=click.FloatRange(min=0),
+@click.option("--min-time", default=None, type=FiniteFloat(min=0),
               help="Seconds of timed inferences at least, for latency and throughput each "
                    "[default 3]; timing stops when both minimums are met.")
 @click.option("--quiet-window", default=None, type=click.IntRange(min=1),

@@ -13,7 +13,7 @@ import click
 from pipeline.errors import QueueError
 from pipeline.queue import JobQueue, QueueConfig, connect
 
-from .options import redis_option
+from .options import FiniteFloat, redis_option
 
 _DEFAULTS = QueueConfig()
 
@@ -24,7 +24,7 @@ _prefix_option = click.option(
 
 
 _visibility_option = click.option(
-    "--visibility-timeout", type=click.FloatRange(min=0.1), default=_DEFAULTS.visibility_timeout_s,
+    "--visibility-timeout", type=FiniteFloat(min=0.1), default=_DEFAULTS.visibility_timeout_s,
     show_default=True,
     help="Seconds a claimed job may go without its consumer's keep-alive before another consumer "
          "takes it over (a live consumer renews it every third of this).")
@@ -37,7 +37,7 @@ _artifacts_option = click.option(
          "Redis; nothing else shared) or file:///dir (a directory every producer and consumer "
          "mounts at the same path).")
 _artifact_size_option = click.option(
-    "--max-artifact-mb", type=click.FloatRange(min=0.001),
+    "--max-artifact-mb", type=FiniteFloat(min=0.001),
     default=_DEFAULTS.max_artifact_bytes / 2**20, show_default=True,
     help="Largest model file the queue accepts, in MiB.")
 

@@ -17,8 +17,8 @@ from pipeline.queue import QueueConfig
 from pipeline.redact import redact_url
 from pipeline.settings import Settings
 
-from .options import (measure_options, quiet_wait_option, redis_option, settings_options,
-                      target_options)
+from .options import (FiniteFloat, measure_options, quiet_wait_option, redis_option,
+                      settings_options, target_options)
 from .queue import producer_queue_options
 
 DEFAULT_TRIALS = 20
@@ -48,7 +48,7 @@ DEFAULT_TRIALS = 20
               help="Pretrained weights [default: <models-dir>/resnet<depth>-*.th].")
 @click.option("--epochs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Retraining epochs when the sweep does not search or fix 'epochs'.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=0.01, show_default=True,
               help="Retraining learning rate when the sweep does not set 'lr'.")
 @click.option("--max-steps", "max_steps_per_epoch", type=click.IntRange(min=1), default=None,
               help="Cap retraining steps per epoch (quick sweeps and tests).")
@@ -60,7 +60,7 @@ DEFAULT_TRIALS = 20
 @click.option("--eval-limit", "eval_subset", type=click.IntRange(min=0), default=0, show_default=True,
               help="Evaluate on the first N images of that split only (0: all).")
 @target_options
-@click.option("--timeout", type=click.FloatRange(min=1), default=3600.0, show_default=True,
+@click.option("--timeout", type=FiniteFloat(min=1), default=3600.0, show_default=True,
               help="Seconds a trial waits for its measurement before it is recorded as failed.")
 @click.option("--fast-measure", is_flag=True,
               help="Short measurements in this process's consumer (noisy figures: smoke runs only).")

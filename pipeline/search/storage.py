@@ -9,6 +9,7 @@ machines share one study. Each trial keeps a ``TrialRecord`` in its user attribu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
-from pipeline.errors import SweepError
+from pipeline.errors import SweepError, shorten, shown
 from pipeline.messages import TrialRecord
 from pipeline.redact import redact_url
 
@@ -25,6 +26,12 @@ JOURNAL_NAME = "study.journal"
 #: User attribute holding the trial's record (a TrialRecord dict without ``number``).
 RECORD_ATTR = "record"
 _DB_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite", "oracle", "mssql")
+#: What Optuna raises replaying a damaged journal line (bad JSON, unknown op code, missing keys).
+_CORRUPT_JOURNAL = (ValueError, KeyError, TypeError, IndexError, AttributeError, AssertionError)
+#: TrialRecord field annotations -> the JSON types they accept.
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "str": str, "float": (int, float),
+                                                    "dict": dict}
+_KIND_NAMES = {int: "a whole number", str: "a string", (int, float): "a number", dict: "an object"}
 
 
 def is_database_url(storage: str) -> bool:
@@ -55,7 +62,12 @@ def open_storage(storage: str | Path | None, out_dir: Path | None = None) -> Bas
         path.mkdir(parents=True, exist_ok=True)
         path = path / JOURNAL_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
+    try:
+        return JournalStorage(JournalFileBackend(str(path)))
+    except _CORRUPT_JOURNAL as exc:  # Optuna replays every line on open; a damaged one fails here
+        raise SweepError(f"{path}: the study journal has a damaged line ({type(exc).__name__}: "
+                         f"{shorten(str(exc).splitlines()[0] if str(exc) else '')}): restore the "
+                         "file or delete the broken line (each line is one JSON operation)") from None
 
 
 def record_of(trial: optuna.trial.FrozenTrial) -> TrialRecord:
@@ -68,6 +80,25 @@ def record_of(trial: optuna.trial.FrozenTrial) -> TrialRecord:
     data.setdefault("params", dict(trial.params))
     if not data.get("started_at") and trial.datetime_start is not None:
         data["started_at"] = trial.datetime_start.timestamp()
+    return check_record(data, f"trial {trial.number}")
+
+
+def check_record(data: Any, where: str) -> TrialRecord:
+    """A TrialRecord from a stored or user-given dict, each field of the right type, else a
+    SweepError naming the field."""
+    if not isinstance(data, dict):
+        raise SweepError(f"{where}: a trial record is a JSON object, got {type(data).__name__}: "
+                         "pass records as written by `edgeprune sweep --json`")
+    for f in dataclasses.fields(TrialRecord):
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise SweepError(f"{where}: the trial record has no {f.name!r}: pass records as "
+                                 "written by `edgeprune sweep --json`")
+            continue
+        value, kinds = data[f.name], _FIELD_TYPES[str(f.type).split("[")[0]]
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            raise SweepError(f"{where}: {f.name}={shown(value)} is not {_KIND_NAMES[kinds]}: pass "
+                             "records as written by `edgeprune sweep --json`")
     return TrialRecord.from_dict(data)
 
 
