@@ -16,6 +16,8 @@ import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
+from edgeprune.cli import main
+
 REPO = Path(__file__).resolve().parent.parent
 SCHEDULE = str(REPO / "schedules" / "resnet20_filter_rank.yaml")
 GOOD_RECORDS = '[{"number": 0, "status": "ok", "metrics": {"Top1": 50.0, "Total_Latency": 1.5}}]'
@@ -77,10 +79,22 @@ CASES = [
 
 
 def _run(argv: list[str], cwd: Path, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
+    """``python -m edgeprune`` in a child process (for what needs its own stdout)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("EDGEPRUNE_DEVICE", None)
     return subprocess.run([sys.executable, "-m", "edgeprune", *argv], cwd=cwd, env=env,
                           stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=300)
+
+
+def _main(argv: list[str], cwd: Path, monkeypatch, capsys) -> subprocess.CompletedProcess:
+    """The console entry point ``edgeprune.cli.main`` in this process (a traceback fails the test)."""
+    monkeypatch.chdir(cwd)
+    monkeypatch.delenv("EDGEPRUNE_DEVICE", raising=False)
+    monkeypatch.setattr(sys, "argv", ["edgeprune", *argv])
+    with pytest.raises(SystemExit) as info:
+        main()
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, info.value.code, captured.out, captured.err)
 
 
 def _assert_one_error_line(proc: subprocess.CompletedProcess, names: str) -> None:
@@ -99,9 +113,10 @@ def inputs(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("case, argv, names, written", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_one_error_line_and_leaves_nothing(inputs, tmp_path, case, argv, names, written):
+def test_bad_input_is_one_error_line_and_leaves_nothing(inputs, tmp_path, monkeypatch, capsys, case,
+                                                       argv, names, written):
     before = sorted(p.name for p in inputs.iterdir())
-    proc = _run([a.format(d=inputs) for a in argv], cwd=tmp_path)
+    proc = _main([a.format(d=inputs) for a in argv], tmp_path, monkeypatch, capsys)
     _assert_one_error_line(proc, names)
     assert list(tmp_path.iterdir()) == [], "nothing written in the working folder (runs/, report/)"
     assert sorted(p.name for p in inputs.iterdir()) == before
@@ -131,10 +146,11 @@ def immutable_dir(tmp_path) -> Path:
     ["run", "--schedule", SCHEDULE, "--model", "resnet20_cifar", "--cache-dir", "{i}/cache",
      "--out", "{d}/run-out"],
 ], ids=["report-out", "run-cache-dir"])
-def test_immutable_output_or_cache_dir_is_one_error_line(inputs, immutable_dir, tmp_path, argv):
+def test_immutable_output_or_cache_dir_is_one_error_line(inputs, immutable_dir, tmp_path, monkeypatch,
+                                                        capsys, argv):
     work = tmp_path / "cwd"
     work.mkdir()
-    proc = _run([a.format(d=inputs, i=immutable_dir) for a in argv], cwd=work)
+    proc = _main([a.format(d=inputs, i=immutable_dir) for a in argv], work, monkeypatch, capsys)
     _assert_one_error_line(proc, "Operation not permitted")
     assert list(immutable_dir.iterdir()) == [] and list(work.iterdir()) == []
     assert not (inputs / "run-out").exists()
