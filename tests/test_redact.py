@@ -67,3 +67,50 @@ def test_cli_report_of_a_postgres_url_hides_the_password():
                           capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
     assert "pgsecret" not in proc.stdout + proc.stderr and "postgres:***@" in proc.stderr
+
+
+SWEEP = """
+method: random
+metric: {name: Total_Latency, goal: minimize}
+parameters:
+  filter_pruner_50_desired_sparsity: {min: 0.1, max: 0.8}
+  epochs: {value: 0}
+"""
+
+
+@pytest.mark.postgres
+def test_sweep_summary_hides_the_storage_password(tmp_path, monkeypatch, capsys):
+    """A study already holding its trials: `sweep` runs none and prints its summary line."""
+    import uuid
+
+    import optuna
+
+    from edgeprune.cli import main
+    from pipeline.search.config import load_sweep
+    from pipeline.search.engine import open_study
+
+    url = "postgresql://postgres:sweepsecret@127.0.0.1:5432/test"
+    name = f"edgeprune-test-{uuid.uuid4().hex[:10]}"
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(SWEEP)
+    study = open_study(load_sweep(sweep), open_storage(url), name, 0)
+    record = {"status": "ok", "params": {"filter_pruner_50_desired_sparsity": 0.5, "epochs": 0},
+              "metrics": {"Total_Latency": 1.0}}
+    study.add_trial(optuna.trial.create_trial(
+        params={"filter_pruner_50_desired_sparsity": 0.5},
+        distributions={"filter_pruner_50_desired_sparsity": optuna.distributions.FloatDistribution(0.1, 0.8)},
+        values=[1.0], user_attrs={"record": record}))
+    try:
+        monkeypatch.setattr(sys, "argv", [
+            "edgeprune", "sweep", str(sweep), "--trials", "1", "--storage", url, "--study", name,
+            "--out", str(tmp_path / "out"), "--model", "resnet20_cifar", "--schedule",
+            "schedules/resnet20_filter_rank.yaml"])
+        try:
+            main()
+        except SystemExit as exc:
+            assert exc.code in (0, None), capsys.readouterr().err
+        out = capsys.readouterr().out
+        assert f"1 trials in study {name} (postgresql://postgres:***@127.0.0.1:5432/test)" in out
+        assert "sweepsecret" not in out
+    finally:
+        optuna.delete_study(study_name=name, storage=open_storage(url))
