@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, os_error_message
 
 #: name -> (module under edgeprune.commands, attribute, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -71,6 +71,12 @@ def main() -> None:
         code = cli.main(standalone_mode=False)
     except UserError as exc:
         click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:
+        message = os_error_message(exc)
+        if message is None:
+            raise
+        click.echo(f"Error: {UserError(message)}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 import yaml
 
 from .errors import ScheduleError
+from .yaml_input import load_yaml, read_yaml_text, safe_load
 
 if TYPE_CHECKING:
     import torch
@@ -186,14 +187,7 @@ def load_schedule(source: Path | str, overrides: Sequence[str] | Mapping[str, An
     ``overrides`` rewrite it (see ``Schedule.with_overrides``). Any problem is a ScheduleError.
     """
     text, origin = _read_source(source)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ScheduleError(f"{origin}{line}: YAML syntax error ({problem}): fix the indentation or "
-                            "quoting on that line") from None
+    data = load_yaml(text, origin, ScheduleError)
     return parse_schedule(data, origin).with_overrides(overrides)
 
 
@@ -204,7 +198,7 @@ def _read_source(source: Path | str) -> tuple[str, str]:
     path = Path(source)
     if not path.is_file():
         raise ScheduleError(f"schedule file {path} not found: pass an existing YAML file (see schedules/)")
-    return path.read_text(encoding="utf-8"), str(path)
+    return read_yaml_text(path, ScheduleError), str(path)
 
 
 def _registries() -> dict[str, "Registry"]:
@@ -370,7 +364,7 @@ def _override_pairs(overrides: Sequence[str] | Mapping[str, Any]) -> list[tuple[
 
 def _yaml_scalar(text: str, where: str) -> Any:
     try:
-        return yaml.safe_load(text) if text else ""
+        return safe_load(text) if text else ""
     except yaml.YAMLError:
         raise ScheduleError(f"--set {where}: the value {text!r} is not valid YAML: quote it") from None
 

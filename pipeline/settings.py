@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import UserError
+from .errors import UserError, shown
 
 #: The shared folder's default place: beside the repository root (``../shared``).
 _REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -76,13 +76,18 @@ class Settings:
             if values.get(key) is not None:
                 values[key] = Path(values[key]).expanduser()
         if "threads" in values:
+            raw = values["threads"]
             try:
-                values["threads"] = int(values["threads"])
+                values["threads"] = int(raw)
             except ValueError:
+                values["threads"] = -1
+            if values["threads"] < 0:
                 raise UserError(
-                    f"threads={values['threads']!r} is not a whole number: set {ENV_VARS['threads']} "
-                    "or --threads to e.g. 2"
-                ) from None
+                    f"threads={shown(raw)} is not a whole number >= 0: set "
+                    f"{ENV_VARS['threads']} or --threads to e.g. 2 (0: torch's default)"
+                )
+        if values.get("device") not in (None, "auto", "cpu"):
+            _check_torch_device(str(values["device"]))
         if "shared_dir" not in values and _DEFAULT_SHARED.is_dir():
             values["shared_dir"] = _DEFAULT_SHARED
         return cls(**values)
@@ -130,3 +135,23 @@ class Settings:
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _check_torch_device(device: str) -> None:
+    """A UserError now, before any work, for a device torch cannot parse or this machine lacks."""
+    import torch
+
+    fix = "use --torch-device auto, cpu, cuda or cuda:N (or set EDGEPRUNE_DEVICE)"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UserError(f"torch device {shown(device)} is not a device name: {fix}") from None
+    if parsed.type != "cuda":
+        raise UserError(f"torch device {shown(device)} is not supported: {fix}")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise UserError(f"torch device {device}: this machine has no CUDA device (or torch was "
+                        "built without CUDA): use --torch-device cpu or auto")
+    if parsed.index is not None and parsed.index >= count:
+        raise UserError(f"torch device {device}: this machine has {count} CUDA device(s): use "
+                        f"cuda:0 to cuda:{count - 1}, or auto")

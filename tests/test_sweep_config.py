@@ -221,5 +221,5 @@ def test_missing_file_and_bad_yaml(tmp_path):
         load_sweep(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("method: random\nparameters: [\n")
-    with pytest.raises(SweepError, match="is not valid YAML"):
+    with pytest.raises(SweepError, match="YAML syntax error"):
         load_sweep(bad)

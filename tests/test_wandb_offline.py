@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -70,6 +71,22 @@ def offline_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return summary, config
 
 
+def _wait_for_exit_record(run_dir: Path, limit_s: float = 60.0) -> None:
+    """wandb's service finishes writing the run file after ``run.finish`` returns: wait for its
+    last record (``exit``) before reading it."""
+    from wandb.proto import wandb_internal_pb2
+
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        for payload in _payloads(next(run_dir.glob("run-*.wandb"))):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(payload)
+            if record.WhichOneof("record_type") == "exit":
+                return
+        time.sleep(0.2)
+    pytest.fail(f"{run_dir}: no exit record after {limit_s} s")
+
+
 @pytest.fixture
 def wandb_offline(tmp_path, monkeypatch) -> Path:
     """WANDB_MODE=offline with its files under a temporary folder."""
@@ -131,3 +148,22 @@ def test_agent_command_of_each_sweep_parses_in_the_producer(sweep_file):
     searched = [n for n in config.searched if n not in ("epochs", "lr", "precision")]
     assert len(overrides) == len(searched) and "edgeprune" not in recorded
     assert str(ctx.params["schedule_path"]) == "schedules/resnet56_filter_rank.yaml"
+
+
+def test_offline_run_records_no_password_of_the_command_line(wandb_offline, monkeypatch):
+    """W&B keeps ``sys.argv`` as run metadata: a --redis password must not reach any run file."""
+    monkeypatch.setattr("sys.argv", ["edgeprune", "producer", "--redis",
+                                     "redis://:argvsecret@127.0.0.1:6379/0"])
+    tracker = WandbTracker(project="edgeprune-test", dir=wandb_offline)
+    tracker.log_params({"epochs": 0})
+    tracker.log_metrics({"macs": 1.0})
+    tracker.finish({"status": "failed",
+                    "reason": "cannot reach Redis at redis://127.0.0.1:1/0?password=reasonsecret"})
+    _wait_for_exit_record(next(wandb_offline.glob("wandb/offline-run-*")))
+    files = [p for p in wandb_offline.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".wandb" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        assert b"argvsecret" not in data and b"reasonsecret" not in data, path
+    summary, _ = offline_run(next(wandb_offline.glob("wandb/offline-run-*")))
+    assert summary["reason"].endswith("password=***")

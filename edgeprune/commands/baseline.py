@@ -11,7 +11,7 @@ from pipeline.messages import Target
 from pipeline.models import MODEL_NAMES
 from pipeline.settings import Settings
 
-from .options import recovery_options, settings_options, target_options
+from .options import FiniteFloat, recovery_options, settings_options, target_options
 from .outputs import require_schedule, staged_output
 
 
@@ -24,7 +24,7 @@ from .outputs import require_schedule, staged_output
 @click.option("--epochs", default=0, show_default=True, type=click.IntRange(min=0),
               help="Retraining epochs: with N > 0 the table adds the hand-picked model retrained "
                    "for N epochs and the unpruned model fine-tuned for the same N.")
-@click.option("--lr", default=0.01, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--lr", default=0.01, show_default=True, type=FiniteFloat(min=0, min_open=True),
               help="Retraining learning rate (SGD, momentum 0.9).")
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=1),
               help="Retraining batch size.")

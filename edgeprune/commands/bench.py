@@ -14,7 +14,7 @@ from pipeline.files import atomic_write_text, check_replaceable
 from pipeline.messages import Target
 from pipeline.settings import Settings
 
-from .options import quiet_wait_option, settings_options, target_options
+from .options import FiniteFloat, quiet_wait_option, settings_options, target_options
 from .outputs import timing_rows
 
 
@@ -126,7 +126,7 @@ def format_table(named: list[tuple[str, dict[str, Any]]]) -> str:
                    "layer against it.")
 @click.option("--min-iters", default=None, type=click.IntRange(min=1),
               help="Timed inferences at least [default 1000].")
-@click.option("--min-time", default=None, type=click.FloatRange(min=0),
+@click.option("--min-time", default=None, type=FiniteFloat(min=0),
               help="Seconds of timed inferences at least, for latency and throughput each "
                    "[default 3]; timing stops when both minimums are met.")
 @click.option("--quiet-window", default=None, type=click.IntRange(min=1),

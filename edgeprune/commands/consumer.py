@@ -10,7 +10,8 @@ from pipeline.queue import check_only as check_only_work
 from pipeline.queue import measure_work
 from pipeline.settings import Settings
 
-from .options import measure_options, quiet_wait_option, redis_option, settings_options
+from .options import (FiniteFloat, measure_options, quiet_wait_option, redis_option,
+                      settings_options)
 from .queue import consumer_queue_options, server_queue
 
 
@@ -28,7 +29,7 @@ from .queue import consumer_queue_options, server_queue
                    "unique among running consumers.")
 @click.option("--max-jobs", default=0, show_default=True, type=click.IntRange(min=0),
               help="Exit after this many jobs (0: no limit).")
-@click.option("--idle-exit", default=0.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--idle-exit", default=0.0, show_default=True, type=FiniteFloat(min=0),
               help="Exit after this many seconds without a job (0: never).")
 @click.option("--fast", is_flag=True,
               help="Short measurements (a few dozen inferences): for smoke tests, figures are noisy.")

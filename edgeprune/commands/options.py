@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -12,6 +13,19 @@ from pipeline.settings import ENV_VARS, Settings
 
 if TYPE_CHECKING:
     from pipeline.measure import MeasureOptions
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option's type: a real number in the range; nan and inf are refused (nan passes
+    every range comparison, inf makes waits and timings endless). Every float option uses it."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number: give a plain number such as 0.5", param, ctx)
+        return number
 
 
 def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -36,7 +50,7 @@ def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--torch-device", "device", default=None,
                      help=f"torch device for pruning and retraining: auto, cpu, cuda, cuda:1 "
                           f"[env {ENV_VARS['device']}; default auto]."),
-        click.option("--threads", type=int, default=None,
+        click.option("--threads", type=click.IntRange(min=0), default=None,
                      help=f"CPU threads for torch, 0 for torch's default [env {ENV_VARS['threads']}]."),
     ]
 
@@ -64,7 +78,7 @@ def redis_option(func: Callable[..., Any]) -> Callable[..., Any]:
 def quiet_wait_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add --quiet-wait S (``MeasureOptions.quiet_wait_s``), passed as ``quiet_wait``."""
     return click.option(
-        "--quiet-wait", "quiet_wait", default=0.0, show_default=True, type=click.FloatRange(min=0),
+        "--quiet-wait", "quiet_wait", default=0.0, show_default=True, type=FiniteFloat(min=0),
         help="Seconds each latency measurement may wait, before timing, for a shared machine's "
              "slow period to end (a reference kernel back within 15% of its best time); 0 times "
              "at once. The slowdown at the start is recorded as machine_slowdown either way.",
@@ -154,7 +168,7 @@ def run_config_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Pretrained weights [default: <models-dir>/resnet<depth>-*.th]."),
         click.option("--epochs", default=0, show_default=True, type=click.IntRange(min=0),
                      help="Retraining epochs after pruning; 0 skips retraining."),
-        click.option("--lr", default=0.01, show_default=True, type=click.FloatRange(min=0, min_open=True),
+        click.option("--lr", default=0.01, show_default=True, type=FiniteFloat(min=0, min_open=True),
                      help="Initial retraining learning rate (SGD, momentum 0.9); the schedule's "
                           "lr_schedulers then apply."),
         click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=1),
@@ -163,7 +177,7 @@ def run_config_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Cap retraining steps per epoch (quick trials and tests)."),
         click.option("--subset", default=None, type=click.IntRange(min=10),
                      help="Retrain on only the first N training images (stratified)."),
-        click.option("--val-fraction", default=0.1, show_default=True, type=click.FloatRange(0.01, 0.5),
+        click.option("--val-fraction", default=0.1, show_default=True, type=FiniteFloat(0.01, 0.5),
                      help="Share of the training images held out for validation (collapse check, "
                           "early stopping)."),
         click.option("--eval-split", default="test", show_default=True, type=click.Choice(["test", "val"]),

@@ -21,7 +21,7 @@ from pipeline.messages import Target
 from pipeline.queue import QueueConfig
 from pipeline.settings import Settings
 
-from .options import redis_option, run_config_options, settings_options
+from .options import FiniteFloat, redis_option, run_config_options, settings_options
 from .outputs import require_schedule, staged_output
 from .queue import producer_queue_options
 
@@ -32,7 +32,7 @@ EXIT_TIMEOUT = 3
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @run_config_options
-@click.option("--timeout", default=3600.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--timeout", default=3600.0, show_default=True, type=FiniteFloat(min=0),
               help="Seconds to wait for the consumer's result; past it the job stays queued (its "
                    "result is still stored when it comes) and the command exits with status 3.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,

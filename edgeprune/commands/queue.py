@@ -14,7 +14,7 @@ from pipeline.errors import QueueError
 from pipeline.queue import JobQueue, QueueConfig, connect
 from pipeline.queue.config import check_prefix
 
-from .options import redis_option
+from .options import FiniteFloat, redis_option
 
 _DEFAULTS = QueueConfig()
 
@@ -26,7 +26,7 @@ _prefix_option = click.option(
 
 
 _visibility_option = click.option(
-    "--visibility-timeout", type=click.FloatRange(min=0.1), default=_DEFAULTS.visibility_timeout_s,
+    "--visibility-timeout", type=FiniteFloat(min=0.1), default=_DEFAULTS.visibility_timeout_s,
     show_default=True,
     help="Seconds a claimed job may go without its consumer's keep-alive before another consumer "
          "takes it over (a live consumer renews it every third of this).")
@@ -39,7 +39,7 @@ _artifacts_option = click.option(
          "Redis; nothing else shared) or file:///dir (a directory every producer and consumer "
          "mounts at the same path). A consumer reads and deletes artifacts only there.")
 _artifact_size_option = click.option(
-    "--max-artifact-mb", type=click.FloatRange(min=0.001),
+    "--max-artifact-mb", type=FiniteFloat(min=0.001),
     default=_DEFAULTS.max_artifact_bytes / 2**20, show_default=True,
     help="Largest model file, in MiB, a producer queues or a consumer reads (checked before reading).")
 

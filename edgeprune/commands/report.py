@@ -7,8 +7,10 @@ from pathlib import Path
 
 import click
 
-from pipeline.errors import SweepError
+from pipeline.errors import SweepError, shorten
 from pipeline.messages import TrialRecord
+
+from .options import FiniteFloat
 
 #: Where a baseline table is looked for inside a sweep folder when --baselines is not given.
 BASELINE_CANDIDATES = ("baseline.json", "baseline/baseline.json")
@@ -16,17 +18,22 @@ BASELINE_CANDIDATES = ("baseline.json", "baseline/baseline.json")
 
 def read_trial_file(path: Path) -> list[TrialRecord]:
     """TrialRecords from a JSON list (or ``{"trials": [...]}``) or a JSON-lines file."""
-    text = path.read_text()
+    from pipeline.search.storage import check_record
+
+    fix = "pass a sweep folder, a storage URL, or a JSON list of trial records"
     try:
+        text = path.read_text(encoding="utf-8")
         if path.suffix == ".jsonl":
             items = [json.loads(line) for line in text.splitlines() if line.strip()]
         else:
             data = json.loads(text)
             items = data["trials"] if isinstance(data, dict) else data
-        return [TrialRecord.from_dict(item) for item in items]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SweepError(f"{path} does not hold trial records ({exc}): pass a sweep folder, a "
-                         "storage URL, or a JSON list of trial records") from None
+    except (ValueError, KeyError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise SweepError(f"{path} does not hold trial records ({type(exc).__name__}: "
+                         f"{shorten(str(exc))}): {fix}") from None
+    if not isinstance(items, list):
+        raise SweepError(f"{path}: trial records are a JSON list, got {type(items).__name__}: {fix}")
+    return [check_record(item, f"{path} record {i}") for i, item in enumerate(items)]
 
 
 def load_sweep(source: str, study_name: str | None = None) -> list[TrialRecord]:
@@ -60,7 +67,7 @@ def _baselines(source: str, explicit: Path | None) -> list:
               help="Folder for index.html, the PNG plots, trials.csv and report.json "
                    "[default: SWEEP_DIR/report, or ./report for a storage URL].")
 @click.option("--bin-width", default=0.02, show_default=True,
-              type=click.FloatRange(min=0, min_open=True, max=1),
+              type=FiniteFloat(min=0, min_open=True, max=1),
               help="Width of the equal-width sparsity bins of the binned-latency plot.")
 @click.option("--metric", "metrics", multiple=True, metavar="NAME",
               help="Metric for correlations, importance and best-so-far (repeatable) "
@@ -70,7 +77,7 @@ def _baselines(source: str, explicit: Path | None) -> list:
                    "end-to-end request; Latency: sum of per-layer times).")
 @click.option("--accuracy-metric", default="Top1", show_default=True,
               help="Accuracy on the Pareto front's y axis (Top1 is the deployed model's).")
-@click.option("--min-top1", "min_accuracy", type=float, default=None,
+@click.option("--min-top1", "min_accuracy", type=FiniteFloat(0, 100), default=None,
               help="Pick the best model as the fastest with accuracy >= this (percent); "
                    "without it the most accurate trial is the best model.")
 @click.option("--baselines", "baselines_path", type=click.Path(path_type=Path), default=None,

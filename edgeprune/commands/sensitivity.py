@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edgeprune.commands.options import settings_options
+from edgeprune.commands.options import FiniteFloat, settings_options
 from pipeline.models import MODEL_NAMES
 from pipeline.settings import Settings
 
@@ -38,14 +38,15 @@ DEFAULT_LEVELS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9"
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Folder for sensitivity.csv and sensitivity.png; rows already in its CSV are skipped "
                    "[default: sensitivity-<model>-<group-type>].")
-@click.option("--max-val", type=int, default=0, show_default=True,
+@click.option("--max-val", type=click.IntRange(min=0), default=0, show_default=True,
               help="Evaluate on the first N validation images only (0: the whole validation split).")
-@click.option("--val-fraction", type=float, default=0.1, show_default=True,
+@click.option("--val-fraction", type=FiniteFloat(0.01, 0.5), default=0.1, show_default=True,
               help="Share of the train split held out as validation (as in `edgeprune run`).")
-@click.option("--batch-size", type=int, default=250, show_default=True, help="Evaluation batch size.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=250, show_default=True,
+              help="Evaluation batch size.")
 @click.option("--no-latency", is_flag=True,
               help="Skip exporting and measuring each pruned architecture on OpenVINO (accuracy only).")
-@click.option("--latency-iters", type=int, default=200, show_default=True,
+@click.option("--latency-iters", type=click.IntRange(min=1), default=200, show_default=True,
               help="Timed inferences per architecture (more: steadier latency, slower run).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON instead of a summary.")
 @settings_options

@@ -13,10 +13,11 @@ from pipeline.flow import JPEG_NOTE, RunConfig
 from pipeline.messages import Target
 from pipeline.models import MODEL_NAMES
 from pipeline.queue import QueueConfig
+from pipeline.redact import redact_url
 from pipeline.settings import Settings
 
-from .options import (measure_options, quiet_wait_option, recovery_options, redis_option, settings_options,
-                      target_options)
+from .options import (FiniteFloat, measure_options, quiet_wait_option, recovery_options, redis_option,
+                      settings_options, target_options)
 from .queue import producer_queue_options
 
 DEFAULT_TRIALS = 20
@@ -46,7 +47,7 @@ DEFAULT_TRIALS = 20
               help="Pretrained weights [default: <models-dir>/resnet<depth>-*.th].")
 @click.option("--epochs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Retraining epochs when the sweep does not search or fix 'epochs'.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=0.01, show_default=True,
               help="Retraining learning rate when the sweep does not set 'lr'.")
 @click.option("--max-steps", "max_steps_per_epoch", type=click.IntRange(min=1), default=None,
               help="Cap retraining steps per epoch (quick sweeps and tests).")
@@ -59,7 +60,7 @@ DEFAULT_TRIALS = 20
               help="Evaluate on the first N images of that split only (0: all).")
 @target_options
 @recovery_options
-@click.option("--timeout", type=click.FloatRange(min=1), default=3600.0, show_default=True,
+@click.option("--timeout", type=FiniteFloat(min=1), default=3600.0, show_default=True,
               help="Seconds a trial waits for its measurement before it is recorded as failed.")
 @click.option("--fast-measure", is_flag=True,
               help="Short measurements in this process's consumer (noisy figures: smoke runs only).")
@@ -130,7 +131,7 @@ def sweep(settings: Settings, sweep_file: Path, n_trials: int | None, storage: s
         click.echo(json.dumps([r.to_dict() for r in records], indent=2))
         return
     best = best_trials(config, records)
-    click.echo(f"{len(records)} trials in study {name} ({storage or out_dir})")
+    click.echo(f"{len(records)} trials in study {name} ({redact_url(str(storage or out_dir))})")
     for record in best:
         shown = {o.name: record.metrics.get(o.name) for o in config.objectives}
         click.echo(f"best: trial {record.number} {shown} params {record.params}")

@@ -7,11 +7,11 @@ Every URL that reaches a log line or an error goes through ``mask_url`` first, s
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
 from ..errors import QueueError
+from ..redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +25,8 @@ SOCKET_READ_BYTES = 4 * 1024 * 1024
 
 
 def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (user names stay: they are not secrets)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """``url`` with any password (user part or ``?password=``) replaced by ``***``."""
+    return redact_url(url)
 
 
 def connect(url: str | None, fake_server: object | None = None) -> redis.Redis:

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from pipeline.errors import SweepError
+from pipeline.yaml_input import load_yaml, read_yaml_text
 
 from .wandb_schema import wandb_violations
 
@@ -243,14 +242,8 @@ def _read(source: Path | str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         if not path.is_file():
             raise SweepError(f"{path}: sweep file not found: give the path of a sweep YAML such "
                              "as sweeps/01_rapid_latency.yaml")
-        text, where = path.read_text(), str(path)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise SweepError(f"{where}:{line} is not valid YAML ({getattr(exc, 'problem', exc)}): "
-                         "fix the indentation or quoting there") from None
+        text, where = read_yaml_text(path, SweepError), str(path)
+    data = load_yaml(text, where, SweepError)
     if not isinstance(data, dict):
         raise SweepError(f"{where}: a sweep must be a mapping with method, metric and parameters: "
                          "see sweeps/01_rapid_latency.yaml")

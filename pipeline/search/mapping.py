@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import yaml
 
 from pipeline.errors import SweepError
+from pipeline.yaml_input import load_yaml, read_yaml_text, safe_load
 
 from .config import EXTENSION_PARAM, ParamSpec
 from .space import UNBOUNDED, extreme_values
@@ -201,7 +202,7 @@ def _parse(raw: Any) -> Any:
     if raw is None or not isinstance(raw, str):
         return raw
     try:
-        return yaml.safe_load(raw)
+        return safe_load(raw)
     except yaml.YAMLError:
         return raw
 
@@ -219,8 +220,8 @@ def _read_schedule(source: Path | str | Mapping[str, Any]) -> tuple[str, dict[st
         if not path.is_file():
             raise SweepError(f"{path}: base schedule not found: pass --schedule with a schedule "
                              "file such as schedules/resnet56_filter_rank.yaml")
-        text, where = path.read_text(), str(path)
-    data = yaml.safe_load(text)
+        text, where = read_yaml_text(path, SweepError), str(path)
+    data = load_yaml(text, where, SweepError)
     if not isinstance(data, dict):
         raise SweepError(f"{where}: not a Distiller schedule (expected a mapping with pruners, "
                          "policies): check the file")

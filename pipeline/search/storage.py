@@ -9,6 +9,7 @@ machines share one study. Each trial keeps a ``TrialRecord`` in its user attribu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -20,9 +21,10 @@ from optuna.storages import (BaseStorage, JournalStorage, RDBStorage,
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from pipeline.errors import SweepError
+from pipeline.errors import SweepError, shorten, shown
 from pipeline.extras import require
 from pipeline.messages import TrialRecord
+from pipeline.redact import redact_url
 from pipeline.status import TrialStatus
 
 JOURNAL_NAME = "study.journal"
@@ -36,6 +38,12 @@ HEARTBEAT_INTERVAL_S = 30
 GRACE_PERIOD_S = 120
 STALE_TRIAL_RETRIES = 2
 _DB_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite", "oracle", "mssql")
+#: What Optuna raises replaying a damaged journal line (bad JSON, unknown op code, missing keys).
+_CORRUPT_JOURNAL = (ValueError, KeyError, TypeError, IndexError, AttributeError, AssertionError)
+#: TrialRecord field annotations -> the JSON types they accept.
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "str": str, "float": (int, float),
+                                                    "dict": dict}
+_KIND_NAMES = {int: "a whole number", str: "a string", (int, float): "a number", dict: "an object"}
 
 
 def is_database_url(storage: str) -> bool:
@@ -69,7 +77,7 @@ def open_storage(storage: str | Path | None, out_dir: Path | None = None,
                                   heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                                       max_retry=STALE_TRIAL_RETRIES))
         except Exception as exc:  # SQLAlchemy raises many driver-specific types
-            raise SweepError(f"study storage {text} cannot be opened ({type(exc).__name__}: "
+            raise SweepError(f"study storage {redact_url(text)} cannot be opened ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0]}): check that the database server is "
                              "running and the URL names an existing database") from None
     path = Path(text)
@@ -77,7 +85,12 @@ def open_storage(storage: str | Path | None, out_dir: Path | None = None,
         path.mkdir(parents=True, exist_ok=True)
         path = path / JOURNAL_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
+    try:
+        return JournalStorage(JournalFileBackend(str(path)))
+    except _CORRUPT_JOURNAL as exc:  # Optuna replays every line on open; a damaged one fails here
+        raise SweepError(f"{path}: the study journal has a damaged line ({type(exc).__name__}: "
+                         f"{shorten(str(exc).splitlines()[0] if str(exc) else '')}): restore the "
+                         "file or delete the broken line (each line is one JSON operation)") from None
 
 
 def heartbeat_interval(storage: BaseStorage) -> int | None:
@@ -107,6 +120,25 @@ def record_of(trial: optuna.trial.FrozenTrial) -> TrialRecord:
     data.setdefault("params", dict(trial.params))
     if not data.get("started_at") and trial.datetime_start is not None:
         data["started_at"] = trial.datetime_start.timestamp()
+    return check_record(data, f"trial {trial.number}")
+
+
+def check_record(data: Any, where: str) -> TrialRecord:
+    """A TrialRecord from a stored or user-given dict, each field of the right type, else a
+    SweepError naming the field."""
+    if not isinstance(data, dict):
+        raise SweepError(f"{where}: a trial record is a JSON object, got {type(data).__name__}: "
+                         "pass records as written by `edgeprune sweep --json`")
+    for f in dataclasses.fields(TrialRecord):
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise SweepError(f"{where}: the trial record has no {f.name!r}: pass records as "
+                                 "written by `edgeprune sweep --json`")
+            continue
+        value, kinds = data[f.name], _FIELD_TYPES[str(f.type).split("[")[0]]
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            raise SweepError(f"{where}: {f.name}={shown(value)} is not {_KIND_NAMES[kinds]}: pass "
+                             "records as written by `edgeprune sweep --json`")
     return TrialRecord.from_dict(data)
 
 

@@ -7,20 +7,26 @@ Under ``wandb agent`` the run W&B's controller created is picked up by ``wandb.i
 agent's environment; the final metrics go to the run summary under the result names (``Latency``,
 ``Total_Latency``, ``Throughput``, ``Top1``, ``Top5`` and ours), which is what the sweep's
 ``metric.name`` reads. ``WANDB_MODE=offline`` works without an account.
+
+W&B records the command line (``sys.argv``) as run metadata and wandb offers no setting to
+replace it, so when an argument carries a URL credential (``--redis redis://:pw@host``) the run
+is started with W&B's system metadata off; string figures (a failure's reason) are redacted.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from pipeline.extras import require
 from pipeline.queue.trial import NullTracker, Tracker
+from pipeline.redact import has_credentials, redact_text
 
 
 def _loggable(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Numbers and strings W&B can chart or show; nested dicts (``latency`` stats) kept as is."""
-    return {k: v for k, v in metrics.items()
+    """Numbers and (redacted) strings W&B can chart or show; nested dicts (``latency`` stats) kept as is."""
+    return {k: redact_text(v) if isinstance(v, str) else v for k, v in metrics.items()
             if isinstance(v, (int, float, str, dict)) and not isinstance(v, bool)}
 
 
@@ -42,6 +48,8 @@ class WandbTracker:
         wandb = require("wandb")
 
         kwargs = {k: v for k, v in self.init_kwargs.items() if v is not None}
+        if has_credentials(sys.argv):
+            kwargs["settings"] = wandb.Settings(x_disable_meta=True)
         self.run = wandb.init(config=dict(params), **kwargs)
 
     def log_metrics(self, metrics: dict[str, Any]) -> None:
