@@ -135,11 +135,11 @@ def recovery_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Distillation teacher checkpoint (an unpruned --model) [default with "
                           "--kd-weight: the unpruned model fine-tuned on this data with this run's "
                           "budget, cached in the cache folder]."),
-        click.option("--kd-weight", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+        click.option("--kd-weight", default=0.0, show_default=True, type=FiniteFloat(0, 1),
                      help="Weight w of the distillation term: (1-w)*CE + w*T^2*KL(teacher||student); "
                           "0 retrains without distillation."),
         click.option("--kd-temperature", default=4.0, show_default=True,
-                     type=click.FloatRange(min=0, min_open=True),
+                     type=FiniteFloat(min=0, min_open=True),
                      help="Distillation temperature T (softens both networks' outputs)."),
     ]
     for option in reversed(options):
