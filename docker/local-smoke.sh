@@ -12,7 +12,8 @@
 # Environment: TRIALS (8), REDIS_PORT (6390; the host's own Redis keeps 6379), SHARED_DIR
 # (../shared beside the repository, mounted read-only), BASE_IMAGE (local/debian:bookworm, made
 # with debootstrap when missing), DOCKER_HOST (a reachable daemon is used as it is; else a
-# private dockerd is started and stopped at the end), SMOKE_TIMEOUT (1800 s for the run).
+# private dockerd is started and stopped at the end), SMOKE_TIMEOUT (1800 s for the run),
+# SMOKE_MIN_FREE_GB (70: free disk the private daemon's vfs storage needs).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -86,6 +87,11 @@ start_daemon() {
         return
     fi
     command -v dockerd >/dev/null || fail "no Docker daemon reachable and no dockerd: apt-get install docker.io"
+    # vfs copies the whole file tree for every build step: the two agent images took ~50 GB here.
+    local free_gb
+    free_gb=$(df --output=avail -BG /var/lib | tail -n 1 | tr -dc 0-9)
+    [ "$free_gb" -ge "${SMOKE_MIN_FREE_GB:-70}" ] \
+        || fail "only ${free_gb} GB free under /var/lib: the vfs build needs ${SMOKE_MIN_FREE_GB:-70} GB (SMOKE_MIN_FREE_GB)"
     export DOCKER_HOST=unix:///run/$PRIVATE.sock
     [ -e /run/docker ] && had_run_docker=1
     log "starting a private dockerd on $DOCKER_HOST (vfs storage in /var/lib/$PRIVATE)"
