@@ -168,7 +168,7 @@ policies:
 
 
 def _readme_bullet(title: str) -> str:
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "schedules.md").read_text()
     start = text.index(f"- **{title}**")
     return text[start:text.index("\n- ", start + 1)]
 

@@ -53,7 +53,7 @@ def test_unopenable_postgres_storage_error_hides_the_password():
     with pytest.raises(SweepError) as info:
         open_storage(POSTGRES_NO_DB)
     assert "pgsecret" not in str(info.value)
-    assert "postgresql+psycopg2://postgres:***@127.0.0.1:5432/edgeprune_no_such_db" in str(info.value)
+    assert "postgresql://postgres:***@127.0.0.1:5432/edgeprune_no_such_db" in str(info.value)
 
 
 def test_redis_query_password_never_shown():

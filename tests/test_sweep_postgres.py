@@ -90,7 +90,8 @@ parameters: {a: {min: 0.0, max: 1.0}}
 
 
 @pytest.mark.postgres
-def test_trial_of_a_worker_that_died_elsewhere_is_failed_by_heartbeat_and_rerun(tmp_path, postgres_study):
+def test_trial_of_a_worker_that_died_elsewhere_is_failed_by_heartbeat_and_rerun(tmp_path, postgres_study,
+                                                                               postgres_url):
     import subprocess
     import sys
 
@@ -98,7 +99,7 @@ def test_trial_of_a_worker_that_died_elsewhere_is_failed_by_heartbeat_and_rerun(
     from pipeline.search.engine import INTERRUPTED, SweepRunner, TrialOutcome, open_study
     from pipeline.search.storage import heartbeat_interval
 
-    dying = subprocess.Popen([sys.executable, "-c", DYING_WORKER, POSTGRES_URL, postgres_study,
+    dying = subprocess.Popen([sys.executable, "-c", DYING_WORKER, postgres_url, postgres_study,
                               str(tmp_path), HEARTBEAT_SWEEP], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         assert dying.stdout.readline().strip() == "started"
@@ -106,14 +107,14 @@ def test_trial_of_a_worker_that_died_elsewhere_is_failed_by_heartbeat_and_rerun(
         dying.kill()
         dying.communicate()
     config = load_sweep(HEARTBEAT_SWEEP)
-    storage = open_storage(POSTGRES_URL, heartbeat_s=1, grace_s=2)
+    storage = open_storage(postgres_url, heartbeat_s=1, grace_s=2)
     study = open_study(config, storage, postgres_study, seed=0)
     survivor = SweepRunner(config, study, lambda c: TrialOutcome("ok", {"Latency": c.params["a"]}),
                            tmp_path, n_trials=2, heartbeat_s=heartbeat_interval(storage))
     records = survivor.run()
     trials = study.get_trials(deepcopy=False)
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
-    dead = load_trials(POSTGRES_URL, postgres_study)[0]
+    dead = load_trials(postgres_url, postgres_study)[0]
     assert dead.status == "failed" and dead.reason == INTERRUPTED
     # The survivor ran its own trial and the dead one's again, with the same parameters.
     assert len(records) == 2 and all(r.status == "ok" for r in records)

@@ -162,7 +162,7 @@ class Registry:
 
 
 #: Every pruner class a Distiller schedule can name (those ``distiller/pruning/__init__.py``
-#: exports); the ones not registered here are listed in the README as not supported.
+#: exports); the ones not registered here are listed in docs/schedules.md as not supported.
 DISTILLER_PRUNERS = (
     "ActivationAPoZRankedFilterPruner", "ActivationAPoZRankedFilterPruner_AGP",
     "ActivationMeanRankedFilterPruner", "ActivationMeanRankedFilterPruner_AGP",

@@ -99,14 +99,14 @@ def make_sampler(config: SweepConfig, seed: int | None = None) -> optuna.sampler
 
 #: Random trials before the model takes over (Optuna's default is ten: our trials cost minutes;
 #: on the ResNet56 rapid sweep three reached random search's best in 0.27 of random's expected
-#: trials, five in 0.36, see the README's search figures).
+#: trials, five in 0.36, see docs/results.md, Search).
 STARTUP_TRIALS = 3
 
 
 #: Constrained EI is EI x P(feasible). Beyond an accuracy cliff the expected gain is large and the
 #: constraint model unsure, so with P(feasible) as is two thirds of the GP's trials on the ResNet56
 #: rapid sweep missed the floor; P(feasible) squared cut that to half and reached random search's
-#: best in fewer trials (benchmarks/search_surrogate.py, README "Search"). Squared by telling each
+#: best in fewer trials (benchmarks/search_surrogate.py, docs/results.md "Search"). Squared by telling each
 #: constraint twice (``monotone.constraint_keys``): constrained EI adds each one's log P(feasible).
 FEASIBILITY_WEIGHT = 2
 
