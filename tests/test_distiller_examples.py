@@ -185,3 +185,25 @@ def test_an_unimplemented_distiller_pruner_is_named_as_such(name: str, distiller
     with pytest.raises(ScheduleError, match="is not a supported pruner class") as error:
         load_schedule(text)
     assert str(error.value).endswith(f"({name} is a Distiller class edgeprune does not implement)") == distiller
+
+
+def test_distillers_classifier_name_fc_is_our_linear() -> None:
+    # Distiller's ResNets call the classifier `fc`; its schedules name `module.fc.weight`.
+    from pipeline.pruning.base import resolve_weight
+
+    model = create_model("resnet20_cifar")
+    assert resolve_weight(model, "module.fc.weight", "pruners.p.weights") is model.linear.weight
+    schedule = load_schedule("""
+pruners:
+  fc_agp:
+    class: AutomatedGradualPruner
+    initial_sparsity: 0.05
+    final_sparsity: 0.5
+    weights: [module.fc.weight]
+policies:
+  - pruner: {instance_name: fc_agp}
+    starting_epoch: 0
+    ending_epoch: 2
+    frequency: 1
+""")
+    schedule.validate(model)

@@ -20,15 +20,13 @@ _ALIASES = ((re.compile(r"^fc\."), "linear."), (re.compile(r"\.shortcut\."), ".d
 
 
 def canonical_name(name: str) -> str:
-    """A parameter name without the ``module.`` prefix that DataParallel adds."""
-    return name[len("module."):] if name.startswith("module.") else name
-
-
-def _canonical_key(key: str) -> str:
-    key = canonical_name(key)
+    """Our name for a parameter or module: without the ``module.`` prefix that DataParallel adds,
+    and with Distiller's and akamaster's spellings (``fc.``, ``.shortcut.``) mapped onto ours, so
+    checkpoints and Distiller's schedules name the same tensors."""
+    name = name[len("module."):] if name.startswith("module.") else name
     for pattern, replacement in _ALIASES:
-        key = pattern.sub(replacement, key)
-    return key
+        name = pattern.sub(replacement, name)
+    return name
 
 
 def load_checkpoint(model: nn.Module, path: Path) -> None:
@@ -45,7 +43,7 @@ def load_checkpoint(model: nn.Module, path: Path) -> None:
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict):
         raise ModelError(f"checkpoint {path} holds no state dict: save {{'state_dict': model.state_dict()}}")
-    state = {_canonical_key(k): v for k, v in state.items()}
+    state = {canonical_name(k): v for k, v in state.items()}
     own = model.state_dict()
     # Old checkpoints predate BatchNorm's step counter; it carries no weights.
     missing = sorted(k for k in set(own) - set(state) if not k.endswith("num_batches_tracked"))
