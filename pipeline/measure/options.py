@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .interference import DISTURBED
+from .noise import TAIL_LIMIT
 from .stats import QUIET_WINDOW
 
 
@@ -62,8 +63,8 @@ class MeasureOptions:
     #: Times to re-time the latency figures when the noise rule flags them (noise.py); the
     #: steadiest attempt is kept, and still flagged if every attempt was noise.
     remeasure: int = 2
-    #: p90 / quiet median above which the noise rule flags a timing (noise.TAIL_LIMIT).
-    tail_limit: float = 2.0
+    #: p90 / quiet median above which the noise rule flags a timing.
+    tail_limit: float = TAIL_LIMIT
 
     @classmethod
     def fast(cls, **overrides) -> "MeasureOptions":
