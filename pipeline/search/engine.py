@@ -155,7 +155,7 @@ def open_study(config: SweepConfig, storage: optuna.storages.BaseStorage,
     """
     name = study_name or study_name_of(config)
     # A sweep without metric (W&B allows it for grid and random) ranks nothing: one placeholder
-    # direction, told 0.0 per finished trial (_finish), which those samplers ignore.
+    # direction, told 0.0 per finished trial (_objective), which those samplers ignore.
     directions = [o.goal for o in config.objectives] or ["minimize"]
     study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
                                 sampler=sampler or make_sampler(config, seed),
