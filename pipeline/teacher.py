@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from .data import DataSplits
+from .files import atomic_output
 from .training import TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def teacher_path(cache_dir: Path, model_name: str, key: Mapping[str, Any]) -> Pa
 def cached_teacher(load_unpruned: Callable[[], nn.Module], data: DataSplits, train_config: TrainConfig,
                    cache_dir: Path, model_name: str, key: Mapping[str, Any]) -> nn.Module:
     """The unpruned model fine-tuned with ``train_config`` on ``data``: from the cache, or trained
-    now and cached (written to a temporary name, then renamed, so readers never see half a file)."""
+    now and cached (``atomic_output``: readers never see half a file)."""
     path = teacher_path(cache_dir, model_name, {**key, "budget": train_config.__dict__})
     teacher = load_unpruned()
     if path.is_file():
@@ -50,7 +50,6 @@ def cached_teacher(load_unpruned: Callable[[], nn.Module], data: DataSplits, tra
     log.info("fine-tuning the unpruned %s as distillation teacher (cached in %s)", model_name, path)
     train(teacher, data, train_config)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(teacher.state_dict(), tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        torch.save(teacher.state_dict(), tmp)
     return teacher
