@@ -12,8 +12,9 @@ import redis
 
 from pipeline.errors import QueueError
 from pipeline.messages import ArtifactRef, Job, Result, Target
+from pipeline.redact import redact_url
 from pipeline.queue import (ArtifactError, JobQueue, QueueConfig, check_only, connect,
-                            embedded_queue, mask_url)
+                            embedded_queue)
 
 TARGET = Target(backend="openvino", device="CPU")
 
@@ -213,10 +214,10 @@ def test_embedded_queue_measures_in_a_thread(onnx_file):
     assert all(r.consumer.endswith(":embedded") for r in results)
 
 
-def test_mask_url_hides_passwords():
-    assert mask_url("redis://:s3cret@host:6380/1") == "redis://:***@host:6380/1"
-    assert mask_url("rediss://user:s3cret@host/0") == "rediss://user:***@host/0"
-    assert mask_url("redis://host:6379/0") == "redis://host:6379/0"
+def test_redis_urls_shown_with_their_password_masked():
+    assert redact_url("redis://:s3cret@host:6380/1") == "redis://:***@host:6380/1"
+    assert redact_url("rediss://user:s3cret@host/0") == "rediss://user:***@host/0"
+    assert redact_url("redis://host:6379/0") == "redis://host:6379/0"
 
 
 def test_unreachable_redis_is_a_queue_error_without_the_password():

@@ -4,7 +4,7 @@ See ``streams`` for a job's life and the recording rule, ``artifacts`` for the f
 """
 
 from .artifacts import ArtifactError, ArtifactStore
-from .client import connect, mask_url
+from .client import connect
 from .config import QueueConfig, QueueKeys
 from .embedded import embedded_queue, open_queue
 from .streams import ClaimedJob, JobQueue
@@ -14,5 +14,5 @@ from .worker import JobInterrupted, Worker, WorkFn, check_only, measure_work
 __all__ = [
     "ArtifactError", "ArtifactStore", "ClaimedJob", "JobInterrupted", "JobQueue", "NullTracker",
     "QueueConfig", "QueueKeys", "Tracker", "TrialOutcome", "WorkFn", "Worker", "check_only",
-    "connect", "embedded_queue", "mask_url", "measure_work", "open_queue", "run_trial",
+    "connect", "embedded_queue", "measure_work", "open_queue", "run_trial",
 ]

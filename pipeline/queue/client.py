@@ -1,7 +1,7 @@
 """Redis connections: a real server from a URL, or an in-process fake one for the embedded queue.
 
-Every URL that reaches a log line or an error goes through ``mask_url`` first, so a password in
-``redis://:secret@host`` is never printed.
+Every URL that reaches a log line or an error goes through ``pipeline.redact.redact_url`` first,
+so a password in ``redis://:secret@host`` is never printed.
 """
 
 from __future__ import annotations
@@ -24,11 +24,6 @@ SOCKET_TIMEOUT_S = 30.0
 SOCKET_READ_BYTES = 4 * 1024 * 1024
 
 
-def mask_url(url: str) -> str:
-    """``url`` with any password (user part or ``?password=``) replaced by ``***``."""
-    return redact_url(url)
-
-
 def connect(url: str | None, fake_server: object | None = None) -> redis.Redis:
     """A checked connection to the Redis at ``url``; ``None`` gives an in-process fakeredis client.
 
@@ -39,7 +34,7 @@ def connect(url: str | None, fake_server: object | None = None) -> redis.Redis:
         import fakeredis
 
         return fakeredis.FakeRedis(server=fake_server or fakeredis.FakeServer())
-    shown = mask_url(url)
+    shown = redact_url(url)
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S,
                                       socket_timeout=SOCKET_TIMEOUT_S, socket_keepalive=True,
