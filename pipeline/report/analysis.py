@@ -16,13 +16,14 @@ import numpy as np
 
 from pipeline.extras import require
 from pipeline.messages import TrialRecord
+from pipeline.status import TrialStatus
 
 #: Metrics where larger is better; every other metric is minimised (latencies, MACs, size).
 MAXIMISED_METRICS = frozenset({"Top1", "Top5", "Top1_torch", "Top5_torch", "Top1_before",
                                "Top5_before", "Throughput"})
 
-#: Trial statuses the report counts separately (the rest are ``ok`` or ``running``).
-COUNTED_STATUSES = ("ok", "collapsed", "gated", "early_stopped", "failed", "running")
+#: Trial statuses the report counts, in TrialStatus's order.
+COUNTED_STATUSES = tuple(status.value for status in TrialStatus)
 
 
 def is_maximised(metric: str) -> bool:
