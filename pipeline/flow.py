@@ -238,14 +238,14 @@ def produce(config: RunConfig, settings: Settings, out_dir: Path, gate: GateFn |
     if reason:
         status = TrialStatus.COLLAPSED
         log.warning("run %s collapsed: %s", run_id, reason)
-    if gate is not None and status == "ok":
+    if gate is not None and status == TrialStatus.OK:
         with stage("gate"):
             gate_path = _export(model, out_dir / "pruned.onnx", data)
             verdict = gate(gate_path, facts)
             gate_path.unlink(missing_ok=True)
         if verdict:
-            status, reason = "gated", verdict
-    train_now = config.epochs > 0 and (status == "ok" or (status == "collapsed" and config.retrain_collapsed))
+            status, reason = TrialStatus.GATED, verdict
+    train_now = config.epochs > 0 and (status == TrialStatus.OK or (status == TrialStatus.COLLAPSED and config.retrain_collapsed))
     if train_now:
         with stage("retrain"):
             # after=report: the one-shot pruners already fired; only gradual ones and lr schedulers remain.
@@ -262,13 +262,13 @@ def produce(config: RunConfig, settings: Settings, out_dir: Path, gate: GateFn |
             metrics.update(kd_weight=config.kd_weight, kd_temperature=config.kd_temperature,
                            kd_teacher=str(config.kd_teacher or "fine-tuned unpruned model (cached)"))
         if trained.stopped_early:
-            status, reason = "early_stopped", f"stopped after epoch {trained.epochs_run - 1}"
+            status, reason = TrialStatus.EARLY_STOPPED, f"stopped after epoch {trained.epochs_run - 1}"
     coverage = policy_coverage(schedule, trained.epochs_run if train_now else 0)
     sparsity = measure_sparsity(model, shapes_before)
     metrics.update(element_sparsity=sparsity.element_sparsity, removed_fraction=sparsity.removed_fraction,
                    effective_sparsity=sparsity.effective_sparsity)
     onnx_path = None
-    if status in ("ok", "collapsed"):
+    if status in (TrialStatus.OK, TrialStatus.COLLAPSED):
         if train_now or config.torch_eval:
             with stage("evaluate"):
                 final = evaluate(model, data.split(config.eval_split, config.eval_subset), device=device)
