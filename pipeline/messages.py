@@ -167,10 +167,11 @@ def _adapter(cls: type) -> TypeAdapter:
     return TypeAdapter(cls)
 
 
-def parse_checked(cls: Type[T], text: str | bytes) -> T:
+def parse_checked(cls: Type[T], text: str | bytes, strict: bool = False) -> T:
     """``cls`` parsed from JSON with the type of every field, nested ones included, checked.
 
     Unknown keys are dropped as in ``from_json``; a wrong type or a missing field raises
-    ``ValueError`` (pydantic's ``ValidationError``) naming the field.
+    ``ValueError`` (pydantic's ``ValidationError``) naming the field. ``strict`` converts nothing
+    (``"3"`` is no int, ``true`` no number).
     """
-    return _adapter(cls).validate_json(text)
+    return _adapter(cls).validate_json(text, strict=strict)

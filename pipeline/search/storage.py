@@ -9,7 +9,6 @@ machines share one study. Each trial keeps a ``TrialRecord`` in its user attribu
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -23,7 +22,7 @@ from optuna.trial import TrialState
 
 from pipeline.errors import SweepError, shorten, shown
 from pipeline.extras import require
-from pipeline.messages import TrialRecord
+from pipeline.messages import TrialRecord, parse_checked
 from pipeline.redact import redact_url
 from pipeline.status import TrialStatus
 
@@ -40,10 +39,6 @@ STALE_TRIAL_RETRIES = 2
 _DB_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite", "oracle", "mssql")
 #: What Optuna raises replaying a damaged journal line (bad JSON, unknown op code, missing keys).
 _CORRUPT_JOURNAL = (ValueError, KeyError, TypeError, IndexError, AttributeError, AssertionError)
-#: TrialRecord field annotations -> the JSON types they accept.
-_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "str": str, "float": (int, float),
-                                                    "dict": dict}
-_KIND_NAMES = {int: "a whole number", str: "a string", (int, float): "a number", dict: "an object"}
 
 
 def is_database_url(storage: str) -> bool:
@@ -124,22 +119,20 @@ def record_of(trial: optuna.trial.FrozenTrial) -> TrialRecord:
 
 
 def check_record(data: Any, where: str) -> TrialRecord:
-    """A TrialRecord from a stored or user-given dict, each field of the right type, else a
-    SweepError naming the field."""
+    """A TrialRecord from a stored or user-given dict, each field of the right type (pydantic,
+    strict: ``messages.parse_checked``), else a SweepError naming the field."""
+    fix = "pass records as written by `edgeprune sweep --json`"
     if not isinstance(data, dict):
-        raise SweepError(f"{where}: a trial record is a JSON object, got {type(data).__name__}: "
-                         "pass records as written by `edgeprune sweep --json`")
-    for f in dataclasses.fields(TrialRecord):
-        if f.name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise SweepError(f"{where}: the trial record has no {f.name!r}: pass records as "
-                                 "written by `edgeprune sweep --json`")
-            continue
-        value, kinds = data[f.name], _FIELD_TYPES[str(f.type).split("[")[0]]
-        if not isinstance(value, kinds) or isinstance(value, bool):
-            raise SweepError(f"{where}: {f.name}={shown(value)} is not {_KIND_NAMES[kinds]}: pass "
-                             "records as written by `edgeprune sweep --json`")
-    return TrialRecord.from_dict(data)
+        raise SweepError(f"{where}: a trial record is a JSON object, got {type(data).__name__}: {fix}")
+    try:
+        return parse_checked(TrialRecord, json.dumps(data, default=str), strict=True)
+    except ValueError as exc:
+        error = exc.errors()[0]
+        name = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "missing":
+            raise SweepError(f"{where}: the trial record has no {name!r}: {fix}") from None
+        raise SweepError(f"{where}: {name}={shown(error['input'])} is not valid "
+                         f"({error['msg'].lower()}): {fix}") from None
 
 
 def load_trials(dir_or_url: str | Path, study_name: str | None = None) -> list[TrialRecord]:
