@@ -8,7 +8,8 @@ import pytest
 
 from pipeline.errors import ScheduleError
 from pipeline.models import create_model
-from pipeline.schedule import Policy, load_schedule, parse_schedule
+from pipeline.pruning import load_schedule, schedule_from_data, validate_schedule
+from pipeline.schedule import Policy
 
 HAND_PICKED = Path(__file__).resolve().parent.parent / "schedules" / "resnet56_filter_rank.yaml"
 
@@ -98,14 +99,14 @@ def test_bad_overrides_are_one_line_errors(override: str, fragment: str) -> None
 
 def test_weight_names_are_checked_against_the_model_with_a_suggestion() -> None:
     model = create_model("resnet20_cifar")
-    load_schedule(SMALL).validate(model)  # with module. prefix: fine
+    validate_schedule(load_schedule(SMALL), model)  # with module. prefix: fine
     bad = load_schedule(SMALL, ["p1.weights=[module.layer1.0.conv1.weigth]"])
     with pytest.raises(ScheduleError, match=r"pruners\.p1\.weights\[0\]=.*did you mean 'layer1.0.conv1.weight'"):
-        bad.validate(model)
+        validate_schedule(bad, model)
     deep = load_schedule(SMALL, ["p1.weights=[layer3.5.conv1.weight]"])
-    deep.validate(create_model("resnet56_cifar"))
+    validate_schedule(deep, create_model("resnet56_cifar"))
     with pytest.raises(ScheduleError, match="is not a weight of this model"):
-        deep.validate(model)
+        validate_schedule(deep, model)
 
 
 def test_unsupported_class_names_the_supported_ones() -> None:
@@ -117,6 +118,6 @@ def test_unsupported_class_names_the_supported_ones() -> None:
 
 def test_parse_rejects_non_mapping_and_names_yaml_line() -> None:
     with pytest.raises(ScheduleError, match="a schedule is a YAML mapping"):
-        parse_schedule(["version", 1])
+        schedule_from_data(["version", 1])
     with pytest.raises(ScheduleError, match=r"<schedule text>:3: YAML syntax error \(mapping values"):
         load_schedule("version: 1\npolicies:\n  - pruner: p1: x\n")

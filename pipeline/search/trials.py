@@ -8,21 +8,22 @@ from typing import Any, Callable
 
 from pipeline.flow import RunConfig
 from pipeline.queue import JobQueue, Tracker, run_trial
+from pipeline.schedule import Schedule
 from pipeline.settings import Settings
 
 from .engine import TrialContext, TrialFunction, TrialOutcome
-from .mapping import BaseSchedule, map_params
+from .mapping import load_base_schedule, map_params
 
 
 def run_config_for(base: RunConfig, params: dict[str, Any],
-                   schedule: BaseSchedule | None = None) -> RunConfig:
+                   schedule: Schedule | None = None) -> RunConfig:
     """``base`` with the trial's parameters applied (schedule overrides, epochs, lr, precision, kd_*)."""
-    mapped = map_params(params, schedule or BaseSchedule(base.schedule))
+    mapped = map_params(params, schedule or load_base_schedule(base.schedule))
     settings = mapped.run_settings
     target = dataclasses.replace(base.target, precision=settings.get("precision", base.target.precision))
     # The other run settings (epochs, lr, kd_weight, kd_temperature) are RunConfig fields by name.
     fields = {k: v for k, v in settings.items() if k != "precision"}
-    return dataclasses.replace(base, overrides=mapped.override_strings(), target=target, params=mapped.params,
+    return dataclasses.replace(base, overrides=mapped.overrides, target=target, params=mapped.params,
                                **fields)
 
 
@@ -30,7 +31,7 @@ def make_trial_function(base: RunConfig, settings: Settings, queue: JobQueue, ti
                         tracker_factory: Callable[[], Tracker] | None = None) -> TrialFunction:
     """A trial function that prunes, retrains and exports through ``pipeline.flow`` and waits for
     the consumer's measurement on ``queue``."""
-    schedule = BaseSchedule(base.schedule)
+    schedule = load_base_schedule(base.schedule)
 
     def run(context: TrialContext) -> TrialOutcome:
         config = run_config_for(base, context.params, schedule)
