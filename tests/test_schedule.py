@@ -9,7 +9,7 @@ import pytest
 from pipeline.errors import ScheduleError
 from pipeline.models import create_model
 from pipeline.pruning import load_schedule, schedule_from_data, validate_schedule
-from pipeline.schedule import Policy
+from pipeline.schedule import Override, Policy, parse_override
 
 HAND_PICKED = Path(__file__).resolve().parent.parent / "schedules" / "resnet56_filter_rank.yaml"
 
@@ -80,6 +80,25 @@ def test_overrides_rewrite_arguments_policies_and_global_round_to() -> None:
     # A mapping (a sweep's parameters) works the same; string values are read as YAML.
     assert load_schedule(SMALL, {"p1.desired_sparsity": "0.25"}).pruners["p1"].args["desired_sparsity"] == 0.25
     assert base.pruners["p1"].args["desired_sparsity"] == 0.5, "overrides must not change the original"
+
+
+def test_structured_overrides_are_the_text_ones_parsed() -> None:
+    texts = ["p1.desired_sparsity=0.25", "p1.weights=[layer1.0.conv1.weight]", "round_to=8", "lr.epochs=[1]"]
+    edits = [Override("p1", "desired_sparsity", 0.25), Override("p1", "weights", ["layer1.0.conv1.weight"]),
+             Override(None, "round_to", 8), Override("lr", "epochs", [1])]
+    assert [parse_override(text) for text in texts] == edits
+    assert [str(edit) for edit in edits] == texts
+    assert load_schedule(SMALL, edits) == load_schedule(SMALL, texts)
+
+
+def test_a_partial_schedule_keeps_null_arguments_as_holes() -> None:
+    holes = SMALL.replace("desired_sparsity: 0.5", "desired_sparsity: null")
+    with pytest.raises(ScheduleError, match=r"pruners\.p1\.desired_sparsity=None has the wrong type"):
+        load_schedule(holes)
+    base = load_schedule(holes, partial=True)
+    assert base.unset_keys() == [("p1", "desired_sparsity")]
+    filled = load_schedule(holes, [Override("p1", "desired_sparsity", 0.3)])
+    assert filled.pruners["p1"].args["desired_sparsity"] == 0.3 and filled.unset_keys() == []
 
 
 @pytest.mark.parametrize("override, fragment", [

@@ -32,13 +32,15 @@ def read_schedule(source: Path | str, catalog: Catalog,
                   overrides: Iterable[Override | str] | Mapping[str, Any] = (), partial: bool = False) -> Schedule:
     """Read a schedule from a YAML file (a ``Path``, or a string naming a file) or from YAML text.
 
-    ``overrides`` then rewrite it (``apply_overrides``; strings are parsed by ``parse_override``).
-    Any problem is a ScheduleError.
+    ``overrides`` then rewrite it (``apply_overrides``; strings are parsed by ``parse_override``)
+    and may fill its null arguments; ``partial`` as for ``parse_schedule``. Any problem is a
+    ScheduleError.
     """
     text, origin = _read_source(source)
     data = load_yaml(text, origin, ScheduleError)
-    schedule = parse_schedule(data, catalog, origin, partial)
     edits = to_overrides(overrides)
+    # Overrides may fill the holes (null arguments), so those are checked once they are applied.
+    schedule = parse_schedule(data, catalog, origin, partial or bool(edits))
     return apply_overrides(schedule, edits, catalog, partial) if edits else schedule
 
 
