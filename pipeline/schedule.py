@@ -1,8 +1,9 @@
 """Distiller compression schedules: read, validate, rewrite with overrides, write back.
 
 A schedule is Distiller's YAML (``version``, ``pruners``, ``lr_schedulers``, ``extensions``,
-``policies``) plus one edgeprune key, a top-level ``round_to`` that is the default of every
-pruner's ``round_to`` argument. Every field is checked when the schedule is read (classes and
+``policies``) plus two edgeprune keys: a top-level ``round_to`` that is the default of every
+pruner's ``round_to`` argument, and ``cross_depth: true``, which lets a schedule written for a deep
+ResNet prune a shallower one of its family (``pipeline.pruning.depths``). Every field is checked when the schedule is read (classes and
 their arguments, against ``pipeline.pruning.registry``) and against a model with
 ``Schedule.validate(model)``, before any work. Each problem is one ``ScheduleError`` line that
 names the file, the key path and the fix.
@@ -36,7 +37,9 @@ log = logging.getLogger(__name__)
 SECTIONS = {"pruners": "pruner", "lr_schedulers": "lr_scheduler", "extensions": "extension"}
 #: Distiller sections edgeprune does not run.
 UNSUPPORTED_SECTIONS = ("regularizers", "quantizers")
-TOP_LEVEL_KEYS = ("version", *SECTIONS, "policies", "round_to")
+TOP_LEVEL_KEYS = ("version", *SECTIONS, "policies", "round_to", "cross_depth")
+#: Schedule-wide keys a bare ``--set <key>=<value>`` rewrites.
+GLOBAL_KEYS = ("round_to", "cross_depth")
 EPOCH_KEYS = ("epochs", "starting_epoch", "ending_epoch", "frequency")
 TEXT_ORIGIN = "<schedule text>"
 
@@ -121,6 +124,8 @@ class Schedule:
     policies: list[Policy]
     round_to: int | None = None
     source: str = field(default=TEXT_ORIGIN, compare=False)
+    #: Names of blocks deeper than the model are dropped and reported instead of refused.
+    cross_depth: bool = False
 
     def defaults(self) -> dict[str, Any]:
         """Schedule-wide argument defaults (``round_to``) for classes that take them."""
@@ -134,6 +139,8 @@ class Schedule:
         out: dict[str, Any] = {"version": self.version}
         if self.round_to is not None:
             out["round_to"] = self.round_to
+        if self.cross_depth:
+            out["cross_depth"] = True
         for section in SECTIONS:
             specs = getattr(self, section)
             if specs:
@@ -151,7 +158,7 @@ class Schedule:
 
         ``<key>`` is an argument of the instance's class, ``class``, or a policy field (``epochs``,
         ``starting_epoch``, ``ending_epoch``, ``frequency``) of the policies naming it; a bare
-        ``round_to=<n>`` sets the schedule-wide default.
+        ``round_to=<n>`` or ``cross_depth=true`` sets the schedule-wide key.
         """
         pairs = _override_pairs(overrides)
         if not pairs:
@@ -162,11 +169,14 @@ class Schedule:
         return parse_schedule(data, self.source + " (with --set overrides)")
 
     def validate(self, model: "nn.Module", example_input: "torch.Tensor | None" = None) -> None:
-        """Check the schedule against ``model`` (weights exist, structures are prunable, no overlaps)."""
+        """Check the schedule against ``model`` (weights exist, structures are prunable, no overlaps);
+        with ``cross_depth``, names of blocks deeper than ``model`` are left out first."""
         from .pruning.base import PruningContext
         from .pruning.compression import check_schedule
+        from .pruning.depths import fit_depth
 
-        check_schedule(self, PruningContext(model, example_input, origin=self.source))
+        fitted, _ = fit_depth(self, model)
+        check_schedule(fitted, PruningContext(model, example_input, origin=self.source))
 
 
 class _ScheduleDumper(yaml.SafeDumper):
@@ -229,6 +239,10 @@ def parse_schedule(data: Any, origin: str = TEXT_ORIGIN) -> Schedule:
         from .pruning.registry import ArgSpec
 
         round_to = ArgSpec("round_to", "int", low=1, example=8).check(round_to, f"{origin}: round_to")
+    cross_depth = data.get("cross_depth", False)
+    if not isinstance(cross_depth, bool):
+        raise ScheduleError(f"{origin}: cross_depth={cross_depth!r} is not a boolean: write "
+                            "`cross_depth: true` (or leave it out)")
     sections = {section: _parse_section(data, section, origin) for section in SECTIONS}
     names: dict[str, str] = {}
     for section, specs in sections.items():
@@ -242,7 +256,7 @@ def parse_schedule(data: Any, origin: str = TEXT_ORIGIN) -> Schedule:
         if not any(p.kind == "pruner" and p.instance == name for p in policies):
             log.warning("%s: pruners.%s is named by no policy and will not run", origin, name)
     return Schedule(1, sections["pruners"], sections["lr_schedulers"], sections["extensions"],
-                    policies, round_to, origin)
+                    policies, round_to, origin, cross_depth)
 
 
 def _parse_section(data: dict, section: str, origin: str) -> dict[str, InstanceSpec]:
@@ -371,14 +385,14 @@ def _yaml_scalar(text: str, where: str) -> Any:
 
 def _apply_override(schedule: Schedule, data: dict[str, Any], key: str, value: Any) -> None:
     where = f"--set {key}={value!r}"
-    if key == "round_to":
-        data["round_to"] = value
+    if key in GLOBAL_KEYS:
+        data[key] = value
         return
     instance, dot, arg = key.partition(".")
     instances = schedule.instances()
     if not dot or instance not in instances:
         raise ScheduleError(f"{where}: no instance {instance!r} in {schedule.source}: use one of "
-                            f"{', '.join(instances) or 'none'} (or round_to=<n>)")
+                            f"{', '.join(instances) or 'none'} (or round_to=<n>, cross_depth=true)")
     section, spec = instances[instance]
     component = _registries()[section].get(spec.class_name, f"{schedule.source}: {section}.{instance}")
     if arg in EPOCH_KEYS:
