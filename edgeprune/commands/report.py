@@ -107,6 +107,9 @@ def report(source: str, study_name: str | None, out_dir: Path | None, bin_width:
     if as_json:
         click.echo(paths.json.read_text())
     else:
+        headline = json.loads(paths.json.read_text())["best"]["headline"]
+        if headline:
+            click.echo(headline)
         click.echo(f"{len(trials)} trials; report: {paths.html}\n"
                    f"plots: {', '.join(p.name for p in paths.plots.values())}\n"
                    f"data: {paths.csv}, {paths.json}")

@@ -96,6 +96,7 @@ def sweep(settings: Settings, sweep_file: Path, n_trials: int | None, storage: s
     from pipeline.search.engine import best_trials, open_study, study_name_of
     from pipeline.search.mapping import check_mapping
     from pipeline.search.space import SearchSpace
+    from pipeline.report.analysis import describe
     from pipeline.search.storage import load_trials, open_storage
     from producer.sweep_loop import LoopSpec, run_loop, run_workers
 
@@ -134,5 +135,5 @@ def sweep(settings: Settings, sweep_file: Path, n_trials: int | None, storage: s
     click.echo(f"{len(records)} trials in study {name} ({redact_url(str(storage or out_dir))})")
     for record in best:
         shown = {o.name: record.metrics.get(o.name) for o in config.objectives}
-        click.echo(f"best: trial {record.number} {shown} params {record.params}")
+        click.echo(f"best: {describe(record)} (trial {record.number}) {shown}")
     click.echo(f"Note: {JPEG_NOTE}.")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from ..schedule import TEXT_ORIGIN, Override, Schedule, apply_overrides, parse_schedule, read_schedule, to_overrides
 from .base import PruningContext
 from .compression import check_schedule
+from .depths import fit_depth
 from .registry import CATALOG
 
 if TYPE_CHECKING:
@@ -44,7 +45,9 @@ def with_overrides(schedule: Schedule, overrides: Overrides, partial: bool = Fal
 def validate_schedule(schedule: Schedule, model: "nn.Module", example_input: "torch.Tensor | None" = None) -> None:
     """Check ``schedule`` against ``model`` (weights exist, structures are prunable, no overlaps).
 
-    Its fields are checked again first, so a Schedule built in code is held to the reader's rules.
+    Its fields are checked again first, so a Schedule built in code is held to the reader's rules;
+    with ``cross_depth``, names of blocks deeper than ``model`` are then left out.
     """
     checked = parse_schedule(schedule.to_dict(), CATALOG, schedule.source)
-    check_schedule(checked, PruningContext(model, example_input, origin=schedule.source))
+    fitted, _ = fit_depth(checked, model)
+    check_schedule(fitted, PruningContext(model, example_input, origin=schedule.source))

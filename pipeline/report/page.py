@@ -26,7 +26,9 @@ def _summary(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -
         _img(drawn, "counts", out_dir, "trial outcomes"),
     ]
     if best["number"] is not None:
-        parts.append(paragraph(f"Best model ({best['rule']}): trial #{best['number']}."))
+        parts.append(paragraph(f"Best model ({best['rule']}): trial #{best['number']}, "
+                               f"{best['model'] or 'model not recorded'}."))
+        parts.append(paragraph(best["headline"]))
         parts.append(table(["parameter", "value"], sorted(best["params"].items())))
     return section("Trials", *parts)
 
@@ -34,14 +36,14 @@ def _summary(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -
 def _pareto(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -> str:
     pareto = report["pareto"]
     front = set(pareto["front"])
-    rows = [(f"#{p['number']}", p["latency"], p["accuracy"], p["status"])
+    rows = [(f"#{p['number']}", p.get("model", ""), p["latency"], p["accuracy"], p["status"])
             for p in sorted(pareto["points"], key=lambda p: p["latency"]) if p["number"] in front]
     lat, acc = pareto["latency_metric"], pareto["accuracy_metric"]
     parts = [_img(drawn, "pareto", out_dir, "Pareto front"),
              paragraph(f"{len(pareto['points'])} trials have both {acc} and {lat}; "
                        f"{len(front)} lie on the front (no other trial is both faster and at "
                        "least as accurate)."),
-             table(["trial", f"{lat} (ms)", f"{acc} (%)", "status"], rows)]
+             table(["trial", "model", f"{lat} (ms)", f"{acc} (%)", "status"], rows)]
     if report["baselines"]:
         parts.append(table(["baseline", f"{lat} (ms)", f"{acc} (%)"],
                            [(b["name"], b["metrics"].get(lat), b["metrics"].get(acc))

@@ -16,7 +16,7 @@ import yaml
 SECTIONS = {"pruners": "pruner", "lr_schedulers": "lr_scheduler", "extensions": "extension"}
 #: Distiller sections edgeprune does not run.
 UNSUPPORTED_SECTIONS = ("regularizers", "quantizers")
-TOP_LEVEL_KEYS = ("version", *SECTIONS, "policies", "round_to")
+TOP_LEVEL_KEYS = ("version", *SECTIONS, "policies", "round_to", "cross_depth")
 EPOCH_KEYS = ("epochs", "starting_epoch", "ending_epoch", "frequency")
 TEXT_ORIGIN = "<schedule text>"
 
@@ -24,7 +24,8 @@ TEXT_ORIGIN = "<schedule text>"
 @dataclass(frozen=True)
 class Override:
     """One edit of a schedule: ``instance``'s ``key`` (an argument, ``class`` or a policy field
-    such as ``epochs``) set to ``value``; ``instance`` None sets a schedule-wide key (``round_to``).
+    such as ``epochs``) set to ``value``; ``instance`` None sets a schedule-wide key (``round_to``,
+    ``cross_depth``).
 
     ``str()`` gives the CLI's spelling ``<instance>.<key>=<value>``; the one parser back from
     text is ``pipeline.schedule.parse_override``.
@@ -125,6 +126,8 @@ class Schedule:
     policies: list[Policy]
     round_to: int | None = None
     source: str = field(default=TEXT_ORIGIN, compare=False)
+    #: Names of blocks deeper than the model are dropped and reported instead of refused.
+    cross_depth: bool = False
 
     def defaults(self) -> dict[str, Any]:
         """Schedule-wide argument defaults (``round_to``) for classes that take them."""
@@ -138,6 +141,8 @@ class Schedule:
         out: dict[str, Any] = {"version": self.version}
         if self.round_to is not None:
             out["round_to"] = self.round_to
+        if self.cross_depth:
+            out["cross_depth"] = True
         for section in SECTIONS:
             specs = getattr(self, section)
             if specs:

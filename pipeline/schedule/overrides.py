@@ -14,8 +14,8 @@ from ..errors import ScheduleError
 from ..yaml_input import safe_load
 from .model import Override
 
-#: Keys an override may set without naming an instance.
-SCHEDULE_WIDE_KEYS = ("round_to",)
+#: Schedule-wide keys an override sets without naming an instance (``--set round_to=8``).
+SCHEDULE_WIDE_KEYS = ("round_to", "cross_depth")
 
 
 def parse_override(text: str) -> Override:

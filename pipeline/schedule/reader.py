@@ -1,8 +1,9 @@
 """Distiller compression schedules read from YAML (a file or text), every field checked.
 
 A schedule is Distiller's YAML (``version``, ``pruners``, ``lr_schedulers``, ``extensions``,
-``policies``) plus one edgeprune key, a top-level ``round_to`` that is the default of every
-pruner's ``round_to`` argument. Classes and their arguments are checked against a ``Catalog``
+``policies``) plus two edgeprune keys: a top-level ``round_to`` that is the default of every
+pruner's ``round_to`` argument, and ``cross_depth: true``, which lets a schedule written for a deep
+ResNet prune a shallower one of its family (``pipeline.pruning.depths``). Classes and their arguments are checked against a ``Catalog``
 (``pipeline.pruning`` passes its registries: ``pipeline.pruning.load_schedule``). Each problem is
 one ``ScheduleError`` line that names the file, the key path and the fix.
 
@@ -71,7 +72,7 @@ def _apply_override(schedule: Schedule, data: dict[str, Any], override: Override
     instances = schedule.instances()
     if instance is None or instance not in instances:
         raise ScheduleError(f"{where}: no instance {instance or arg!r} in {schedule.source}: use one of "
-                            f"{', '.join(instances) or 'none'} (or round_to=<n>)")
+                            f"{', '.join(instances) or 'none'} (or round_to=<n>, cross_depth=true)")
     section, spec = instances[instance]
     component = catalog.section(section).get(spec.class_name, f"{schedule.source}: {section}.{instance}")
     if arg in EPOCH_KEYS:
@@ -128,6 +129,10 @@ def parse_schedule(data: Any, catalog: Catalog, origin: str = TEXT_ORIGIN, parti
     round_to = data.get("round_to")
     if round_to is not None:
         round_to = ArgSpec("round_to", "int", low=1, example=8).check(round_to, f"{origin}: round_to")
+    cross_depth = data.get("cross_depth", False)
+    if not isinstance(cross_depth, bool):
+        raise ScheduleError(f"{origin}: cross_depth={cross_depth!r} is not a boolean: write "
+                            "`cross_depth: true` (or leave it out)")
     sections = {section: _parse_section(data, section, origin, catalog.section(section), partial)
                 for section in SECTIONS}
     names: dict[str, str] = {}
@@ -142,7 +147,7 @@ def parse_schedule(data: Any, catalog: Catalog, origin: str = TEXT_ORIGIN, parti
         if not any(p.kind == "pruner" and p.instance == name for p in policies):
             log.warning("%s: pruners.%s is named by no policy and will not run", origin, name)
     return Schedule(1, sections["pruners"], sections["lr_schedulers"], sections["extensions"],
-                    policies, round_to, origin)
+                    policies, round_to, origin, cross_depth)
 
 
 def _parse_section(data: dict, section: str, origin: str, registry: Registry, partial: bool

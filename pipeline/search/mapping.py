@@ -2,8 +2,10 @@
 
 Instance names contain underscores themselves (``filter_pruner_70``), so a parameter is matched
 against the base schedule's instance names, longest first. A few names are reserved for run
-settings instead (``epochs``, ``lr``, ``precision``, ``kd_weight``, ``kd_temperature``), and
-``edgeprune`` holds our extension.
+settings instead (``model``, ``epochs``, ``lr``, ``precision``, ``kd_weight``, ``kd_temperature``),
+and ``edgeprune`` holds our extension. ``model`` searches the pretrained network itself
+(``resnet20_cifar`` ... ``resnet56_cifar``): the base schedule must fit every depth named, which
+``cross_depth: true`` lets one ResNet56 schedule do (``pipeline.pruning.depths``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .config import EXTENSION_PARAM, ParamSpec
 from .space import UNBOUNDED, extreme_values
 
 #: Sweep parameters that set the run rather than the schedule, with their type.
-RUN_SETTINGS: dict[str, type] = {"epochs": int, "lr": float, "precision": str, "kd_weight": float,
+RUN_SETTINGS: dict[str, type] = {"model": str, "epochs": int, "lr": float, "precision": str, "kd_weight": float,
                                   "kd_temperature": float}
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "auto")
 
@@ -33,7 +35,7 @@ class MappedParams:
 
     #: Schedule edits, for ``RunConfig.overrides``.
     overrides: list[Override] = field(default_factory=list)
-    #: ``epochs``, ``lr``, ``precision``, ``kd_weight``, ``kd_temperature`` when the sweep sets them.
+    #: ``model``, ``epochs``, ``lr``, ``precision``, ``kd_weight``, ``kd_temperature`` when the sweep sets them.
     run_settings: dict[str, Any] = field(default_factory=dict)
     #: The parameters as given (extension removed), for ``RunConfig.params`` and the trial record.
     params: dict[str, Any] = field(default_factory=dict)
@@ -98,14 +100,15 @@ def _override_target(base: Schedule, name: str) -> tuple[str | None, str] | None
         f"{', '.join((*RUN_SETTINGS, *SCHEDULE_WIDE_KEYS))}")
 
 
-def check_mapping(parameters: Mapping[str, ParamSpec], base_schedule: Path | str | Mapping[str, Any] | Schedule
-                  ) -> Schedule:
+def check_mapping(parameters: Mapping[str, ParamSpec], base_schedule: Path | str | Mapping[str, Any] | Schedule,
+                  shortcut: str = "A") -> Schedule:
     """Load-time check of a sweep against its base schedule; returns the base (holes and all).
 
     Every parameter must map somewhere, its extreme values (``space.extreme_values``: also those
     a normal or log-normal reaches) must give a valid schedule or run setting (so a misspelt key,
     an impossible sparsity or a normal lr that goes negative fails now, not in trial 17), and
-    every key the base leaves empty must be set by the sweep.
+    every key the base leaves empty must be set by the sweep. When the sweep searches ``model``,
+    the base schedule is also validated against each model named (with ``shortcut``).
     """
     from pipeline.pruning import with_overrides
 
@@ -142,7 +145,24 @@ def check_mapping(parameters: Mapping[str, ParamSpec], base_schedule: Path | str
                 raise _unbounded(specs[target], SweepError(
                     f"sweep parameter {name}={value!r} does not fit {base.source} ({exc}): "
                     "change the parameter's range or name")) from None
+    if "model" in parameters:
+        at_first = with_overrides(base, [Override(*t, v) for t, v in first.items()])
+        _check_models(extreme_values(parameters["model"]), at_first, base.source, shortcut)
     return base
+
+
+def _check_models(models: list[Any], schedule: Schedule, where: str, shortcut: str) -> None:
+    """The base schedule validated against every model the sweep may pick."""
+    from pipeline.models import create_model
+    from pipeline.pruning import validate_schedule
+
+    for name in models:
+        try:
+            validate_schedule(schedule, create_model(str(name), shortcut=shortcut))
+        except ScheduleError as exc:
+            raise SweepError(f"sweep parameter model={name!r} does not fit {where} ({exc}): add "
+                             "`cross_depth: true` to a schedule written for a deeper model, or drop "
+                             "the value") from None
 
 
 def _unbounded(spec: ParamSpec, error: SweepError) -> SweepError:
@@ -162,13 +182,21 @@ def _run_setting(name: str, value: Any) -> Any:
         converted = None
     if converted is None or (kind is int and converted != value) or \
             (name == "precision" and converted not in PRECISIONS) or \
+            (name == "model" and converted not in _model_names()) or \
             (name in ("epochs", "lr") and converted < 0) or \
             (name == "kd_weight" and not 0 <= converted <= 1) or (name == "kd_temperature" and converted <= 0):
-        fix = {"epochs": "a whole number >= 0", "lr": "a positive number such as 0.01",
+        fix = {"model": f"one of {', '.join(_model_names())}", "epochs": "a whole number >= 0", "lr": "a positive number such as 0.01",
                "precision": f"one of {', '.join(PRECISIONS)}", "kd_weight": "a number in [0, 1] such as 0.7",
                "kd_temperature": "a positive number such as 4"}[name]
         raise SweepError(f"sweep parameter {name}={value!r} is not valid: use {fix}")
     return converted
+
+
+def _model_names() -> tuple[str, ...]:
+    # Imported here: pipeline.models imports torch, which the mapping does not need otherwise.
+    from pipeline.models import MODEL_NAMES
+
+    return MODEL_NAMES
 
 
 def _parse(raw: Any) -> Any:

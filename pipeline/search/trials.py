@@ -17,12 +17,16 @@ from .mapping import load_base_schedule, map_params
 
 def run_config_for(base: RunConfig, params: dict[str, Any],
                    schedule: Schedule | None = None) -> RunConfig:
-    """``base`` with the trial's parameters applied (schedule overrides, epochs, lr, precision, kd_*)."""
+    """``base`` with the trial's parameters applied (schedule overrides, model, epochs, lr,
+    precision, kd_*). A ``model`` other than the base's takes its own pretrained checkpoint
+    (``checkpoint=None``: ``default_checkpoint(model, settings)``), not the base's."""
     mapped = map_params(params, schedule or load_base_schedule(base.schedule))
     settings = mapped.run_settings
     target = dataclasses.replace(base.target, precision=settings.get("precision", base.target.precision))
-    # The other run settings (epochs, lr, kd_weight, kd_temperature) are RunConfig fields by name.
+    # The other run settings (model, epochs, lr, kd_weight, kd_temperature) are RunConfig fields by name.
     fields = {k: v for k, v in settings.items() if k != "precision"}
+    if fields.get("model", base.model) != base.model:
+        fields["checkpoint"] = None
     return dataclasses.replace(base, overrides=mapped.overrides, target=target, params=mapped.params,
                                **fields)
 
