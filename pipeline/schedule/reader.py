@@ -3,9 +3,9 @@
 A schedule is Distiller's YAML (``version``, ``pruners``, ``lr_schedulers``, ``extensions``,
 ``policies``) plus two edgeprune keys: a top-level ``round_to`` that is the default of every
 pruner's ``round_to`` argument, and ``cross_depth: true``, which lets a schedule written for a deep
-ResNet prune a shallower one of its family (``pipeline.pruning.depths``). Classes and their arguments are checked against a ``Catalog``
-(``pipeline.pruning`` passes its registries: ``pipeline.pruning.load_schedule``). Each problem is
-one ``ScheduleError`` line that names the file, the key path and the fix.
+ResNet prune a shallower one of its family (``pipeline.pruning.depths``). Classes and their
+arguments are checked against a ``Catalog`` (``pipeline.pruning.load_schedule`` passes the pruning
+registries). Each problem is one ``ScheduleError`` line that names the file, the key path and the fix.
 
 Policies fire at ``epochs: [..]`` or at ``range(starting_epoch, ending_epoch, frequency)``
 (Distiller's rule: the ending epoch is excluded).
