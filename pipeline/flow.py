@@ -31,10 +31,11 @@ from .errors import UserError
 from .files import atomic_write_text
 from .messages import ArtifactRef, Job, ModelFacts, Result, Target
 from .models import count_macs_params, create_model, default_checkpoint, load_checkpoint
-from .pruning import CompressionScheduler, PruneReport, arch_signature, prune_one_shot
+from .pruning import (CompressionScheduler, PruneReport, arch_signature, load_schedule, prune_one_shot,
+                      validate_schedule)
 from .pruning.coverage import PolicyCoverage, policy_coverage, warn_uncovered
 from .pruning.sparsity import SparsityReport, measure_sparsity, weight_shapes
-from .schedule import Schedule, load_schedule
+from .schedule import Override, Schedule, to_overrides
 from .settings import Settings
 from .status import TrialStatus
 from .training import Accuracy, TrainConfig, evaluate, train
@@ -60,7 +61,8 @@ class RunConfig:
     """Everything one prune-retrain-export run needs besides the settings."""
 
     schedule: Path | str
-    overrides: Sequence[str] | Mapping[str, Any] = ()
+    #: Schedule edits; ``--set`` strings or a ``{"<instance>.<key>": value}`` mapping are converted on load.
+    overrides: Sequence[Override | str] | Mapping[str, Any] = ()
     model: str = "resnet56_cifar"
     shortcut: str = "A"
     #: None: the pretrained checkpoint for ``model`` in the settings' models folder.
@@ -161,7 +163,7 @@ def load_model(config: RunConfig, settings: Settings, num_classes: int = 10) -> 
 def read_schedule(config: RunConfig, model: torch.nn.Module) -> Schedule:
     """The run's schedule with its overrides applied, validated against ``model``."""
     schedule = load_schedule(config.schedule, config.overrides)
-    schedule.validate(model)
+    validate_schedule(schedule, model)
     return schedule
 
 
@@ -401,8 +403,7 @@ def result_record(produced: Produced, result: Result | None, pending_job: str = 
         "model": config.model,
         "shortcut": config.shortcut,
         "schedule": str(config.schedule) if isinstance(config.schedule, Path) else "<text>",
-        "overrides": list(config.overrides) if not isinstance(config.overrides, Mapping)
-        else dict(config.overrides),
+        "overrides": [str(o) for o in to_overrides(config.overrides)],
         "params": config.params,
         "epochs": config.epochs,
         "lr": config.lr,

@@ -15,10 +15,10 @@ from edgeprune.cli import cli
 from pipeline.errors import ScheduleError, SweepError
 from pipeline.flow import RunConfig, produce
 from pipeline.models import create_model, default_checkpoint, load_checkpoint
-from pipeline.pruning import prune_one_shot
+from pipeline.pruning import load_schedule, prune_one_shot, validate_schedule
 from pipeline.pruning.depths import ABSENT_NOTE
 from pipeline.report import build_report
-from pipeline.schedule import load_schedule
+from pipeline.schedule import Override
 from pipeline.search.config import load_sweep
 from pipeline.search.mapping import check_mapping, map_params
 from pipeline.search.storage import load_trials
@@ -57,7 +57,7 @@ def test_model_parameter_sets_the_run_model_and_its_checkpoint(checkpoint_resnet
     assert config.model == "resnet32_cifar" and config.params["model"] == "resnet32_cifar"
     # Another network: its own pretrained checkpoint (default_checkpoint), not the base's.
     assert config.checkpoint is None
-    assert config.overrides == ["block_pruner.desired_sparsity=0.5"]
+    assert config.overrides == [Override("block_pruner", "desired_sparsity", 0.5)]
     same = run_config_for(base, {"model": "resnet56_cifar"})
     assert same.model == "resnet56_cifar" and same.checkpoint == checkpoint_resnet56
     with pytest.raises(SweepError, match=r"model='resnet99_cifar' is not valid: use one of resnet20_cifar"):
@@ -82,7 +82,7 @@ def test_cross_depth_schedule_prunes_a_shallower_model(model: str, blocks_per_st
     schedule = load_schedule(FAMILY, FAST_BLOCKS)
     network = create_model(model)
     load_checkpoint(network, default_checkpoint(model, settings))
-    schedule.validate(network)
+    validate_schedule(schedule, network)
     report = prune_one_shot(network, schedule)
     # floor(0.34 x the removable blocks the model has): 7 on ResNet20, 13 on ResNet32.
     assert len(report.blocks_removed) == removed
@@ -107,11 +107,11 @@ def test_cross_depth_still_refuses_a_typo_with_one_line() -> None:
     for right, wrong in typos:
         assert right in text
         with pytest.raises(ScheduleError, match=wrong.rstrip("]")) as error:
-            load_schedule(text.replace(right, wrong)).validate(create_model("resnet20_cifar"))
+            validate_schedule(load_schedule(text.replace(right, wrong)), create_model("resnet20_cifar"))
         assert "\n" not in str(error.value)
     # Without cross_depth every name must exist, as in Distiller.
     with pytest.raises(ScheduleError, match="layer1.3"):
-        load_schedule(RESNET56_ONLY).validate(create_model("resnet20_cifar"))
+        validate_schedule(load_schedule(RESNET56_ONLY), create_model("resnet20_cifar"))
     with pytest.raises(ScheduleError, match="cross_depth='yes' is not a boolean"):
         load_schedule(text.replace("cross_depth: true", "cross_depth: 'yes'"))
 
