@@ -9,19 +9,24 @@
 # the consumer container once mid-job, restarts the Redis container once, and ends by reading
 # the results back: "N/N results stored, 0 lost, 0 duplicated". Exit 0 only then.
 #
-# Environment: TRIALS (8), REDIS_PORT (6390; the host's own Redis keeps 6379), SHARED_DIR
+# Environment: TRIALS (8), REDIS_PORT (6390; the host's own Redis keeps 6379), WHEELS_PORT (8790:
+# docker/wheels/ served to the build on 127.0.0.1), SHARED_DIR
 # (../shared beside the repository, mounted read-only), BASE_IMAGE (local/debian:bookworm, made
 # with debootstrap when missing), DOCKER_HOST (a reachable daemon is used as it is; else a
-# private dockerd is started and stopped at the end), SMOKE_TIMEOUT (1800 s for the run),
-# SMOKE_MIN_FREE_GB (70: free disk the private daemon's vfs storage needs).
+# private dockerd is started and stopped at the end), PYTHON (whose installed versions the images
+# get: the repository's .venv when there is one, else python3), SMOKE_TIMEOUT (1800 s for the run),
+# SMOKE_MIN_FREE_GB (35: free disk the private daemon's vfs storage needs).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TRIALS=${TRIALS:-8}
 REDIS_PORT=${REDIS_PORT:-6390}
+WHEELS_PORT=${WHEELS_PORT:-8790}
 BASE_IMAGE=${BASE_IMAGE:-local/debian:bookworm}
 SHARED_DIR=${SHARED_DIR:-$REPO/../shared}
 SMOKE_TIMEOUT=${SMOKE_TIMEOUT:-1800}
+# The interpreter whose installed packages pin the images' dependencies (the tested versions).
+PYTHON=${PYTHON:-$( [ -x "$REPO/.venv/bin/python" ] && echo "$REPO/.venv/bin/python" || echo python3)}
 PROJECT=edgeprune-smoke
 PREFIX=edgeprune-smoke
 PRODUCERS=4
@@ -32,15 +37,26 @@ WORK=$(mktemp -d /tmp/edgeprune-smoke.XXXXXX)
 started_daemon=0
 had_run_docker=0
 compose_up=0
+wheels_server=
 
 log() { printf '[smoke %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 fail() { printf 'Error: %s\n' "$*" >&2; exit 2; }
 
 compose() {
     # Debian's docker-compose 1.29 predates the Compose Spec's top-level `name:`: it reads a copy
-    # without it, with paths resolved from docker/ as for the published file.
-    docker-compose --project-name "$PROJECT" --project-directory "$REPO/docker" --env-file "$WORK/smoke.env" \
+    # without it (write_compose_inputs), with paths resolved from docker/ as for the published file.
+    # vfs copies the image's whole tree to create or remove a container: a minute or more each
+    # under load, past docker-compose's default 60 s API timeout.
+    COMPOSE_HTTP_TIMEOUT=${COMPOSE_HTTP_TIMEOUT:-900} docker-compose --project-name "$PROJECT" --project-directory "$REPO/docker" --env-file "$WORK/smoke.env" \
         -f "$WORK/docker-compose.yml" -f "$REPO/docker/docker-compose.local.yml" "$@"
+}
+
+remove_project() {
+    # compose down, then whatever it left (a timed-out removal, an interrupted earlier run), by
+    # the project label compose puts on its containers and volumes.
+    compose down --volumes --remove-orphans --timeout 10 >>"$WORK/down.log" 2>&1
+    docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" | xargs -r docker rm -f -v >/dev/null
+    docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT" | xargs -r docker volume rm >/dev/null
 }
 
 container_of() { compose ps -q "$1" | head -n 1; }
@@ -48,9 +64,12 @@ container_of() { compose ps -q "$1" | head -n 1; }
 cleanup() {
     local rc=$?
     set +e
+    [ -n "$wheels_server" ] && kill "$wheels_server" 2>/dev/null
     if [ "$compose_up" = 1 ]; then
+        # The agents' last words, before their containers go.
+        [ "$rc" = 0 ] || compose logs --no-color --tail 25 producer consumer >&2
         log "removing the smoke's containers and volumes"
-        compose down --volumes --remove-orphans --timeout 10 >/dev/null 2>&1
+        remove_project
     fi
     if [ "$started_daemon" = 1 ]; then
         log "stopping the private dockerd"
@@ -87,11 +106,11 @@ start_daemon() {
         return
     fi
     command -v dockerd >/dev/null || fail "no Docker daemon reachable and no dockerd: apt-get install docker.io"
-    # vfs copies the whole file tree for every build step: the two agent images took ~50 GB here.
+    # vfs copies the whole tree for every container: the run peaked at 25 GB here (docs/docker.md).
     local free_gb
     free_gb=$(df --output=avail -BG /var/lib | tail -n 1 | tr -dc 0-9)
-    [ "$free_gb" -ge "${SMOKE_MIN_FREE_GB:-70}" ] \
-        || fail "only ${free_gb} GB free under /var/lib: the vfs build needs ${SMOKE_MIN_FREE_GB:-70} GB (SMOKE_MIN_FREE_GB)"
+    [ "$free_gb" -ge "${SMOKE_MIN_FREE_GB:-35}" ] \
+        || fail "only ${free_gb} GB free under /var/lib: the vfs build needs ${SMOKE_MIN_FREE_GB:-35} GB (SMOKE_MIN_FREE_GB)"
     export DOCKER_HOST=unix:///run/$PRIVATE.sock
     [ -e /run/docker ] && had_run_docker=1
     log "starting a private dockerd on $DOCKER_HOST (vfs storage in /var/lib/$PRIVATE)"
@@ -126,34 +145,83 @@ ensure_base_image() {
 }
 
 fill_wheels() {
-    # Every dependency as a wheel in the build context, so the build reaches no package index
+    # Every dependency as a wheel in docker/wheels/, so the build reaches no package index
     # (WHEELS_ONLY=1): the host's CPU torch wheel (PyPI's is the CUDA build), then the rest as
     # the images' own Python resolves it (its markers differ from the host's), at the versions
-    # installed and tested on this host.
-    local torch_version
+    # installed and tested on this host. Skipped when the last collection had the same inputs.
+    local torch_version stamp
     torch_version=$(sed -n 's/^ARG TORCH_VERSION=//p' "$REPO/docker/Dockerfile")
-    log "collecting wheels into docker/wheels/ (torch $torch_version from the host)"
-    python3 -m pip download --no-deps --dest "$WHEELS" "torch==$torch_version" >"$WORK/wheels.log" 2>&1 \
-        || { tail -n 20 "$WORK/wheels.log" >&2; fail "pip download torch failed (log above)"; }
-    python3 -m pip list --format=freeze --exclude-editable >"$WORK/constraints.txt"
+    "$PYTHON" -m pip list --format=freeze --exclude-editable >"$WORK/constraints.txt"
     python3 -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' \
         "$REPO/pyproject.toml" >"$WORK/requirements.txt"
-    docker build --quiet --network host --target venv --build-arg BASE_IMAGE="$BASE_IMAGE" \
-        -t "$PROJECT-venv" - <"$REPO/docker/Dockerfile" >/dev/null
-    # The host's CA bundle: package registries are reached as the host reaches them.
-    docker run --rm --network host -e PIP_CERT=/run/host-ca.crt \
+    stamp=$(cat "$WORK/constraints.txt" "$WORK/requirements.txt" <(echo "$torch_version") \
+        <(docker image inspect -f '{{.Id}}' "$BASE_IMAGE") | sha256sum | cut -d' ' -f1)
+    if [ "$(cat "$WHEELS/.collected" 2>/dev/null)" = "$stamp" ]; then
+        log "wheels in docker/wheels/ are up to date"
+        return
+    fi
+    local started=$SECONDS
+    log "collecting wheels into docker/wheels/ (torch $torch_version from the host)"
+    "$PYTHON" -m pip download --no-deps --dest "$WHEELS" "torch==$torch_version" >"$WORK/wheels.log" 2>&1 \
+        || { tail -n 20 "$WORK/wheels.log" >&2; fail "pip download torch failed (log above)"; }
+    # A throw-away container of the base image with its own python3-venv; the host's CA bundle:
+    # package registries are reached as the host reaches them.
+    docker run --rm --network host -e PIP_CERT=/run/host-ca.crt -e DEBIAN_FRONTEND=noninteractive \
         -v "${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}:/run/host-ca.crt:ro" -v "$WHEELS:/wheels" \
         -v "$WORK/constraints.txt:/run/constraints.txt:ro" -v "$WORK/requirements.txt:/run/requirements.txt:ro" \
-        "$PROJECT-venv" /opt/venv/bin/pip download --dest /wheels --find-links /wheels --only-binary=:all: \
-        --constraint /run/constraints.txt --requirement /run/requirements.txt "setuptools>=68" wheel \
+        "$BASE_IMAGE" sh -ec 'apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+            python3 -m venv /tmp/venv
+            /tmp/venv/bin/pip download --dest /wheels --find-links /wheels --only-binary=:all: \
+                --constraint /run/constraints.txt --requirement /run/requirements.txt "setuptools>=68" wheel' \
         >>"$WORK/wheels.log" 2>&1 || { tail -n 20 "$WORK/wheels.log" >&2; fail "pip download failed (log above)"; }
+    echo "$stamp" >"$WHEELS/.collected"
+    log "wheels collected in $((SECONDS - started)) s: $(du -sh "$WHEELS" | cut -f1) in docker/wheels/"
+}
+
+pick_builder() {
+    # BuildKit writes no layer for ENV, USER, VOLUME or CMD; the classic builder runs a container
+    # for each, which on vfs copies the whole ~2 GB tree two or three times. Docker CLIs before 23
+    # have BuildKit built in (Debian's docker.io); later ones need the buildx plugin.
+    if docker buildx version >/dev/null 2>&1; then
+        BUILD=(docker buildx build --load)
+        return
+    fi
+    local cli major
+    for cli in $(type -ap docker); do
+        major=$("$cli" version --format '{{.Client.Version}}' 2>/dev/null | cut -d. -f1)
+        if [ -n "$major" ] && [ "$major" -lt 23 ]; then
+            BUILD=(env DOCKER_BUILDKIT=1 BUILDKIT_PROGRESS=plain "$cli" build)
+            return
+        fi
+    done
+    log "no BuildKit client (docker buildx, or a docker CLI before 23): the classic builder is slow on vfs"
+    BUILD=(env DOCKER_BUILDKIT=0 docker build)
+}
+
+serve_wheels() {
+    # docker/wheels/ over HTTP on loopback for the build's pip (--find-links): read, not copied
+    # into a layer. The build runs with host networking, so 127.0.0.1 is this host. A fixed port:
+    # the URL is a build argument, and a new one would invalidate the install step's cache.
+    python3 -c 'import socket, sys; socket.create_server(("127.0.0.1", int(sys.argv[1])))' "$WHEELS_PORT" 2>/dev/null \
+        || fail "port $WHEELS_PORT on 127.0.0.1 is taken: set WHEELS_PORT to a free one"
+    python3 -m http.server "$WHEELS_PORT" --bind 127.0.0.1 --directory "$WHEELS" >"$WORK/wheels-http.log" 2>&1 &
+    wheels_server=$!
+    WHEELS_URL=http://127.0.0.1:$WHEELS_PORT/
+    for _ in $(seq 20); do
+        python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1])' "$WHEELS_URL" 2>/dev/null && return
+        sleep 0.5
+    done
+    fail "the wheel server on $WHEELS_URL did not answer"
 }
 
 write_compose_inputs() {
-    sed '/^name:/d' "$REPO/docker/docker-compose.yml" >"$WORK/docker-compose.yml"
+    # Nor can an override drop a list: Redis's published port goes here, as host networking
+    # admits no port bindings (Redis listens on 127.0.0.1:$REDIS_PORT itself).
+    sed -e '/^name:/d' -e '/^    ports:$/,/^      - /d' "$REPO/docker/docker-compose.yml" >"$WORK/docker-compose.yml"
     local password
     password=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
     # The study (a journal file) and every trial's folder live in the producers' shared runs volume.
+    # The agents' build arguments are build_images' own; only Redis's base is read from here.
     cat >"$WORK/smoke.env" <<EOF
 REDIS_PASSWORD=$password
 REDIS_PORT=$REDIS_PORT
@@ -170,20 +238,41 @@ PRECISION=fp32
 VISIBILITY_TIMEOUT=15
 MAX_ATTEMPTS=3
 CONSUMER_ARGS=--fast --prefix $PREFIX
-PRODUCER_BASE_IMAGE=$BASE_IMAGE
 CONSUMER_BASE_IMAGE=$BASE_IMAGE
-TORCH_INDEX=https://download.pytorch.org/whl/cpu
-WHEELS_ONLY=1
-INTEL_GPU=0
 EOF
 }
 
 build_images() {
-    local started=$SECONDS
-    log "building the images (one at a time)"
-    compose build >"$WORK/build.log" 2>&1 || { tail -n 30 "$WORK/build.log" >&2; fail "image build failed (log above)"; }
+    # Both agent targets share every filesystem layer (they add metadata only): the first build
+    # makes them, the second only tags. The same build arguments for both keep it so.
+    local started=$SECONDS target step
+    pick_builder
+    serve_wheels
+    log "building the images (${BUILD[*]})"
+    for target in consumer producer; do
+        step=$SECONDS
+        "${BUILD[@]}" --network host -f "$REPO/docker/Dockerfile" --target "$target" \
+            --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg WHEELS_URL="$WHEELS_URL" --build-arg WHEELS_ONLY=1 \
+            -t "edgeprune-$target:local" "$REPO" >>"$WORK/build.log" 2>&1 \
+            || { tail -n 30 "$WORK/build.log" >&2; fail "the $target image build failed (log above)"; }
+        log "$target image built in $((SECONDS - step)) s"
+    done
+    step=$SECONDS
+    "${BUILD[@]}" --network host --build-arg BASE_IMAGE="$BASE_IMAGE" -t edgeprune-redis:local "$REPO/docker/redis" \
+        >>"$WORK/build.log" 2>&1 || { tail -n 30 "$WORK/build.log" >&2; fail "the Redis image build failed (log above)"; }
+    log "Redis image built in $((SECONDS - step)) s"
+    kill "$wheels_server"
+    wait "$wheels_server" 2>/dev/null || true  # 143: it ended by the SIGTERM just sent
+    wheels_server=
     log "images built in $((SECONDS - started)) s"
-    docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E "^($PROJECT|edgeprune-redis|${BASE_IMAGE%%:*})" >&2 || true
+    storage_used
+    docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E "^(edgeprune-|${BASE_IMAGE%%:*})" >&2 || true
+}
+
+storage_used() {
+    # The private daemon's vfs storage (unknown for another daemon's).
+    [ "$started_daemon" = 1 ] && log "vfs storage used: $(du -sh "/var/lib/$PRIVATE" | cut -f1)"
+    return 0
 }
 
 queue_status() {
@@ -207,14 +296,20 @@ wait_until() {
     fail "timed out waiting for $what"
 }
 
-producer_states() { for c in $(compose ps -q producer); do docker inspect -f "{{.State.$1}}" "$c"; done; }
+# The producer containers, listed once after `up`: compose's own listing can come back empty
+# while the Redis container restarts, which read as "every producer finished".
+producers=()
+producer_states() { docker inspect -f "{{.State.$1}}" "${producers[@]}"; }
 
 run_smoke() {
-    local started=$SECONDS consumer
+    local started=$SECONDS consumer states
     log "starting Redis, $PRODUCERS producers and 1 consumer ($TRIALS trials)"
     compose_up=1
+    remove_project || true
     compose up -d --no-build --scale producer="$PRODUCERS" >"$WORK/up.log" 2>&1 \
         || { tail -n 20 "$WORK/up.log" >&2; fail "compose up failed (log above)"; }
+    mapfile -t producers < <(compose ps -q producer)
+    [ "${#producers[@]}" = "$PRODUCERS" ] || fail "compose started ${#producers[@]} producers, not $PRODUCERS"
 
     wait_until "the consumer to take a job" in_flight 1
     consumer=$(container_of consumer)
@@ -228,11 +323,12 @@ run_smoke() {
     docker restart "$(container_of redis)" >/dev/null
 
     local deadline=$((SECONDS + SMOKE_TIMEOUT))
-    while producer_states Running | grep -qx true; do
+    while ! states=$(producer_states Running) || grep -qx true <<<"$states"; do
         [ "$SECONDS" -lt "$deadline" ] || fail "the producers did not finish within $SMOKE_TIMEOUT s"
         sleep 2
     done
-    log "producers finished in $((SECONDS - started)) s"
+    log "producers finished in $((SECONDS - started)) s; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    storage_used
     compose logs --no-color producer | grep -E "ran [0-9]+ trial" >&2 || true
 }
 

@@ -71,6 +71,17 @@ def stages(dockerfile: Path) -> dict[str, str]:
     return found
 
 
+def instructions(stage: str) -> list[tuple[str, str]]:
+    """A stage's (KEYWORD, arguments), continuation lines joined and comments dropped."""
+    joined = re.sub(r"\\\n", " ", "\n".join(line for line in stage.splitlines() if not line.lstrip().startswith("#")))
+    return [(line.split()[0].upper(), line.partition(" ")[2]) for line in joined.splitlines() if line.strip()]
+
+
+def parents() -> dict[str, str]:
+    """Each named stage's FROM image."""
+    return dict((name, image) for image, name in re.findall(r"^FROM (\S+) AS (\w+)$", DOCKERFILE.read_text(), flags=re.M))
+
+
 def interpolate(text: str, env: dict[str, str]) -> str:
     """Compose's ${VAR}, ${VAR:-default}, ${VAR:?error} substitution ($$ is a literal $)."""
     return VARIABLE.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), text).replace("$$", "$")
@@ -176,14 +187,57 @@ def test_agent_images_run_as_a_user_other_than_root(target):
     assert redis_users == ["redis"]
 
 
-def test_wheels_reach_the_build_context_but_not_git():
+METADATA = {"ARG", "ENV", "WORKDIR", "ENTRYPOINT", "USER", "VOLUME", "CMD"}
+
+
+def test_the_agent_stage_has_one_big_step_after_every_copy():
+    """vfs copies the whole tree for every filesystem step: one RUN, the COPYs before it, metadata after."""
+    steps = instructions(stages(DOCKERFILE)["agent"])
+    keywords = [keyword for keyword, _ in steps]
+    assert keywords.count("RUN") == 1
+    run = keywords.index("RUN")
+    assert {k for k in keywords[:run] if k not in METADATA} == {"COPY"}
+    assert set(keywords[run + 1:]) <= METADATA - {"ARG"}
+    script = steps[run][1]
+    # python3, its venv, torch, edgeprune, the non-root user and the optional Intel runtime at once.
+    for part in ("apt-get install", "python3-venv", "$INTEL_GPU", "intel-opencl-icd", "python3 -m venv",
+                 '"torch==${TORCH_VERSION}"', "pip install $wheels $rest_from /src", "useradd", "chown edgeprune"):
+        assert part in script, part
+
+
+@pytest.mark.parametrize("target", ["producer", "consumer"])
+def test_agent_targets_add_metadata_only_to_the_shared_stage(target):
+    assert parents()[target] == "agent"
+    assert {keyword for keyword, _ in instructions(stages(DOCKERFILE)[target])} <= {"USER", "VOLUME", "CMD"}
+
+
+def test_wheels_are_served_to_the_build_never_copied_or_committed():
     ignored = subprocess.run(["git", "check-ignore", "-q", "docker/wheels/torch-2.13.0+cpu-cp311.whl"],
                              cwd=REPO).returncode
     kept = subprocess.run(["git", "check-ignore", "-q", "docker/wheels/README.md"], cwd=REPO).returncode
     assert (ignored, kept) == (0, 1)
     dockerignore = [line for line in (REPO / ".dockerignore").read_text().splitlines() if not line.startswith("#")]
-    assert ".git" in dockerignore and not any(p.startswith("docker") and "wheels" in p for p in dockerignore)
-    assert "COPY docker/wheels/ /wheels/" in DOCKERFILE.read_text()
+    assert ".git" in dockerignore and "docker/wheels" in dockerignore
+    text = DOCKERFILE.read_text()
+    assert "wheels" not in " ".join(args for keyword, args in instructions(text) if keyword == "COPY")
+    assert "${WHEELS_URL:+--find-links $WHEELS_URL}" in text
+    script = SMOKE.read_text()
+    assert "python3 -m http.server" in script and "--bind 127.0.0.1" in script
+    assert '--build-arg WHEELS_URL="$WHEELS_URL" --build-arg WHEELS_ONLY=1' in script
+
+
+def test_the_smoke_builds_the_images_the_local_override_runs(compose):
+    local = load(LOCAL)["services"]
+    script = SMOKE.read_text()
+    assert '-t "edgeprune-$target:local"' in script and "for target in consumer producer" in script
+    assert "-t edgeprune-redis:local" in script
+    for service in ("producer", "consumer", "redis"):
+        assert local[service]["image"] == f"edgeprune-{service}:local"
+    # Equal build arguments for both agents (base aside) let one build serve both targets.
+    producer, consumer = (dict(compose["services"][s]["build"]["args"]) for s in ("producer", "consumer"))
+    consumer.pop("INTEL_GPU")
+    assert set(producer) == set(consumer) and producer.pop("BASE_IMAGE") and consumer.pop("BASE_IMAGE")
+    assert producer == consumer
 
 
 @pytest.mark.parametrize("env", ["example", "smoke"])
@@ -235,7 +289,7 @@ def test_local_override_keeps_all_traffic_on_loopback_with_its_own_redis_port(lo
 def test_smoke_environment_sets_only_documented_variables_and_a_valid_sweep():
     env = smoke_env()
     assert set(env) <= set(env_example())
-    assert env["DATA_FILE"] == "cifar10-jpeg-mini.tar.gz" and env["WHEELS_ONLY"] == "1"
+    assert env["DATA_FILE"] == "cifar10-jpeg-mini.tar.gz"
     argv = shlex.split(env["PRODUCER_ARGS"])
     sweep = argv[argv.index("--sweep") + 1]
     assert sweep.startswith("smoke/") and "./smoke:/app/smoke:ro" in load(LOCAL)["services"]["producer"]["volumes"]
@@ -251,8 +305,11 @@ def test_smoke_script_parses():
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="Debian's docker-compose not installed")
 def test_docker_compose_1_29_accepts_the_files_the_smoke_run_gives_it(tmp_path):
-    """What local-smoke.sh runs: the published file less `name:`, plus the loopback override."""
-    (tmp_path / "docker-compose.yml").write_text(re.sub(r"^name:.*\n", "", COMPOSE.read_text(), flags=re.M))
+    """What local-smoke.sh runs: the published file less `name:` and Redis's ports, plus the loopback override."""
+    assert "sed -e '/^name:/d' -e '/^    ports:$/,/^      - /d'" in SMOKE.read_text()
+    copy = re.sub(r"^name:.*\n", "", COMPOSE.read_text(), flags=re.M)
+    copy = re.sub(r"^    ports:\n      - .*\n", "", copy, flags=re.M)
+    (tmp_path / "docker-compose.yml").write_text(copy)
     (tmp_path / "smoke.env").write_text("".join(f"{k}={v}\n" for k, v in smoke_env().items()))
     done = subprocess.run(["docker-compose", "--project-directory", str(DOCKER), "--env-file",
                            str(tmp_path / "smoke.env"), "-f", str(tmp_path / "docker-compose.yml"),
@@ -260,3 +317,5 @@ def test_docker_compose_1_29_accepts_the_files_the_smoke_run_gives_it(tmp_path):
     assert done.returncode == 0, done.stderr
     merged = yaml.safe_load(done.stdout)
     assert {s["network_mode"] for s in merged["services"].values()} == {"host"}
+    # Host networking admits no port bindings (docker-py refuses them at `up`, not at `config`).
+    assert not any("ports" in s for s in merged["services"].values())
