@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import shutil
 import sys
-import textwrap
 from typing import Any, Mapping, Sequence, TextIO
 
 from pipeline.measure.noise import flag_cell
@@ -64,9 +63,21 @@ def short_names(names: Sequence[str], room: int) -> dict[str, str]:
     return shown
 
 
+def pack(entries: Sequence[str], width: int, indent: str = "") -> str:
+    """``entries`` joined by ``; `` into lines of at most ``width``, none split across lines."""
+    lines, current = [], indent
+    for entry in entries:
+        piece = entry if current == indent else f"; {entry}"
+        if current != indent and len(current) + len(piece) > width:
+            lines.append(current + ";")
+            current, piece = indent, entry
+        current += piece
+    return "\n".join(lines + [current])
+
+
 #: The narrowest each kind of column gets before the table gives up fitting the width.
-_MIN_WIDTH = {"trial": 5, "status": 9, "timing": 6, "wall s": 6, "comp. s": 6}
-_MIN_PARAM, _MIN_METRIC = 5, 8
+_MIN_WIDTH = {"trial": 5, "status": 9, "timing": 6, "wall s": 6, "comp s": 6}
+_MIN_PARAM, _MIN_METRIC = 4, 8
 
 
 class ProgressTable:
@@ -88,13 +99,18 @@ class ProgressTable:
         self.records: list[TrialRecord] = []
         fixed = [("trial", 5), ("status", 13)] + [(m, max(_MIN_METRIC, min(len(m), 13)))
                                                   for m in self.metrics] + \
-            [("timing", 11), ("wall s", 7), ("comp. s", 7)]
+            [("timing", 11), ("wall s", 7), ("comp s", 7)]
         room = self.width - sum(w + 1 for _, w in fixed)
         self.shown = short_names(self.params, room)
         self.columns = fixed[:2] + [(s, max(_MIN_PARAM, min(len(s), 12))) for s in self.shown.values()] \
             + fixed[2:]
         self._minimum = [_MIN_WIDTH.get(n, _MIN_PARAM if i - 2 < len(self.params) else _MIN_METRIC)
                          for i, (n, _) in enumerate(self.columns)]
+        # Too narrow even at the minimum widths: the timing flag moves under the row.
+        self.flag_column = sum(m + 1 for m in self._minimum) - 1 <= self.width
+        if not self.flag_column:
+            index = [n for n, _ in self.columns].index("timing")
+            del self.columns[index], self._minimum[index]
         self._fit()
 
     def _fit(self) -> None:
@@ -128,16 +144,15 @@ class ProgressTable:
         self._print_row([], header=True)
         legend = [f"{s} = {n}" for n, s in self.shown.items() if s != n]
         if legend:
-            self._line(textwrap.fill("; ".join(legend), self.width, initial_indent="  ",
-                                     subsequent_indent="  ", break_on_hyphens=False))
+            self._line(pack(legend, self.width, indent="  "))
 
     def row_cells(self, record: TrialRecord) -> list[str]:
         wall = record.finished_at - record.started_at if record.finished_at and record.started_at else None
         return ([str(record.number), str(record.status)]
                 + [format_metric(p, record.params.get(p)) for p in self.params]
                 + [format_metric(m, record.metrics.get(m)) for m in self.metrics]
-                + [flag_cell(record.metrics), "-" if wall is None else f"{wall:.1f}",
-                   f"{record.compute_s:.1f}"])
+                + ([flag_cell(record.metrics)] if self.flag_column else [])
+                + ["-" if wall is None else f"{wall:.1f}", f"{record.compute_s:.1f}"])
 
     def __call__(self, record: TrialRecord) -> None:
         """Print ``record``'s row and the best trial(s) so far (use as ``on_record``)."""
@@ -147,6 +162,8 @@ class ProgressTable:
         self._print_row(self.row_cells(record))
         if record.reason and record.status != "ok":
             self._line(f"      {record.reason}")
+        if not self.flag_column and record.metrics.get("measurement_flag"):
+            self._line(f"      timing: {flag_cell(record.metrics)}: {record.metrics['measurement_flag']}")
         self._line("      " + self.best_line())
 
     def best_line(self, records: Sequence[TrialRecord] | None = None, so_far: bool = True) -> str:
