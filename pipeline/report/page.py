@@ -14,6 +14,12 @@ def _img(drawn: Mapping[str, Path], name: str, out_dir: Path, alt: str) -> str:
     return image(drawn[name], out_dir, alt) if name in drawn else ""
 
 
+def _with_unit(metric: str) -> str:
+    if metric.startswith(("Top1", "Top5")):
+        return f"{metric} (%)"
+    return f"{metric} (ms)" if metric in ("Latency", "Total_Latency") else metric
+
+
 def _speedup_cell(value: Any) -> str:
     return f"{value:.2f}× faster" if isinstance(value, (int, float)) else "—"
 
@@ -31,7 +37,7 @@ def _answer(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) ->
             for t in headline["trials"]]
     front = len(headline["trials"]) > 1
     parts = [paragraph(f"{'Pareto front' if front else 'Best trial'} by {whose}: {headline['rule']}."),
-             table(["trial"] + metrics + ["vs unpruned"], rows)]
+             table(["trial"] + [_with_unit(m) for m in metrics] + ["vs unpruned"], rows)]
     if reference is None:
         parts.append(paragraph("No unpruned measurement with these trials: run `edgeprune baseline` "
                                "and pass --baselines for the speed-up over the unpruned model.", "muted"))
@@ -47,7 +53,7 @@ def _summary(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -
     counts = report["counts"]
     best = report["best"]
     parts = [
-        table(["status", "trials"], [(s, n) for s, n in counts.items()]),
+        table(["status", "trials"], [(s, n) for s, n in counts.items() if n or s == "total"]),
         paragraph("collapsed: the pruned network predicted (almost) one class; gated: retraining "
                   "skipped because the pruned architecture could not meet the latency target; "
                   "early_stopped: retraining stopped by the early-termination rule; failed: the "
