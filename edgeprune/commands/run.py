@@ -78,7 +78,12 @@ def _run(config: RunConfig, settings: Settings, out_dir: Path, full_measure: boo
     options = MeasureOptions() if full_measure else MeasureOptions.single_run()
     unpruned = None
     if with_reference:
+        from pipeline.flow import read_schedule
+        from pipeline.models import create_model
         from pipeline.reference import unpruned_reference
+
+        # A bad schedule fails in milliseconds, before the reference is made.
+        read_schedule(config, create_model(config.model, shortcut=config.shortcut))
 
         start = time.perf_counter()
         unpruned = unpruned_reference(config, settings)
