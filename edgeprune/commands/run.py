@@ -87,7 +87,8 @@ def _run(config: RunConfig, settings: Settings, out_dir: Path, full_measure: boo
 
         start = time.perf_counter()
         unpruned = unpruned_reference(config, settings)
-        lines.stage("reference", time.perf_counter() - start)
+        reference_s = time.perf_counter() - start
+        lines.stage("reference", reference_s)
         options = dataclasses.replace(options, reference_onnx=str(unpruned.onnx_path))
     with embedded_queue(measure_work(settings, options), config.target) as queue:
         outcome = run_trial(config, queue, settings, out_dir, timeout=EMBEDDED_TIMEOUT_S,
@@ -95,6 +96,7 @@ def _run(config: RunConfig, settings: Settings, out_dir: Path, full_measure: boo
     record = json.loads(outcome.result_path.read_text())
     if unpruned is not None:
         record.update(_comparison(record, unpruned, config, settings, lines))
+        record["stage_seconds"]["reference"] = round(reference_s, 3)
         atomic_write_text(outcome.result_path, json.dumps(record, indent=2))
     return record
 
@@ -114,8 +116,10 @@ def _comparison(record: dict, unpruned: Any, config: RunConfig, settings: Settin
         from pipeline.retrain_time import estimate_run_epoch
 
         start = time.perf_counter()
-        estimate = estimate_run_epoch(config, settings)
-        lines.stage("retrain_estimate", time.perf_counter() - start)
+        estimate = estimate_run_epoch(config, settings, record.get("arch_signature", ""))
+        estimate_s = time.perf_counter() - start
+        lines.stage("retrain_estimate", estimate_s)
+        record["stage_seconds"]["retrain_estimate"] = round(estimate_s, 3)
         extra["retrain_hint"] = {"top1_drop": round(drop, 2), "threshold": RETRAIN_HINT_POINTS,
                                  "epoch_seconds": round(estimate.seconds, 1),
                                  "step_seconds": round(estimate.step_s, 4),
@@ -160,8 +164,8 @@ def format_record(record: dict, out_dir: Path) -> str:
     if hint:
         lines.append(f"Top1 fell {hint['top1_drop']:.1f} points below the unpruned model's: retrain: "
                      f"--epochs 1 takes about {format_duration(hint['epoch_seconds'])} on this machine "
-                     f"({hint['steps_per_epoch']} steps of {hint['step_seconds']:.2f} s, timed on "
-                     f"{hint['timed_steps']} steps of the pruned model, plus validation).")
+                     f"({hint['steps_per_epoch']} steps of {hint['step_seconds']:.2f} s as timed on the "
+                     "pruned model, plus validation).")
     lines += [f"Note: {JPEG_NOTE}.", f"Wrote {out_dir}/result.json, schedule.yaml, model.onnx"]
     return "\n".join(lines)
 
