@@ -29,10 +29,9 @@ from _resnet56 import budget_arguments, pretrained_resnet56
 from pipeline.batchnorm import Calibration, recalibrate_bn
 from pipeline.data import DataSplits, load_data
 from pipeline.distill import Distillation
-from pipeline.pruning import prune_one_shot
+from pipeline.pruning import load_schedule, prune_one_shot
 from pipeline.models import count_macs_params
 from pipeline.pruning.blocks import identity_blocks, remove_blocks
-from pipeline.schedule import load_schedule
 from pipeline.settings import Settings
 from pipeline.teacher import cached_teacher, file_identity
 from pipeline.training import TrainConfig, evaluate, train

@@ -22,8 +22,7 @@ from _resnet56 import export, pretrained_resnet56
 from pipeline.data import load_data, to_tensor_batch
 from pipeline.measure import MeasureOptions, onnx_facts, open_engine, summarize
 from pipeline.messages import Target
-from pipeline.pruning import prune_one_shot
-from pipeline.schedule import load_schedule
+from pipeline.pruning import load_schedule, prune_one_shot
 from pipeline.settings import Settings
 
 SCHEDULE = Path(__file__).resolve().parent.parent / "schedules" / "resnet56_filter_rank.yaml"

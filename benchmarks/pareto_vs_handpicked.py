@@ -45,9 +45,8 @@ from pipeline.flow import RunConfig
 from pipeline.measure.options import MeasureOptions
 from pipeline.messages import TrialRecord
 from pipeline.models import count_macs_params, create_model
-from pipeline.pruning import prune_one_shot
+from pipeline.pruning import load_schedule, prune_one_shot
 from pipeline.report.analysis import pareto_front
-from pipeline.schedule import load_schedule
 from pipeline.search.storage import load_trials
 from pipeline.settings import Settings
 

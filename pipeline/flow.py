@@ -31,10 +31,11 @@ from .errors import UserError
 from .files import atomic_write_text
 from .messages import ArtifactRef, Job, ModelFacts, Result, Target
 from .models import count_macs_params, create_model, default_checkpoint, load_checkpoint
-from .pruning import CompressionScheduler, PruneReport, arch_signature, prune_one_shot
+from .pruning import (CompressionScheduler, PruneReport, arch_signature, load_schedule, prune_one_shot,
+                      validate_schedule)
 from .pruning.coverage import PolicyCoverage, policy_coverage, warn_uncovered
 from .pruning.sparsity import SparsityReport, measure_sparsity, weight_shapes
-from .schedule import Schedule, load_schedule
+from .schedule import Override, Schedule, to_overrides
 from .settings import Settings
 from .status import TrialStatus
 from .training import Accuracy, TrainConfig, evaluate, train
@@ -60,7 +61,8 @@ class RunConfig:
     """Everything one prune-retrain-export run needs besides the settings."""
 
     schedule: Path | str
-    overrides: Sequence[str] | Mapping[str, Any] = ()
+    #: Schedule edits; ``--set`` strings or a ``{"<instance>.<key>": value}`` mapping are converted on load.
+    overrides: Sequence[Override | str] | Mapping[str, Any] = ()
     model: str = "resnet56_cifar"
     shortcut: str = "A"
     #: None: the pretrained checkpoint for ``model`` in the settings' models folder.
@@ -90,10 +92,13 @@ class RunConfig:
     #: Re-estimate BatchNorm statistics on the first N train images after pruning, before the
     #: pruned model is evaluated, gated and retrained (adaptive BN; 0: off).
     bn_recalibrate: int = DEFAULT_RECALIBRATION_IMAGES
-    #: Knowledge distillation while retraining: the teacher checkpoint (an unpruned ``model``;
-    #: None: the unpruned model fine-tuned on this data with this budget, cached), its loss
-    #: weight (0: no distillation) and temperature.
+    #: Knowledge distillation while retraining: the teacher checkpoint (an unpruned
+    #: ``kd_teacher_model``; None: that model's pretrained weights fine-tuned on this data with
+    #: this budget, cached), its loss weight (0: no distillation) and temperature.
     kd_teacher: Path | None = None
+    #: The teacher's network, whatever ``model`` is: every base of a sweep over ``model``
+    #: distils from the same teacher, so their accuracies compare.
+    kd_teacher_model: str = "resnet56_cifar"
     kd_weight: float = 0.0
     kd_temperature: float = 4.0
     #: Sweep parameters, recorded with the job and the result.
@@ -161,7 +166,7 @@ def load_model(config: RunConfig, settings: Settings, num_classes: int = 10) -> 
 def read_schedule(config: RunConfig, model: torch.nn.Module) -> Schedule:
     """The run's schedule with its overrides applied, validated against ``model``."""
     schedule = load_schedule(config.schedule, config.overrides)
-    schedule.validate(model)
+    validate_schedule(schedule, model)
     return schedule
 
 
@@ -226,7 +231,7 @@ def produce(config: RunConfig, settings: Settings, out_dir: Path, gate: GateFn |
     with stage("prune"):
         report = prune_one_shot(model, schedule, torch.zeros(1, 3, 32, 32, device=device), calibration=calibration)
         facts = model_facts(model, data)
-    metrics: dict[str, Any] = {"macs": facts.macs, "params": facts.params,
+    metrics: dict[str, Any] = {"model": config.model, "macs": facts.macs, "params": facts.params,
                                "macs_before": macs_before, "params_before": params_before,
                                "blocks_removed": report.blocks_removed, "bn_recalibrate": config.bn_recalibrate}
     val = data.split("val", config.val_subset)
@@ -264,6 +269,7 @@ def produce(config: RunConfig, settings: Settings, out_dir: Path, gate: GateFn |
                        retrain_seconds=round(trained.seconds, 3))
         if loss_fn is not None:
             metrics.update(kd_weight=config.kd_weight, kd_temperature=config.kd_temperature,
+                           kd_teacher_model=config.kd_teacher_model,
                            kd_teacher=str(config.kd_teacher or "fine-tuned unpruned model (cached)"))
         if trained.stopped_early:
             status, reason = TrialStatus.EARLY_STOPPED, f"stopped after epoch {trained.epochs_run - 1}"
@@ -295,19 +301,23 @@ def _distillation(config: RunConfig, settings: Settings, data: DataSplits, train
     from .distill import Distillation
     from .teacher import cached_teacher, file_identity
 
+    # The student's own checkpoint seeds the teacher only when both are the same network.
+    own = config.checkpoint if config.kd_teacher_model == config.model else None
+    teacher_config = dataclasses.replace(config, model=config.kd_teacher_model, checkpoint=config.kd_teacher or own)
+
     def unpruned() -> torch.nn.Module:
-        return load_model(dataclasses.replace(config, checkpoint=config.kd_teacher or config.checkpoint),
-                          settings, num_classes=len(data.classes)).to(train_config.device)
+        return load_model(teacher_config, settings, num_classes=len(data.classes)).to(train_config.device)
 
     with stage("teacher"):
         if config.kd_teacher is not None:
             teacher = unpruned()
         else:
-            checkpoint = config.checkpoint or default_checkpoint(config.model, settings)
-            key = {"model": config.model, "shortcut": config.shortcut, "data": file_identity(settings.data_path),
+            model = teacher_config.model
+            checkpoint = teacher_config.checkpoint or default_checkpoint(model, settings)
+            key = {"model": model, "shortcut": config.shortcut, "data": file_identity(settings.data_path),
                    "checkpoint": file_identity(Path(checkpoint)) if checkpoint else None,
                    "subset": config.subset, "val_fraction": config.val_fraction}
-            teacher = cached_teacher(unpruned, data, train_config, settings.cache_dir, config.model, key)
+            teacher = cached_teacher(unpruned, data, train_config, settings.cache_dir, model, key)
     return Distillation(teacher, config.kd_weight, config.kd_temperature)
 
 
@@ -397,8 +407,7 @@ def result_record(produced: Produced, result: Result | None, pending_job: str = 
         "model": config.model,
         "shortcut": config.shortcut,
         "schedule": str(config.schedule) if isinstance(config.schedule, Path) else "<text>",
-        "overrides": list(config.overrides) if not isinstance(config.overrides, Mapping)
-        else dict(config.overrides),
+        "overrides": [str(o) for o in to_overrides(config.overrides)],
         "params": config.params,
         "epochs": config.epochs,
         "lr": config.lr,

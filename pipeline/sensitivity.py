@@ -32,6 +32,7 @@ from .extras import require
 from .files import atomic_output
 from .pruning.importance import STRUCTURE_DIM
 from .pruning.sparsity import weight_shapes
+from .schedule import Policy, PrunerSpec, Schedule
 
 if TYPE_CHECKING:
     from .data import Split
@@ -77,14 +78,18 @@ def parse_levels(text: str) -> list[float]:
     return levels
 
 
-def sensitivity_schedule(weight: str, level: float, group_type: str, criterion: str | None = None) -> str:
-    """YAML of a one-pruner schedule that removes ``level`` of ``weight``'s structures at epoch 0."""
-    extra = f"\n    criterion: {criterion}" if criterion else ""
-    return (
-        "version: 1\npruners:\n  sensitivity:\n    class: L1RankedStructureParameterPruner\n"
-        f"    group_type: {group_type}\n    desired_sparsity: {level!r}\n    weights: [{weight}]{extra}\n"
-        "policies:\n  - pruner:\n      instance_name: sensitivity\n    epochs: [0]\n"
-    )
+def sensitivity_schedule(weight: str, level: float, group_type: str, criterion: str | None = None) -> Schedule:
+    """A one-pruner schedule that removes ``level`` of ``weight``'s structures at epoch 0.
+
+    Built as data; ``validate_schedule`` checks its fields as the reader would (a bad criterion
+    is the same ScheduleError).
+    """
+    args = {"group_type": group_type, "desired_sparsity": float(level), "weights": [weight]}
+    if criterion:
+        args["criterion"] = criterion
+    pruner = PrunerSpec("sensitivity", "L1RankedStructureParameterPruner", args)
+    return Schedule(1, {pruner.name: pruner}, {}, {}, [Policy("pruner", pruner.name, listed_epochs=(0,))],
+                    source=f"sensitivity schedule of {weight}")
 
 
 #: Group type of whole residual blocks: each is removed alone (level 1) or kept (level 0).
@@ -98,17 +103,16 @@ def prune_layer(model: nn.Module, weight: str, level: float, group_type: str,
 
     For ``Blocks``, ``weight`` names a residual block, removed at any level above 0 (kept: 0 or 1).
     """
-    from .pruning import prune_one_shot
+    from .pruning import prune_one_shot, validate_schedule
     from .pruning.blocks import remove_blocks
-    from .schedule import load_schedule
 
     if group_type == BLOCKS:
         if level > 0:
             remove_blocks(model, [weight])
         return 0 if level > 0 else 1
     if level > 0:
-        schedule = load_schedule(sensitivity_schedule(weight, level, group_type, criterion))
-        schedule.validate(model)
+        schedule = sensitivity_schedule(weight, level, group_type, criterion)
+        validate_schedule(schedule, model)
         device = next(model.parameters()).device
         prune_one_shot(model, schedule, torch.zeros(1, 3, 32, 32, device=device))
     return weight_shapes(model)[weight][STRUCTURE_DIM[group_type]]
@@ -121,8 +125,8 @@ def candidate_layers(model: nn.Module, group_type: str, pattern: str = "*",
     The schedule validator decides (e.g. it refuses filters that feed an option-A residual sum);
     refused layers are logged and left out.
     """
+    from .pruning import validate_schedule
     from .pruning.blocks import identity_blocks
-    from .schedule import load_schedule
 
     if group_type == BLOCKS:
         blocks = [b for b in identity_blocks(model) if fnmatch.fnmatchcase(b, pattern)
@@ -140,7 +144,7 @@ def candidate_layers(model: nn.Module, group_type: str, pattern: str = "*",
     accepted = []
     for name in matching:
         try:
-            load_schedule(sensitivity_schedule(name, 0.5, group_type, criterion)).validate(model)
+            validate_schedule(sensitivity_schedule(name, 0.5, group_type, criterion), model)
         except ScheduleError as exc:
             log.info("skipping %s: %s", name, exc)
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.errors import SweepError
+from pipeline.schedule import Override
 
 
 def parse_extra_args(args: list[str]) -> dict[str, str]:
@@ -29,7 +30,7 @@ def parse_extra_args(args: list[str]) -> dict[str, str]:
 
 
 def apply_sweep_params(params: dict[str, Any], schedule: Any, run_settings: dict[str, Any]
-                       ) -> tuple[list[str], dict[str, Any]]:
+                       ) -> tuple[list[Override], dict[str, Any]]:
     """Schedule overrides and recorded parameters for ``params``; run settings the sweep sets
     (epochs, lr, precision) are written into ``run_settings``.
 
@@ -39,4 +40,4 @@ def apply_sweep_params(params: dict[str, Any], schedule: Any, run_settings: dict
 
     mapped = map_params(params, schedule)
     run_settings.update(mapped.run_settings)
-    return mapped.override_strings(), mapped.params
+    return mapped.overrides, mapped.params

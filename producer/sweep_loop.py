@@ -73,7 +73,7 @@ def open_queue(spec: LoopSpec) -> Iterator[JobQueue]:
 def run_loop(spec: LoopSpec) -> list[TrialRecord]:
     """Run trials of the spec's study until it holds ``n_trials``; returns this worker's records."""
     config = load_sweep(Path(spec.sweep))
-    check_mapping(config.parameters, spec.base.schedule)
+    check_mapping(config.parameters, spec.base.schedule, spec.base.shortcut)
     storage = open_storage(spec.storage, Path(spec.out_dir))
     study = open_study(config, storage, spec.study_name or study_name_of(config), spec.seed)
     with open_queue(spec) as queue:

@@ -15,9 +15,8 @@ from test_report import fixed_trials
 from pipeline.baseline import COLUMNS, baseline_specs, load_table
 from pipeline.errors import UserError
 from pipeline.models import count_macs_params, create_model
-from pipeline.pruning import prune_one_shot
+from pipeline.pruning import load_schedule, prune_one_shot
 from pipeline.report import BaselinePoint, build_report
-from pipeline.schedule import load_schedule
 from pipeline.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent

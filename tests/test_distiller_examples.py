@@ -14,9 +14,10 @@ from torch import nn
 
 from pipeline.errors import ScheduleError
 from pipeline.models import create_model
-from pipeline.pruning import CompressionScheduler, prune_one_shot
+from pipeline.pruning import (CompressionScheduler, load_schedule, prune_one_shot, schedule_from_data,
+                              validate_schedule)
 from pipeline.pruning.registry import DISTILLER_PRUNERS, PRUNERS
-from pipeline.schedule import Schedule, load_schedule, parse_schedule
+from pipeline.schedule import Schedule
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data" / "distiller"
@@ -29,7 +30,7 @@ def _without_rows_pruner(name: str) -> Schedule:
     data = yaml.safe_load(path.read_text())
     del data["pruners"]["fc_pruner"]
     data["policies"] = [p for p in data["policies"] if p.get("pruner", {}).get("instance_name") != "fc_pruner"]
-    return parse_schedule(data, str(path))
+    return schedule_from_data(data, str(path))
 
 
 def _run_epochs(model: nn.Module, schedule: Schedule, epochs: range) -> None:
@@ -164,7 +165,7 @@ policies:
     epochs: [0]
 """)
     with pytest.raises(ScheduleError, match="pruned twice"):
-        schedule.validate(create_model("resnet20_cifar", shortcut="B"))
+        validate_schedule(schedule, create_model("resnet20_cifar", shortcut="B"))
 
 
 def _readme_bullet(title: str) -> str:
@@ -206,4 +207,4 @@ policies:
     ending_epoch: 2
     frequency: 1
 """)
-    schedule.validate(model)
+    validate_schedule(schedule, model)

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.flow import RunConfig, produce, write_result
 from pipeline.pruning.coverage import policy_coverage
-from pipeline.schedule import load_schedule
+from pipeline.pruning import load_schedule
 
 DISTILLER_BASELINE = Path(__file__).resolve().parent / "data" / "distiller" / "resnet56_cifar_baseline_training.yaml"
 

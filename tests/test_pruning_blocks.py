@@ -17,9 +17,10 @@ from pipeline.data import load_data
 from pipeline.errors import ScheduleError
 from pipeline.export import export_onnx
 from pipeline.models import count_macs_params, create_model, load_checkpoint
-from pipeline.pruning import CompressionScheduler, arch_signature, prune_one_shot
+from pipeline.pruning import (CompressionScheduler, arch_signature, load_schedule, prune_one_shot,
+                              validate_schedule)
 from pipeline.pruning.blocks import identity_blocks, removed_blocks
-from pipeline.schedule import load_schedule
+from pipeline.schedule import Override
 from pipeline.search.mapping import map_params
 
 SCHEDULES = Path(__file__).resolve().parent.parent / "schedules"
@@ -117,7 +118,7 @@ def test_removed_blocks_leave_the_onnx_and_the_counts(settings, shared_dir: Path
 def test_blocks_that_cannot_go_are_one_error_line(block: str, fragment: str) -> None:
     schedule = load_schedule(block_schedule(["layer1.1", block], 0.5, "l1_bn2"))
     with pytest.raises(ScheduleError) as info:
-        schedule.validate(create_model("resnet56_cifar"))
+        validate_schedule(schedule, create_model("resnet56_cifar"))
     message = str(info.value)
     assert fragment in message and f"blocks[1]={block!r}" in message and "\n" not in message
 
@@ -157,10 +158,10 @@ def test_blocks_and_filters_in_one_schedule_with_round_to(shared_dir: Path, sett
 def test_sweep_parameter_and_shipped_schedules() -> None:
     base = load_schedule(SCHEDULES / "resnet56_blocks.yaml")
     mapped = map_params({"block_pruner_desired_sparsity": 0.3}, SCHEDULES / "resnet56_blocks.yaml")
-    assert mapped.overrides == {"block_pruner.desired_sparsity": 0.3}
+    assert mapped.overrides == [Override("block_pruner", "desired_sparsity", 0.3)]
     model = create_model("resnet56_cifar")
     for name in ("resnet56_blocks.yaml", "resnet56_depth_width.yaml"):
-        load_schedule(SCHEDULES / name).validate(model)
+        validate_schedule(load_schedule(SCHEDULES / name), model)
     listed = base.pruners["block_pruner"].args["blocks"]
     assert [b.removeprefix("module.") for b in listed] == identity_blocks(model)
 

@@ -9,12 +9,11 @@ from torch import nn
 
 from pipeline.errors import ScheduleError
 from pipeline.models import create_model
-from pipeline.pruning import CompressionScheduler
+from pipeline.pruning import CompressionScheduler, load_schedule, validate_schedule
 from pipeline.pruning.agp import AGPRamp
 from pipeline.pruning.criteria import CRITERIA
 from pipeline.pruning.sparsity import measure_sparsity, weight_shapes
 from pipeline.pruning.structured import kept_count
-from pipeline.schedule import load_schedule
 
 
 def _schedule(pruner: str, policy: str) -> str:
@@ -237,7 +236,7 @@ def test_bn_scale_ranks_by_the_adjacent_batchnorm_gamma() -> None:
 ])
 def test_invalid_entries_are_one_line_schedule_errors(pruner: str, policy: str, message: str) -> None:
     with pytest.raises(ScheduleError, match=message) as caught:
-        load_schedule(_schedule(pruner, policy)).validate(create_model("resnet20_cifar"))
+        validate_schedule(load_schedule(_schedule(pruner, policy)), create_model("resnet20_cifar"))
     assert "\n" not in str(caught.value)
 
 
@@ -245,4 +244,4 @@ def test_agp_policy_without_a_ramp_is_refused() -> None:
     schedule = load_schedule(_fine_agp(0.1, 0.5, ["layer1.0.conv1.weight"], 0, 1, 1))
     # Refused when the schedule is validated, before any work starts.
     with pytest.raises(ScheduleError, match="room for one pruning step only"):
-        schedule.validate(create_model("resnet20_cifar"))
+        validate_schedule(schedule, create_model("resnet20_cifar"))

@@ -14,9 +14,9 @@ from pipeline.errors import ScheduleError
 from pipeline.export import export_onnx
 from pipeline.measure import onnx_facts
 from pipeline.models import count_macs_params, create_model, load_checkpoint
-from pipeline.pruning import CompressionScheduler, PruningContext, arch_signature, prune_one_shot
+from pipeline.pruning import (CompressionScheduler, PruningContext, arch_signature, load_schedule,
+                              prune_one_shot, validate_schedule)
 from pipeline.pruning.structured import round_kept, structures_to_prune
-from pipeline.schedule import load_schedule
 
 HAND_PICKED = Path(__file__).resolve().parent.parent / "schedules" / "resnet56_filter_rank.yaml"
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -221,7 +221,7 @@ def test_coupled_layers_pruned_twice_are_refused() -> None:
     text = schedule_text(("a", "Filters", 0.5, ["layer1.0.conv1.weight"]),
                          ("b", "Channels", 0.5, ["layer1.0.conv2.weight"]))
     with pytest.raises(ScheduleError, match="coupled .* pruned twice"):
-        load_schedule(text).validate(create_model("resnet20_cifar"))
+        validate_schedule(load_schedule(text), create_model("resnet20_cifar"))
 
 
 def test_scheduler_prunes_at_its_epoch_and_refreshes_the_optimizer() -> None:

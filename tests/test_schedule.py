@@ -8,7 +8,8 @@ import pytest
 
 from pipeline.errors import ScheduleError
 from pipeline.models import create_model
-from pipeline.schedule import Policy, load_schedule, parse_schedule
+from pipeline.pruning import load_schedule, schedule_from_data, validate_schedule
+from pipeline.schedule import Override, Policy, parse_override
 
 HAND_PICKED = Path(__file__).resolve().parent.parent / "schedules" / "resnet56_filter_rank.yaml"
 
@@ -81,6 +82,25 @@ def test_overrides_rewrite_arguments_policies_and_global_round_to() -> None:
     assert base.pruners["p1"].args["desired_sparsity"] == 0.5, "overrides must not change the original"
 
 
+def test_structured_overrides_are_the_text_ones_parsed() -> None:
+    texts = ["p1.desired_sparsity=0.25", "p1.weights=[layer1.0.conv1.weight]", "round_to=8", "lr.epochs=[1]"]
+    edits = [Override("p1", "desired_sparsity", 0.25), Override("p1", "weights", ["layer1.0.conv1.weight"]),
+             Override(None, "round_to", 8), Override("lr", "epochs", [1])]
+    assert [parse_override(text) for text in texts] == edits
+    assert [str(edit) for edit in edits] == texts
+    assert load_schedule(SMALL, edits) == load_schedule(SMALL, texts)
+
+
+def test_a_partial_schedule_keeps_null_arguments_as_holes() -> None:
+    holes = SMALL.replace("desired_sparsity: 0.5", "desired_sparsity: null")
+    with pytest.raises(ScheduleError, match=r"pruners\.p1\.desired_sparsity=None has the wrong type"):
+        load_schedule(holes)
+    base = load_schedule(holes, partial=True)
+    assert base.unset_keys() == [("p1", "desired_sparsity")]
+    filled = load_schedule(holes, [Override("p1", "desired_sparsity", 0.3)])
+    assert filled.pruners["p1"].args["desired_sparsity"] == 0.3 and filled.unset_keys() == []
+
+
 @pytest.mark.parametrize("override, fragment", [
     ("nope.desired_sparsity=0.5", "no instance 'nope'"),
     ("p1.sparsity=0.5", "has no key 'sparsity'"),
@@ -98,14 +118,14 @@ def test_bad_overrides_are_one_line_errors(override: str, fragment: str) -> None
 
 def test_weight_names_are_checked_against_the_model_with_a_suggestion() -> None:
     model = create_model("resnet20_cifar")
-    load_schedule(SMALL).validate(model)  # with module. prefix: fine
+    validate_schedule(load_schedule(SMALL), model)  # with module. prefix: fine
     bad = load_schedule(SMALL, ["p1.weights=[module.layer1.0.conv1.weigth]"])
     with pytest.raises(ScheduleError, match=r"pruners\.p1\.weights\[0\]=.*did you mean 'layer1.0.conv1.weight'"):
-        bad.validate(model)
+        validate_schedule(bad, model)
     deep = load_schedule(SMALL, ["p1.weights=[layer3.5.conv1.weight]"])
-    deep.validate(create_model("resnet56_cifar"))
+    validate_schedule(deep, create_model("resnet56_cifar"))
     with pytest.raises(ScheduleError, match="is not a weight of this model"):
-        deep.validate(model)
+        validate_schedule(deep, model)
 
 
 def test_unsupported_class_names_the_supported_ones() -> None:
@@ -117,6 +137,6 @@ def test_unsupported_class_names_the_supported_ones() -> None:
 
 def test_parse_rejects_non_mapping_and_names_yaml_line() -> None:
     with pytest.raises(ScheduleError, match="a schedule is a YAML mapping"):
-        parse_schedule(["version", 1])
+        schedule_from_data(["version", 1])
     with pytest.raises(ScheduleError, match=r"<schedule text>:3: YAML syntax error \(mapping values"):
         load_schedule("version: 1\npolicies:\n  - pruner: p1: x\n")

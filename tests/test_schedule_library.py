@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from pipeline.models import create_model
-from pipeline.pruning import CompressionScheduler, arch_signature, prune_one_shot
+from pipeline.pruning import (CompressionScheduler, arch_signature, load_schedule, prune_one_shot,
+                              validate_schedule)
 from pipeline.pruning.sparsity import measure_sparsity, weight_shapes
 from pipeline.pruning.structured import kept_count
-from pipeline.schedule import load_schedule
 
 SCHEDULES = Path(__file__).resolve().parent.parent / "schedules"
 MINE = ["resnet56_channel_rank.yaml", "resnet56_agp_fine.yaml", "resnet56_structured_agp.yaml",
@@ -46,7 +46,7 @@ def test_schedule_has_an_intent_header_and_validates(file_name: str) -> None:
     text = (SCHEDULES / file_name).read_text()
     header = [line for line in text.splitlines()[:20] if line.startswith("#")]
     assert len(header) >= 3 and any("Intent" in line for line in header), file_name
-    load_schedule(SCHEDULES / file_name).validate(_model(file_name))
+    validate_schedule(load_schedule(SCHEDULES / file_name), _model(file_name))
 
 
 def test_channel_rank_gives_the_filter_schedule_architecture() -> None:

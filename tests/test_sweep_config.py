@@ -135,7 +135,7 @@ def test_every_sweep_file_in_the_repo_loads():
     assert len(files) >= 5
     for path in files:
         config = load_sweep(path)
-        assert config.command_option("--schedule") == "schedules/resnet56_filter_rank.yaml"
+        assert (REPO / config.command_option("--schedule")).is_file()
         assert "${args}" in config.command
         # The file's first lines say what it asks.
         assert path.read_text().startswith("# ")

@@ -8,7 +8,8 @@ import pytest
 
 from pipeline.errors import SweepError
 from pipeline.flow import RunConfig
-from pipeline.schedule import load_schedule
+from pipeline.pruning import load_schedule
+from pipeline.schedule import Override, parse_override
 from pipeline.search.config import load_sweep
 from pipeline.search.mapping import check_mapping, map_params
 from pipeline.search.trials import run_config_for
@@ -22,12 +23,14 @@ def test_map_params_rewrites_the_right_schedule_keys():
               "filter_pruner_60_round_to": 8, "epochs": "2", "lr": 0.05, "precision": "int8",
               "edgeprune": "{'metrics': []}"}
     mapped = map_params(params, RESNET56)
-    assert mapped.overrides == {"filter_pruner_70.desired_sparsity": 0.35,
-                                "filter_pruner_20.group_type": "Filters",
-                                "filter_pruner_60.round_to": 8}
+    assert mapped.overrides == [Override("filter_pruner_70", "desired_sparsity", 0.35),
+                                Override("filter_pruner_20", "group_type", "Filters"),
+                                Override("filter_pruner_60", "round_to", 8)]
     assert mapped.run_settings == {"epochs": 2, "lr": 0.05, "precision": "int8"}
     assert "edgeprune" not in mapped.params
-    schedule = load_schedule(RESNET56, mapped.override_strings())
+    schedule = load_schedule(RESNET56, mapped.overrides)
+    # The CLI spelling round-trips through the one parser.
+    assert [parse_override(text) for text in mapped.override_strings()] == mapped.overrides
     base = load_schedule(RESNET56)
     assert schedule.pruners["filter_pruner_70"].args["desired_sparsity"] == 0.35
     assert schedule.pruners["filter_pruner_60"].args["round_to"] == 8
@@ -36,9 +39,12 @@ def test_map_params_rewrites_the_right_schedule_keys():
 
 
 def test_longest_instance_name_wins():
-    schedule = {"pruners": {"p": {"class": "X", "x_y": 1}, "p_x": {"class": "X", "y": 2}}}
-    assert map_params({"p_x_y": 3}, schedule).overrides == {"p_x.y": 3}
-    assert map_params({"p_z": 3}, schedule).overrides == {"p.z": 3}
+    pruner = {"class": "L1RankedStructureParameterPruner", "group_type": "Filters", "desired_sparsity": 0.5,
+              "weights": ["layer1.0.conv1.weight"]}
+    schedule = {"pruners": {"p": pruner, "p_desired": pruner},
+                "policies": [{"pruner": {"instance_name": name}, "epochs": [0]} for name in ("p", "p_desired")]}
+    assert map_params({"p_desired_weights": ["x"]}, schedule).overrides == [Override("p_desired", "weights", ["x"])]
+    assert map_params({"p_group_type": "Channels"}, schedule).overrides == [Override("p", "group_type", "Channels")]
 
 
 def test_run_config_for_applies_params():
@@ -46,7 +52,7 @@ def test_run_config_for_applies_params():
     config = run_config_for(base, {"filter_pruner_40_desired_sparsity": 0.5, "precision": "int8",
                                    "epochs": 3, "round_to": 4})
     assert config.epochs == 3 and config.lr == 0.01 and config.target.precision == "int8"
-    assert sorted(config.overrides) == ["filter_pruner_40.desired_sparsity=0.5", "round_to=4"]
+    assert config.overrides == [Override("filter_pruner_40", "desired_sparsity", 0.5), Override(None, "round_to", 4)]
     assert base.target.precision == "fp32"  # the base is not changed
 
 

@@ -4,7 +4,6 @@ weight, each constraint told twice."""
 
 from __future__ import annotations
 
-import optuna
 import pytest
 
 from pipeline.search.config import Constraint, load_sweep
@@ -84,19 +83,6 @@ def test_gp_never_proposes_what_a_failed_trial_ruled_out(tmp_path, seed):
     assert any(r.metrics["Top1"] < 50 for r in records), "the test needs trials that missed the floor"
     best = min((r for r in records if r.metrics["Top1"] >= 50), key=lambda r: r.metrics["Latency"])
     assert best.metrics["Top1"] == pytest.approx(50, abs=8)
-
-
-@pytest.mark.parametrize("failed", [True, False], ids=["sparser-than-a-failure", "beaten"])
-def test_optunas_plain_gp_does_propose_them(tmp_path, failed):
-    # What the prior is for: the same sweep, seeds and start-up, without it.
-    config = load_sweep(SWEEP)
-    offenders = []
-    for seed in range(4):
-        plain = optuna.samplers.GPSampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
-        study = open_study(config, open_storage(tmp_path / str(seed)), "plain", sampler=plain)
-        records = SweepRunner(config, study, _cliff, tmp_path / str(seed), n_trials=14).run()
-        offenders += _ruled_out_trials(records, STARTUP_TRIALS, failed)
-    assert offenders
 
 
 def _missed_floor(tmp_path, feasibility_weight: float) -> int:

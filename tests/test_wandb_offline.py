@@ -128,6 +128,7 @@ def test_agent_command_of_each_sweep_parses_in_the_producer(sweep_file):
 
     from edgeprune.commands.producer import producer
     from pipeline.search.config import load_sweep
+    from pipeline.search.mapping import RUN_SETTINGS
     from pipeline.search.space import SearchSpace
     from producer.params import apply_sweep_params, parse_extra_args
 
@@ -145,9 +146,9 @@ def test_agent_command_of_each_sweep_parses_in_the_producer(sweep_file):
     run_settings: dict = {}
     overrides, recorded = apply_sweep_params(parse_extra_args(ctx.args), ctx.params["schedule_path"],
                                              run_settings)
-    searched = [n for n in config.searched if n not in ("epochs", "lr", "precision")]
+    searched = [n for n in config.searched if n not in RUN_SETTINGS]
     assert len(overrides) == len(searched) and "edgeprune" not in recorded
-    assert str(ctx.params["schedule_path"]) == "schedules/resnet56_filter_rank.yaml"
+    assert str(ctx.params["schedule_path"]) == config.command_option("--schedule")
 
 
 def test_offline_run_records_no_password_of_the_command_line(wandb_offline, monkeypatch):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ScheduleError, SweepError
-from pipeline.schedule import load_schedule
+from pipeline.pruning import load_schedule
 from pipeline.search.config import load_sweep
 from pipeline.yaml_input import MAX_DEPTH, YAMLLimitError, safe_load
 

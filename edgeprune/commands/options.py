@@ -121,9 +121,10 @@ def target_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def recovery_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --bn-recalibrate, --kd-teacher, --kd-weight, --kd-temperature, passed under
-    ``pipeline.flow.RunConfig``'s field names (adaptive BN and knowledge distillation)."""
+    """Add --bn-recalibrate, --kd-teacher, --kd-teacher-model, --kd-weight, --kd-temperature,
+    passed under ``pipeline.flow.RunConfig``'s field names (adaptive BN and knowledge distillation)."""
     from pipeline.batchnorm import DEFAULT_RECALIBRATION_IMAGES
+    from pipeline.models import MODEL_NAMES
 
     options = [
         click.option("--bn-recalibrate", default=DEFAULT_RECALIBRATION_IMAGES, show_default=True,
@@ -132,9 +133,13 @@ def recovery_options(func: Callable[..., Any]) -> Callable[..., Any]:
                           "the pruned model is evaluated, gated and retrained (adaptive BN; weights "
                           "unchanged); 0 turns it off. result.json keeps Top1_before_raw too."),
         click.option("--kd-teacher", type=click.Path(path_type=Path, dir_okay=False), default=None,
-                     help="Distillation teacher checkpoint (an unpruned --model) [default with "
-                          "--kd-weight: the unpruned model fine-tuned on this data with this run's "
-                          "budget, cached in the cache folder]."),
+                     help="Distillation teacher checkpoint (an unpruned --kd-teacher-model) [default "
+                          "with --kd-weight: that model's pretrained weights fine-tuned on this data "
+                          "with this run's budget, cached in the cache folder]."),
+        click.option("--kd-teacher-model", default="resnet56_cifar", show_default=True,
+                     type=click.Choice(MODEL_NAMES),
+                     help="Network of the distillation teacher, whatever --model is (a ResNet32 "
+                          "student distils from the ResNet56 teacher)."),
         click.option("--kd-weight", default=0.0, show_default=True, type=FiniteFloat(0, 1),
                      help="Weight w of the distillation term: (1-w)*CE + w*T^2*KL(teacher||student); "
                           "0 retrains without distillation."),

@@ -21,6 +21,7 @@ from pipeline.messages import Target
 from pipeline.progress import StageLines
 from pipeline.queue import QueueConfig
 from pipeline.redact import redact_url
+from pipeline.schedule import parse_overrides
 from pipeline.settings import Settings
 
 from .options import FiniteFloat, redis_option, run_config_options, settings_options
@@ -91,13 +92,14 @@ def producer(ctx: click.Context, settings: Settings, schedule_path: Path, overri
         from pipeline.measure import MeasureOptions
 
         measure_options = MeasureOptions.fast()
+    edits = parse_overrides(overrides)
     if loop:
-        _serve_study(settings, RunConfig(schedule=schedule_path, overrides=list(overrides), target=target,
+        _serve_study(settings, RunConfig(schedule=schedule_path, overrides=edits, target=target,
                                          **options), sweep_path, storage, study_name, n_trials, out_dir,
                      redis_url, prefix, queue_config, timeout, measure_options)
         return
     sweep_params = parse_extra_args(ctx.args)
-    all_overrides, params = list(overrides), {}
+    all_overrides, params = edits, {}
     if sweep_params:
         run_settings: dict[str, Any] = {}
         mapped, params = apply_sweep_params(sweep_params, schedule_path, run_settings)

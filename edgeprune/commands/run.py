@@ -13,6 +13,7 @@ import click
 from pipeline.flow import JPEG_NOTE, RunConfig
 from pipeline.messages import Target
 from pipeline.progress import StageLines, format_duration
+from pipeline.schedule import parse_overrides
 from pipeline.settings import Settings
 
 from .options import run_config_options, settings_options
@@ -54,7 +55,7 @@ def run(settings: Settings, schedule_path: Path, overrides: tuple[str, ...], out
     """
     require_schedule(schedule_path)
     out_dir = out_dir or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{schedule_path.stem}"
-    config = RunConfig(schedule=schedule_path, overrides=list(overrides), target=target,
+    config = RunConfig(schedule=schedule_path, overrides=parse_overrides(overrides), target=target,
                        **options)  # type: ignore[arg-type]
     with staged_output(out_dir) as staging:
         record = _run(config, settings, staging, full_measure, not no_reference)

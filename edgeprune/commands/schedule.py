@@ -42,10 +42,11 @@ def schedule() -> None:
 def check(schedule_file: Path, model: str, shortcut: str, overrides: tuple[str, ...]) -> None:
     """Validate FILE against the model, without pruning: exit 0 and "OK: ...", or one error line (exit 2)."""
     from pipeline.models import create_model
-    from pipeline.schedule import load_schedule
+    from pipeline.pruning import load_schedule, validate_schedule
+    from pipeline.schedule import parse_overrides
 
-    loaded = load_schedule(schedule_file, overrides)
-    loaded.validate(create_model(model, shortcut=shortcut))
+    loaded = load_schedule(schedule_file, parse_overrides(overrides))
+    validate_schedule(loaded, create_model(model, shortcut=shortcut))
     click.echo(f"OK: {schedule_file}: {len(loaded.pruners)} pruners, {len(loaded.lr_schedulers)} lr schedulers, "
                f"{len(loaded.extensions)} extensions, {len(loaded.policies)} policies; valid for {model} "
                f"(shortcut {shortcut})")
@@ -70,10 +71,10 @@ def show(schedule_file: Path, model: str, shortcut: str, overrides: tuple[str, .
     parameters count every parameter, BatchNorm included.
     """
     from pipeline.models import create_model
-    from pipeline.pruning import prune_one_shot
-    from pipeline.schedule import load_schedule
+    from pipeline.pruning import load_schedule, prune_one_shot
+    from pipeline.schedule import parse_overrides
 
-    loaded = load_schedule(schedule_file, overrides)
+    loaded = load_schedule(schedule_file, parse_overrides(overrides))
     net = create_model(model, shortcut=shortcut)
     report = prune_one_shot(net, loaded, calibration=_block_calibration(loaded, net, model, settings))
     if as_json:

@@ -100,6 +100,7 @@ Pareto front), then wall time beside compute time. Without
     from pipeline.search.progress import best_line, params_text, time_summary
     from pipeline.search.mapping import check_mapping
     from pipeline.search.space import SearchSpace
+    from pipeline.report.analysis import describe
     from pipeline.search.storage import load_trials, open_storage
     from producer.sweep_loop import LoopSpec, run_loop, run_workers
 
@@ -141,5 +142,5 @@ Pareto front), then wall time beside compute time. Without
                "(compute: pruning, retraining, export and measurement, summed over workers)")
     click.echo(best_line(config, records, so_far=False))
     for record in best_trials(config, records):
-        click.echo(f"  trial {record.number} params: {params_text(record.params)}")
+        click.echo(f"  trial {record.number}: {describe(record)}; params: {params_text(record.params)}")
     click.echo(f"Note: {JPEG_NOTE}. Report: edgeprune report {out_dir}")

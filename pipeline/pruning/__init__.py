@@ -2,6 +2,11 @@
 
 Public API
 ----------
+- ``load_schedule(source, overrides=(), partial=False) -> Schedule``: read a schedule (file or
+  YAML text) checked against the registered classes, rewritten by ``overrides`` (``Override``s,
+  or ``--set`` strings converted at this edge); ``schedule_from_data(data, origin)``,
+  ``with_overrides(schedule, overrides)`` likewise (``schedules.py``).
+- ``validate_schedule(schedule, model, example_input=None)``: every check against a model.
 - ``prune_one_shot(model, schedule, example_input=None) -> PruneReport``: validate ``schedule``
   against ``model``, then apply every one-shot pruner whose policy fires at the schedule's first
   pruning epoch (structures physically removed).
@@ -48,8 +53,7 @@ Plug-in contract (how to add a pruner, criterion, lr scheduler or extension)
 3. LR scheduler: subclass ``lr_schedulers.EpochLRScheduler`` (``lr(base_lr, steps)``) with
    ``@register_lr_scheduler(...)``. Extension: any class ``(name, args)`` with ``@register_extension``.
 4. Add the module's name to ``_PLUGIN_MODULES`` below so importing the package registers it.
-   Import ``pipeline.schedule`` types only under ``TYPE_CHECKING`` (the schedule imports this
-   package to validate).
+   ``pipeline.schedule`` (types, ``ArgSpec``) never imports this package: import from it freely.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ import importlib
 from .base import Pruner, PruningContext, StructureRemoval
 from .compression import CompressionScheduler, prune_one_shot
 from .report import LayerReport, PruneReport, arch_signature
+from .schedules import load_schedule, schedule_from_data, validate_schedule, with_overrides
 
 #: Modules whose import registers classes: one-shot structured pruners, lr schedulers, then the
 #: extra criteria (FPGM, BN scale), fine-grained and gradual pruners, the residual block pruner.
@@ -74,5 +79,9 @@ __all__ = [
     "PruningContext",
     "StructureRemoval",
     "arch_signature",
+    "load_schedule",
     "prune_one_shot",
+    "schedule_from_data",
+    "validate_schedule",
+    "with_overrides",
 ]

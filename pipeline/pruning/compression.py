@@ -16,6 +16,7 @@ from torch import nn
 
 from ..errors import ScheduleError
 from .blocks import ResidualBlockPruner, remove_blocks, removed_blocks, split_removed
+from .depths import fit_depth
 from .base import GROUP_TYPES, Pruner, PruningContext, StructureRemoval
 from .lr_schedulers import EpochLRScheduler
 from .registry import EXTENSIONS, LR_SCHEDULERS, PRUNERS, ArgSpec, register_extension
@@ -141,7 +142,11 @@ class CompressionScheduler:
                  example_input: torch.Tensor | None = None, after: PruneReport | None = None,
                  calibration: "Calibration | None" = None) -> None:
         self.model = model
-        schedule, self.skipped = without_removed_layers(schedule, model)
+        # Names of blocks deeper than the model (cross_depth) and weights of removed blocks are
+        # skipped and reported alike.
+        schedule, absent = fit_depth(schedule, model)
+        schedule, removed = without_removed_layers(schedule, model)
+        self.skipped = absent + removed
         self.schedule = schedule
         self.optimizer = optimizer
         self.ctx = PruningContext(model, example_input, origin=schedule.source, calibration=calibration)

@@ -45,7 +45,9 @@ class PruneReport:
     #: Residual blocks removed by ResidualBlockPruner, and those it was given but kept.
     blocks_removed: list[str] = field(default_factory=list)
     blocks_kept: list[str] = field(default_factory=list)
-    #: ``"<pruner>: <weights>"`` for weights skipped because their block was removed.
+    #: ``"<pruner>: <weights>"`` for weights skipped because their block was removed, and
+    #: ``"<pruner>: <names> (blocks this model does not have)"`` for a ``cross_depth`` schedule's
+    #: names of blocks deeper than the model.
     pruners_skipped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,7 +75,7 @@ class PruneReport:
         rule = "  ".join("-" * w for w in widths)
         notes = [f"{label}: {', '.join(items)}" for label, items in (
             ("blocks removed", self.blocks_removed), ("blocks kept", self.blocks_kept),
-            ("skipped (block removed)", self.pruners_skipped)) if items]
+            ("skipped (block removed, or absent where noted)", self.pruners_skipped)) if items]
         return "\n".join([line(header), rule, *map(line, rows[:-2]), rule, *map(line, rows[-2:]), *notes])
 
 

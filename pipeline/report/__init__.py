@@ -139,6 +139,8 @@ def analyse(trials: Sequence[TrialRecord], baselines: Sequence[BaselinePoint] = 
         "best": {"rule": (f"lowest {latency_metric} with {accuracy_metric} >= {min_accuracy}"
                           if min_accuracy is not None else f"highest {accuracy_metric}"),
                  "number": best.number if best else None,
+                 "model": analysis.base_model(best) if best else None,
+                 "headline": f"best: {analysis.describe(best)} (trial #{best.number})" if best else None,
                  "params": best.params if best else None,
                  "metrics": _flat_metrics(best.metrics) if best else None},
         "per_layer": _per_layer(best, baselines),

@@ -44,6 +44,25 @@ def metric_value(trial: TrialRecord, metric: str) -> float | None:
     return _finite(trial.metrics.get(metric))
 
 
+def base_model(trial: TrialRecord) -> str:
+    """The pretrained network the trial pruned: its ``model`` parameter when the sweep searched
+    it, else the ``model`` its run recorded ('' for records from before either existed)."""
+    return str(trial.params.get("model") or trial.metrics.get("model") or "")
+
+
+def describe(trial: TrialRecord) -> str:
+    """One line naming the trial's model and parameters: ``resnet32_cifar, filter_pruner_stage1
+    40%, precision=int8``; sparsities as percentages."""
+    parts = [base_model(trial) or "model not recorded"]
+    for name, value in sorted(trial.params.items()):
+        if name == "model":
+            continue
+        number = _finite(value)
+        parts.append(f"{name.removesuffix('_desired_sparsity')} {number:.0%}"
+                     if "sparsity" in name and number is not None else f"{name}={value}")
+    return ", ".join(parts)
+
+
 def numeric_params(trials: Sequence[TrialRecord]) -> list[str]:
     """Parameter names whose values are numbers in every trial that has them and vary across trials."""
     names: dict[str, set[float]] = {}
@@ -109,6 +128,8 @@ class ParetoPoint:
     accuracy: float
     status: str
     on_front: bool
+    #: The pretrained network the trial pruned (``base_model``).
+    model: str = ""
 
 
 @dataclass
@@ -132,7 +153,7 @@ def pareto(trials: Sequence[TrialRecord], latency_metric: str = "Total_Latency",
               and metric_value(t, accuracy_metric) is not None]
     coords = [(metric_value(t, latency_metric), metric_value(t, accuracy_metric)) for t in usable]
     front = set(pareto_front(coords))  # type: ignore[arg-type]
-    points = [ParetoPoint(t.number, x, y, t.status, i in front)  # type: ignore[arg-type]
+    points = [ParetoPoint(t.number, x, y, t.status, i in front, base_model(t))  # type: ignore[arg-type]
               for i, (t, (x, y)) in enumerate(zip(usable, coords))]
     return Pareto(latency_metric, accuracy_metric, points)
 

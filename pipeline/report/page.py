@@ -61,14 +61,16 @@ def _summary(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -
         _img(drawn, "counts", out_dir, "trial outcomes"),
     ]
     if best["number"] is not None and report["headline"]["source"] == "sweep":
-        parts.append(paragraph(f"Most accurate otherwise ({best['rule']}): trial #{best['number']}."))
+        parts.append(paragraph(f"Most accurate otherwise ({best['rule']}): trial #{best['number']}, "
+                               f"{best['model'] or 'model not recorded'}."))
     return section("Trials", *parts)
 
 
 def _pareto(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -> str:
     pareto = report["pareto"]
     front = set(pareto["front"])
-    rows = [(f"#{p['number']}", p["latency"], p["accuracy"], _speedup_cell(p.get("speedup")), p["status"])
+    rows = [(f"#{p['number']}", p.get("model", ""), p["latency"], p["accuracy"],
+             _speedup_cell(p.get("speedup")), p["status"])
             for p in sorted(pareto["points"], key=lambda p: p["latency"]) if p["number"] in front]
     lat, acc = pareto["latency_metric"], pareto["accuracy_metric"]
     if not pareto["points"]:
@@ -78,7 +80,7 @@ def _pareto(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) ->
              paragraph(f"{len(pareto['points'])} trials have both {acc} and {lat}; "
                        f"{len(front)} lie on the front (no other trial is both faster and at "
                        "least as accurate)."),
-             table(["trial", f"{lat} (ms)", f"{acc} (%)", "vs unpruned", "status"], rows)]
+             table(["trial", "model", f"{lat} (ms)", f"{acc} (%)", "vs unpruned", "status"], rows)]
     if report["baselines"]:
         parts.append(table(["baseline", f"{lat} (ms)", f"{acc} (%)"],
                            [(b["name"], b["metrics"].get(lat), b["metrics"].get(acc))

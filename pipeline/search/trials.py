@@ -8,22 +8,27 @@ from typing import Any, Callable
 
 from pipeline.flow import RunConfig
 from pipeline.queue import JobQueue, Tracker, run_trial
+from pipeline.schedule import Schedule
 from pipeline.settings import Settings
 
 from .engine import TrialContext, TrialFunction, TrialOutcome
-from .mapping import BaseSchedule, map_params
+from .mapping import load_base_schedule, map_params
 from ..progress import StageLines
 
 
 def run_config_for(base: RunConfig, params: dict[str, Any],
-                   schedule: BaseSchedule | None = None) -> RunConfig:
-    """``base`` with the trial's parameters applied (schedule overrides, epochs, lr, precision, kd_*)."""
-    mapped = map_params(params, schedule or BaseSchedule(base.schedule))
+                   schedule: Schedule | None = None) -> RunConfig:
+    """``base`` with the trial's parameters applied (schedule overrides, model, epochs, lr,
+    precision, kd_*). A ``model`` other than the base's takes its own pretrained checkpoint
+    (``checkpoint=None``: ``default_checkpoint(model, settings)``), not the base's."""
+    mapped = map_params(params, schedule or load_base_schedule(base.schedule))
     settings = mapped.run_settings
     target = dataclasses.replace(base.target, precision=settings.get("precision", base.target.precision))
-    # The other run settings (epochs, lr, kd_weight, kd_temperature) are RunConfig fields by name.
+    # The other run settings (model, epochs, lr, kd_weight, kd_temperature) are RunConfig fields by name.
     fields = {k: v for k, v in settings.items() if k != "precision"}
-    return dataclasses.replace(base, overrides=mapped.override_strings(), target=target, params=mapped.params,
+    if fields.get("model", base.model) != base.model:
+        fields["checkpoint"] = None
+    return dataclasses.replace(base, overrides=mapped.overrides, target=target, params=mapped.params,
                                **fields)
 
 
@@ -33,7 +38,7 @@ def make_trial_function(base: RunConfig, settings: Settings, queue: JobQueue, ti
     """A trial function that prunes, retrains and exports through ``pipeline.flow`` and waits for
     the consumer's measurement on ``queue``; with ``stage_lines`` it prints a line to stderr as
     each stage of a trial ends (``progress.StageLines``)."""
-    schedule = BaseSchedule(base.schedule)
+    schedule = load_base_schedule(base.schedule)
 
     def run(context: TrialContext) -> TrialOutcome:
         config = run_config_for(base, context.params, schedule)
