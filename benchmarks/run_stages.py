@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -37,14 +39,17 @@ def main() -> None:
                 sys.exit(f"run failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
             record = json.loads(proc.stdout)
         stages = record["stage_seconds"]
-        print(f"repeat {i + 1}: wall {wall:.2f} s (process start to exit)")
+        print(f"repeat {i + 1}: wall {wall:.2f} s (process start to exit); {platform.node()}, "
+              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+              f"{time.strftime('%Y-%m-%d %H:%M')}")
         for name, seconds in stages.items():
             print(f"  {name:<16} {seconds:7.2f} s")
         accounted = sum(stages.values())
         print(f"  {'(imports, CLI)':<16} {wall - accounted:7.2f} s")
         m = record["metrics"]
-        print(f"  Top1 deployed {m.get('Top1')}  Total_Latency {m.get('Total_Latency')} ms  "
-              f"MACs {m.get('macs')}")
+        print(f"  Top1 deployed {m.get('Top1')} on {m.get('eval_count')} images  Total_Latency "
+              f"{m.get('Total_Latency')} ms  MACs {m.get('macs')}  speed-up vs unpruned "
+              f"{record.get('speedup_vs_unpruned')}  retrain hint {record.get('retrain_hint')}")
 
 
 if __name__ == "__main__":

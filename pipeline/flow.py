@@ -78,6 +78,9 @@ class RunConfig:
     eval_split: str = "test"
     #: Evaluate on the first N images of ``eval_split`` only (0: all).
     eval_subset: int = 0
+    #: Evaluate the pruned model (collapse check, gate, Top1_before) on the first N validation
+    #: images only (0: all); retraining's per-epoch validation uses all of them.
+    val_subset: int = 0
     target: Target = field(default_factory=Target)
     retrain_collapsed: bool = False
     #: Also evaluate the PyTorch model on ``eval_split`` when it was not retrained. Off by default:
@@ -231,13 +234,14 @@ def produce(config: RunConfig, settings: Settings, out_dir: Path, gate: GateFn |
     metrics: dict[str, Any] = {"model": config.model, "macs": facts.macs, "params": facts.params,
                                "macs_before": macs_before, "params_before": params_before,
                                "blocks_removed": report.blocks_removed, "bn_recalibrate": config.bn_recalibrate}
+    val = data.split("val", config.val_subset)
     with stage("evaluate_pruned"):
-        before = evaluate(model, data.val, device=device)
+        before = evaluate(model, val, device=device)
     metrics.update(Top1_before_raw=before.top1, Top5_before_raw=before.top5)
     if config.bn_recalibrate:
         with stage("recalibrate_bn"):
             recalibrate_bn(model, calibration.images[: config.bn_recalibrate])
-            before = evaluate(model, data.val, device=device)
+            before = evaluate(model, val, device=device)
     metrics.update(Top1_before=before.top1, Top5_before=before.top5)
     status, reason = TrialStatus.OK, collapse_reason(before, len(data.classes))
     if reason:

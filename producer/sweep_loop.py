@@ -81,7 +81,8 @@ def run_loop(spec: LoopSpec) -> list[TrialRecord]:
                                         entity=config.entity or None, group=study.study_name,
                                         dir=spec.out_dir)) if spec.tracker != "none" else None
         runner = SweepRunner(
-            config, study, make_trial_function(spec.base, spec.settings, queue, spec.timeout, tracker),
+            config, study, make_trial_function(spec.base, spec.settings, queue, spec.timeout, tracker,
+                                         stage_lines=spec.progress),
             Path(spec.out_dir), spec.n_trials, measure=queue_measure(queue, spec.timeout),
             target=spec.base.target, on_record=ProgressTable(config) if spec.progress else None,
             heartbeat_s=heartbeat_interval(storage))

@@ -127,6 +127,13 @@ def test_two_producers_one_consumer_complete_ten_jobs(redis_url, redis_prefix, s
     code, _, err = finish(consumer)
     assert code == 0, err
     assert len(results) == 10 and all(r is not None for r in results.values())
+    # The consumer says what it serves (target, queue, engine), then one line per job.
+    lines = err.splitlines()
+    startup = next(line for line in lines if line.startswith("consumer c1: serving"))
+    assert "openvino CPU" in startup and redis_url.split("@")[-1] in startup and "OpenVINO 20" in startup
+    job_lines = [line for line in lines if line.startswith("job ")]
+    assert sorted(line.split()[1] for line in job_lines) == sorted(j[:12] for j in results)
+    assert all("Total_Latency" in line and line.endswith(" s") for line in job_lines)
     for job_id, result in results.items():
         assert result["status"] == "ok", result["error"]
         assert result["job_id"] == job_id and result["consumer"].endswith(":c1")

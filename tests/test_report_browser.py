@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 from test_report import fixed_baselines, fixed_trials
 
-from pipeline.report import build_report
+from pipeline.report import Headline, build_report
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -76,3 +76,50 @@ def test_probe_catches_a_broken_image_and_a_script_error(tmp_path: Path) -> None
     assert any("broken image" in m and "missing.png" in m for m in messages), messages
     assert any("undefined_function" in m for m in messages), messages
     assert "edgeprune-probe images=1 broken=1" in messages
+
+
+def dump_dom(page: Path, profile_dir: Path) -> str:
+    """The page's DOM as headless Chromium rendered it."""
+    profile_dir.mkdir()
+    completed = subprocess.run(
+        [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", "--dump-dom",
+         page.resolve().as_uri()], capture_output=True, text=True, timeout=120, check=False)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return completed.stdout
+
+
+def _section(dom: str, title: str) -> str:
+    start = dom.index(f"<h2>{title}")
+    end = dom.find("<h2>", start + 1)
+    return dom[start:end if end > 0 else len(dom)]
+
+
+def test_headline_is_the_sweep_objective_with_speedup_in_chromium(tmp_path: Path) -> None:
+    # The sweep minimised latency under a Top1 floor: its answer is trial 7 (7.2 ms, 76.0%),
+    # not the most accurate trial 0 (83.0%) that the report would pick on its own.
+    headline = Headline(rule="minimize Total_Latency, Top1 >= 76", numbers=[7],
+                        metrics=["Total_Latency", "Top1"])
+    paths = build_report(fixed_trials(), tmp_path / "report", baselines=fixed_baselines(),
+                         headline=headline)
+    dom = dump_dom(paths.html, tmp_path / "chromium-profile")
+    answer = _section(dom, "Answer")
+    assert "minimize Total_Latency, Top1 &gt;= 76" in answer and "<td>#7</td>" in answer
+    assert "<td>#0</td>" not in answer
+    assert f"<td>{10.4 / 7.2:.2f}× faster</td>" in answer  # unpruned 10.4 ms over 7.2 ms
+    pareto = _section(dom, "Pareto front")
+    assert "<th>vs unpruned</th>" in pareto
+    rows = re.findall(r"<tr><td>#(\d+)</td><td>[^<]*</td><td>([\d.]+)</td><td>[\d.]+</td><td>([^<]+)</td>",
+                      pareto)
+    assert rows, pareto
+    for number, latency, speedup in rows:
+        assert speedup == f"{10.4 / float(latency):.2f}× faster", (number, latency, speedup)
+    # Ten trials feed the importances and correlations: both carry the caveat.
+    assert "Caveat:" in _section(dom, "Parameter importance")
+    assert "Caveat:" in _section(dom, "Correlations")
+
+
+def test_headline_without_an_unpruned_measurement_says_how_to_get_one(tmp_path: Path) -> None:
+    paths = build_report(fixed_trials(), tmp_path / "report",
+                         headline=Headline(rule="maximize Top1", numbers=[0], metrics=["Top1"]))
+    answer = _section(dump_dom(paths.html, tmp_path / "chromium-profile"), "Answer")
+    assert "<td>#0</td>" in answer and "<td>—</td>" in answer and "edgeprune baseline" in answer

@@ -44,8 +44,14 @@ def test_report_from_recorded_sweep(settings: Settings, tmp_path: Path) -> None:
         "sweep", str(sweep_file), "--trials", "4", "--out", str(sweep_dir), "--fast-measure",
         "--eval-limit", "200", "--schedule", str(REPO / "schedules" / "resnet20_filter_rank.yaml"),
         "--shared", str(settings.shared_dir), "--data", str(settings.data),
-        "--cache-dir", str(settings.cache_dir), "--torch-device", "cpu", "--json"])
+        "--cache-dir", str(settings.cache_dir), "--torch-device", "cpu"])
     assert result.exit_code == 0, (result.output[-2000:], result.exception)
+    # Live: each trial's stages on stderr as they end, its table row and the front on stdout.
+    for number in range(4):
+        assert f"trial {number}: pruned " in result.stderr, result.stderr[-2000:]
+    assert "trial 0: measured " in result.stderr
+    assert result.stdout.splitlines()[0].split()[:2] == ["trial", "status"]
+    assert "Pareto front so far: trial" in result.stdout and "wall time " in result.stdout
 
     out = tmp_path / "report"
     result = runner.invoke(cli, ["report", str(sweep_dir), "--out", str(out), "--json"])
@@ -72,3 +78,11 @@ def test_report_from_recorded_sweep(settings: Settings, tmp_path: Path) -> None:
     assert {"filter_pruner_50_desired_sparsity", "filter_pruner_40_desired_sparsity"} <= \
         set(report["bins"]["params"])
     assert report["counts"]["total"] == 4
+    # The headline is the sweep's own question (its front on latency and Top1), not the report's.
+    from pipeline.search.config import load_sweep
+    from pipeline.search.engine import best_trials
+
+    front = best_trials(load_sweep(SWEEP), trials)
+    assert report["headline"]["source"] == "sweep"
+    assert report["headline"]["rule"] == "minimize Total_Latency, maximize Top1"
+    assert [t["number"] for t in report["headline"]["trials"]] == [r.number for r in front]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from pipeline.errors import QueueError
-from pipeline.messages import Target
+from pipeline.messages import Job, Result, Target
 from pipeline.queue import check_only as check_only_work
 from pipeline.queue import measure_work
+from pipeline.queue.worker import WorkFn, default_name
+from pipeline.redact import redact_url
 from pipeline.settings import Settings
 
 from .options import (FiniteFloat, measure_options, quiet_wait_option, redis_option,
@@ -54,12 +58,42 @@ def consumer(settings: Settings, redis_url: str | None, backend: str, target_dev
         raise QueueError("the consumer needs a queue to serve: pass --redis redis://host:6379/0 "
                          "(or set EDGEPRUNE_REDIS)")
     queue = server_queue(redis_url, prefix, queue_config)  # type: ignore[arg-type]
+    target = Target(backend=backend, device=target_device)
     if check_only:
-        work = check_only_work
+        work, engine = check_only_work, "check only (no measurement)"
     else:
-        work = measure_work(settings, measure_options(fast, quiet_wait))
-    stats = run_consumer(queue, Target(backend=backend, device=target_device), work, name=name,
-                         max_jobs=max_jobs, idle_exit=idle_exit)
+        from pipeline.measure import check_target, engine_version
+
+        check_target(target)
+        work, engine = measure_work(settings, measure_options(fast, quiet_wait)), engine_version(backend)
+    click.echo(f"consumer {name or default_name()}: serving {backend} {target_device} jobs from "
+               f"{redact_url(redis_url)} (prefix {prefix}), {engine}", err=True)
+    stats = run_consumer(queue, target, talking(work), name=name, max_jobs=max_jobs,
+                         idle_exit=idle_exit)
     click.echo(f"consumer stopped: {stats.done} done, {stats.failed} failed, "
                f"{stats.released} released", err=True)
 
+
+def job_line(job: Job, result: Result) -> str:
+    """One line per finished job: id, model, precision that ran, latency and Top1, seconds."""
+    from pipeline.progress import format_metric
+
+    m = result.metrics
+    model = f"{job.model.macs / 1e6:.1f}M MACs, {job.model.params:,} params"
+    seconds = max(0.0, result.finished_at - result.started_at)
+    if not result.ok:
+        return f"job {job.job_id[:12]} ({model}): failed after {seconds:.1f} s: {result.error}"
+    figures = ", ".join(f"{n} {format_metric(n, m[n])}" for n in ("Total_Latency", "Latency", "Top1")
+                        if m.get(n) is not None)
+    precision = m.get("precision", job.target.precision)
+    return f"job {job.job_id[:12]} ({model}) {precision}: {figures or 'checked'} in {seconds:.1f} s"
+
+
+def talking(work: WorkFn) -> WorkFn:
+    """``work`` that prints :func:`job_line` to stderr after each job."""
+    def work_and_say(job: Job, onnx_path: Path) -> Result:
+        result = work(job, onnx_path)
+        click.echo(job_line(job, result), err=True)
+        return result
+
+    return work_and_say

@@ -188,7 +188,11 @@ def run_config_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--eval-split", default="test", show_default=True, type=click.Choice(["test", "val"]),
                      help="Split for the final PyTorch and deployed accuracies (val for searches)."),
         click.option("--eval-limit", "eval_subset", default=0, show_default=True, type=click.IntRange(min=0),
-                     help="Evaluate on the first N images of that split only (0: all)."),
+                     help="Evaluate on the first N images of that split only (0: all; the splits "
+                          "are class-interleaved, so N images hold N/10 of each class)."),
+        click.option("--val-limit", "val_subset", default=0, show_default=True, type=click.IntRange(min=0),
+                     help="Evaluate the pruned model (collapse check, Top1_before) on the first N "
+                          "validation images only (0: all); retraining validates on all of them."),
         target_options,
         click.option("--torch-eval", is_flag=True,
                      help="Also evaluate the PyTorch model on --eval-split when it was not retrained "

@@ -18,7 +18,9 @@ import click
 from pipeline.errors import UserError
 from pipeline.flow import RunConfig
 from pipeline.messages import Target
+from pipeline.progress import StageLines
 from pipeline.queue import QueueConfig
+from pipeline.redact import redact_url
 from pipeline.schedule import parse_overrides
 from pipeline.settings import Settings
 
@@ -109,10 +111,15 @@ def producer(ctx: click.Context, settings: Settings, schedule_path: Path, overri
                        **options)
     # Built under a temporary name: --out appears only once result.json is written, so an error
     # (exit 2) leaves no model.onnx or schedule.yaml without their result.
+    lines = StageLines(epochs=config.epochs)
+    click.echo(f"producer: {config.model} with {schedule_path}, {config.epochs} epoch(s), jobs to "
+               f"{redact_url(redis_url) if redis_url else 'the embedded queue'} for "
+               f"{target.backend} {target.device} {target.precision}", err=True)
     with staged_output(out_dir) as staging:
         outcome = run_producer(config, settings, staging, timeout, redis_url=redis_url, prefix=prefix,
                                queue_config=queue_config, tracker=_tracker(settings, schedule_path),
-                               measure_options=measure_options)
+                               measure_options=measure_options, on_stage=lines.stage,
+                               on_epoch=lines.on_epoch())
         record = json.loads(outcome.result_path.read_text())
     click.echo(json.dumps(record, indent=2) if as_json else format_record(record, out_dir))
     if outcome.timed_out:

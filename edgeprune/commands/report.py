@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -46,6 +47,31 @@ def load_sweep(source: str, study_name: str | None = None) -> list[TrialRecord]:
     return load_trials(source, study_name)
 
 
+#: Latency metrics a sweep may rank by, in the order the report's Pareto axis picks one.
+LATENCY_METRICS = ("Latency", "Total_Latency", "Relative_Latency")
+
+
+def sweep_headline(source: str, study_name: str | None, trials: list[TrialRecord]) -> tuple[Any, str | None]:
+    """The report's headline from the sweep's own objective (``Headline``, or None when the trials
+    do not come from a stored study) and the latency metric the sweep ranks by (or None)."""
+    from pipeline.report import Headline
+    from pipeline.search.engine import best_trials
+    from pipeline.search.storage import load_sweep_config
+
+    path = Path(source)
+    if path.is_file() and path.suffix in (".json", ".jsonl"):
+        return None, None
+    config = load_sweep_config(source, study_name)
+    if config is None or not config.objectives:
+        return None, None
+    rule = ", ".join([f"{o.goal} {o.name}" for o in config.objectives]
+                     + [str(c) for c in config.constraints])
+    ranked = config.ranked_metrics
+    headline = Headline(rule=rule, numbers=[r.number for r in best_trials(config, trials)],
+                        metrics=list(dict.fromkeys(ranked)))
+    return headline, next((m for m in ranked if m in LATENCY_METRICS), None)
+
+
 def _baselines(source: str, explicit: Path | None) -> list:
     from pipeline.baseline import load_table
     from pipeline.report import BaselinePoint
@@ -72,20 +98,22 @@ def _baselines(source: str, explicit: Path | None) -> list:
 @click.option("--metric", "metrics", multiple=True, metavar="NAME",
               help="Metric for correlations, importance and best-so-far (repeatable) "
                    "[default: Top1, Total_Latency, Latency, Throughput, those present].")
-@click.option("--latency-metric", default="Total_Latency", show_default=True,
-              help="Latency on the Pareto front's x axis and in the binned plot (Total_Latency: "
-                   "end-to-end request; Latency: sum of per-layer times).")
+@click.option("--latency-metric", default=None,
+              help="Latency on the Pareto front's x axis, in the binned plot and in the speed-up "
+                   "over the unpruned model (Total_Latency: end-to-end request; Latency: sum of "
+                   "per-layer times) [default: the one the sweep ranks by, else Total_Latency].")
 @click.option("--accuracy-metric", default="Top1", show_default=True,
               help="Accuracy on the Pareto front's y axis (Top1 is the deployed model's).")
 @click.option("--min-top1", "min_accuracy", type=FiniteFloat(0, 100), default=None,
-              help="Pick the best model as the fastest with accuracy >= this (percent); "
-                   "without it the most accurate trial is the best model.")
+              help="Where the sweep's objective is not stored with the trials (a JSON file): pick "
+                   "the best model as the fastest with accuracy >= this (percent); without it "
+                   "the most accurate trial. A stored sweep's headline is its own objective.")
 @click.option("--baselines", "baselines_path", type=click.Path(path_type=Path), default=None,
               help="baseline.json from `edgeprune baseline`, marked on the Pareto plot and used "
                    "as the unpruned per-layer reference [default: SWEEP_DIR/baseline.json if any].")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json (every figure) to stdout.")
 def report(source: str, study_name: str | None, out_dir: Path | None, bin_width: float, metrics: tuple[str, ...],
-           latency_metric: str, accuracy_metric: str, min_accuracy: float | None,
+           latency_metric: str | None, accuracy_metric: str, min_accuracy: float | None,
            baselines_path: Path | None, as_json: bool) -> None:
     """Write an HTML report of a sweep: Pareto front, importance, correlations, binned latency,
     best-so-far, per-layer latency and trial outcomes.
@@ -100,16 +128,18 @@ def report(source: str, study_name: str | None, out_dir: Path | None, bin_width:
     if not trials:
         raise SweepError(f"{source} holds no trials: run `edgeprune sweep` into it first")
     out_dir = out_dir or (Path(source) / "report" if Path(source).is_dir() else Path("report"))
+    headline, ranked_latency = sweep_headline(source, study_name, trials)
     paths = build_report(trials, out_dir, baselines=_baselines(source, baselines_path),
                          bin_width=bin_width, metrics=metrics or DEFAULT_METRICS,
-                         latency_metric=latency_metric, accuracy_metric=accuracy_metric,
-                         min_accuracy=min_accuracy)
+                         latency_metric=latency_metric or ranked_latency or "Total_Latency",
+                         accuracy_metric=accuracy_metric, min_accuracy=min_accuracy,
+                         headline=headline)
     if as_json:
         click.echo(paths.json.read_text())
     else:
-        headline = json.loads(paths.json.read_text())["best"]["headline"]
-        if headline:
-            click.echo(headline)
-        click.echo(f"{len(trials)} trials; report: {paths.html}\n"
+        answer = json.loads(paths.json.read_text())["headline"]
+        click.echo(f"{len(trials)} trials; headline ({answer['rule']}): "
+                   + (", ".join(f"#{t['number']}" for t in answer["trials"]) or "no feasible trial"))
+        click.echo(f"report: {paths.html}\n"
                    f"plots: {', '.join(p.name for p in paths.plots.values())}\n"
                    f"data: {paths.csv}, {paths.json}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,9 @@ def sweep(settings: Settings, sweep_file: Path, n_trials: int | None, storage: s
     model sparser than one that missed the accuracy floor, nor one that cannot beat a feasible
     trial, and weighting feasibility twice; multi-objective and constrained when
     the sweep's edgeprune extension asks; `sampler: tpe` there for TPE), random and grid as
-    named. Prints one row per finished trial and the best so far (or the Pareto front). Without
+    named. Prints a line (stderr) as each stage of a trial ends, one table row per finished trial
+(parameter names shortened to fit the terminal, with a legend) and the best so far (or the
+Pareto front), then wall time beside compute time. Without
     --redis, models are measured by a consumer thread in each worker.
     Accuracy on the shared JPEG CIFAR-10 is lower than on the original set (ResNet56: 83.2% vs 93.4%).
     """
@@ -94,6 +97,7 @@ def sweep(settings: Settings, sweep_file: Path, n_trials: int | None, storage: s
 
     from pipeline.search.config import load_sweep
     from pipeline.search.engine import best_trials, open_study, study_name_of
+    from pipeline.search.progress import best_line, params_text, time_summary
     from pipeline.search.mapping import check_mapping
     from pipeline.search.space import SearchSpace
     from pipeline.report.analysis import describe
@@ -123,6 +127,7 @@ def sweep(settings: Settings, sweep_file: Path, n_trials: int | None, storage: s
                     measure_options=measure_options(fast_measure, quiet_wait))
     # Create the study once before the workers start, so they do not race to create it.
     open_study(config, open_storage(storage, out_dir), name, seed)
+    started, started_at = time.monotonic(), time.time()
     if workers == 1:
         run_loop(spec)
     else:
@@ -131,9 +136,11 @@ def sweep(settings: Settings, sweep_file: Path, n_trials: int | None, storage: s
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in records], indent=2))
         return
-    best = best_trials(config, records)
-    click.echo(f"{len(records)} trials in study {name} ({redact_url(str(storage or out_dir))})")
-    for record in best:
-        shown = {o.name: record.metrics.get(o.name) for o in config.objectives}
-        click.echo(f"best: {describe(record)} (trial {record.number}) {shown}")
-    click.echo(f"Note: {JPEG_NOTE}.")
+    this_run = [r for r in records if r.started_at >= started_at]
+    click.echo(f"{len(records)} trials in study {name} ({redact_url(str(storage or out_dir))}); "
+               f"this command: {time_summary(this_run, time.monotonic() - started)} "
+               "(compute: pruning, retraining, export and measurement, summed over workers)")
+    click.echo(best_line(config, records, so_far=False))
+    for record in best_trials(config, records):
+        click.echo(f"  trial {record.number}: {describe(record)}; params: {params_text(record.params)}")
+    click.echo(f"Note: {JPEG_NOTE}. Report: edgeprune report {out_dir}")

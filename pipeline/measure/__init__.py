@@ -7,7 +7,7 @@ profile, throughput, deployed accuracy, INT8 quantization and model facts.
 
 from .accuracy import ACCURACY_GAP_POINTS, DeployedAccuracy, accuracy_gap
 from .facts import OnnxFacts, onnx_facts
-from .measurement import BACKENDS, Measurement, check_target, measure, open_engine
+from .measurement import BACKENDS, Measurement, check_target, engine_version, measure, open_engine
 from .options import EngineInfo, MeasureOptions
 from .profile import LayerProfile, compare_profiles, format_comparison, format_profile
 from .stats import LatencyStats, summarize
@@ -25,6 +25,7 @@ __all__ = [
     "accuracy_gap",
     "check_target",
     "compare_profiles",
+    "engine_version",
     "format_comparison",
     "format_profile",
     "measure",

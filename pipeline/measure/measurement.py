@@ -159,6 +159,19 @@ def check_target(target: Target) -> None:
     check(target.device, target.precision)
 
 
+def engine_version(backend: str) -> str:
+    """The installed version of ``backend``'s engine, e.g. ``OpenVINO 2025.3.0-...``."""
+    if backend == "openvino":
+        import openvino
+
+        return f"OpenVINO {openvino.get_version()}"
+    if backend == "onnxruntime":
+        import onnxruntime
+
+        return f"ONNX Runtime {onnxruntime.__version__}"
+    raise BenchmarkError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+
+
 def open_engine(onnx_path: Path, target: Target, options: MeasureOptions):
     """The backend engine for ``target``, or a BenchmarkError naming the choices."""
     check_target(target)

@@ -29,6 +29,23 @@ JPEG_NOTE = ("accuracy is measured on the JPEG re-encoding of CIFAR-10, which is
 
 DEFAULT_METRICS = ("Top1", "Total_Latency", "Latency", "Throughput")
 
+#: Importances and correlations from fewer trials than this get a caveat on the page.
+MIN_TRIALS_FOR_TRENDS = 20
+
+
+@dataclass
+class Headline:
+    """What the sweep itself asked for, and the trial(s) that answer it.
+
+    ``rule`` says it in words ("minimize Latency, Top1 >= 80"); ``numbers`` are the best feasible
+    trial, or the feasible Pareto front, as the sweep ranks them (``pipeline.search.best_trials``);
+    ``metrics`` are the sweep's objectives and constrained metrics, shown for each.
+    """
+
+    rule: str
+    numbers: list[int]
+    metrics: list[str]
+
 
 @dataclass
 class BaselinePoint:
@@ -86,7 +103,7 @@ def _present(trials: Sequence[TrialRecord], metrics: Sequence[str]) -> list[str]
 def analyse(trials: Sequence[TrialRecord], baselines: Sequence[BaselinePoint] = (),
             bin_width: float = 0.02, metrics: Sequence[str] = DEFAULT_METRICS,
             latency_metric: str = "Total_Latency", accuracy_metric: str = "Top1",
-            min_accuracy: float | None = None) -> dict[str, Any]:
+            min_accuracy: float | None = None, headline: Headline | None = None) -> dict[str, Any]:
     """Every figure of the report as one JSON-ready dict (what report.json holds)."""
     metrics = _present(trials, metrics)
     numeric = analysis.numeric_params(trials)
@@ -95,15 +112,25 @@ def analyse(trials: Sequence[TrialRecord], baselines: Sequence[BaselinePoint] = 
     importances = {m: analysis.importance(trials, varying, m) for m in metrics}
     best_metric = latency_metric if min_accuracy is not None else accuracy_metric
     best = analysis.best_trial(trials, best_metric, accuracy_metric, min_accuracy)
+    speedup = _speedup(baselines, latency_metric)
+    pareto = _pareto_dict(analysis.pareto(trials, latency_metric, accuracy_metric))
+    for point in pareto["points"]:
+        point["speedup"] = speedup(point["latency"])
+    correlations = analysis.to_jsonable(analysis.correlations(trials, numeric, metrics))
+    importance = {m: analysis.to_jsonable(i) for m, i in importances.items() if i is not None}
     return {
         "note": JPEG_NOTE,
         "trials": len(trials),
         "metrics": list(metrics),
         "params": {"numeric": numeric, "all_varying": varying, "sparsity": sparsities},
         "counts": analysis.status_counts(trials),
-        "pareto": _pareto_dict(analysis.pareto(trials, latency_metric, accuracy_metric)),
-        "correlations": analysis.to_jsonable(analysis.correlations(trials, numeric, metrics)),
-        "importance": {m: analysis.to_jsonable(i) for m, i in importances.items() if i is not None},
+        "headline": _headline(trials, headline, best_metric, best, accuracy_metric, min_accuracy,
+                              latency_metric, speedup),
+        "speedup_reference": _reference_dict(_unpruned(baselines, latency_metric), latency_metric),
+        "pareto": pareto,
+        "correlations": correlations,
+        "importance": importance,
+        "caveats": _caveats(correlations, importance),
         "importance_estimator": analysis.IMPORTANCE_ESTIMATOR,
         "bins": {"metric": latency_metric, "width": bin_width,
                  "params": analysis.to_jsonable(
@@ -119,6 +146,68 @@ def analyse(trials: Sequence[TrialRecord], baselines: Sequence[BaselinePoint] = 
         "per_layer": _per_layer(best, baselines),
         "baselines": [{"name": b.name, "metrics": _flat_metrics(b.metrics)} for b in baselines],
     }
+
+
+def _unpruned(baselines: Sequence[BaselinePoint], latency_metric: str) -> BaselinePoint | None:
+    """The unpruned baseline when it has ``latency_metric``."""
+    return next((b for b in baselines if b.name.startswith("unpruned")
+                 and isinstance(b.metrics.get(latency_metric), (int, float))), None)
+
+
+def _reference_dict(unpruned: BaselinePoint | None, latency_metric: str) -> dict[str, Any] | None:
+    if unpruned is None:
+        return None
+    return {"baseline": unpruned.name, "metric": latency_metric,
+            "value": unpruned.metrics[latency_metric]}
+
+
+def _speedup(baselines: Sequence[BaselinePoint], latency_metric: str) -> Any:
+    """``latency -> unpruned latency / latency`` (None without an unpruned measurement)."""
+    unpruned = _unpruned(baselines, latency_metric)
+
+    def speedup(latency: Any) -> float | None:
+        if unpruned is None or not isinstance(latency, (int, float)) or latency <= 0:
+            return None
+        return round(float(unpruned.metrics[latency_metric]) / float(latency), 3)
+
+    return speedup
+
+
+def _headline(trials: Sequence[TrialRecord], headline: Headline | None, best_metric: str,
+              best: TrialRecord | None, accuracy_metric: str, min_accuracy: float | None,
+              latency_metric: str, speedup: Any) -> dict[str, Any]:
+    """The answer at the top of the page: the sweep's own objective when it is known, else the
+    report's --min-top1 rule or the most accurate trial (and it says which)."""
+    by_number = {t.number: t for t in trials}
+    if headline is not None:
+        rule, source, chosen = headline.rule, "sweep", [by_number[n] for n in headline.numbers
+                                                          if n in by_number]
+        shown = list(dict.fromkeys(headline.metrics + [accuracy_metric, latency_metric]))
+    else:
+        rule = (f"lowest {latency_metric} with {accuracy_metric} >= {min_accuracy}"
+                if min_accuracy is not None else f"highest {accuracy_metric}")
+        source, chosen = "report", [best] if best is not None else []
+        shown = list(dict.fromkeys([best_metric, accuracy_metric, latency_metric]))
+    return {"rule": rule, "source": source, "metrics": shown,
+            "trials": [{"number": t.number, "params": t.params,
+                        "metrics": {m: analysis.metric_value(t, m) for m in shown},
+                        "speedup": speedup(analysis.metric_value(t, latency_metric))}
+                       for t in chosen]}
+
+
+def _caveats(correlations: list[dict[str, Any]], importance: dict[str, Any]) -> dict[str, str]:
+    """Why a correlation or an importance should not be trusted yet (few trials)."""
+    caveats = {}
+    fewest = min((c["n"] for c in correlations), default=None)
+    if fewest is not None and fewest < MIN_TRIALS_FOR_TRENDS:
+        caveats["correlations"] = (f"computed over as few as {fewest} trials (fewer than "
+                                   f"{MIN_TRIALS_FOR_TRENDS}): read them as hints, not findings")
+    fewest = min((i["n"] for i in importance.values()), default=None)
+    if fewest is not None and fewest < MIN_TRIALS_FOR_TRENDS:
+        caveats["importance"] = (f"fitted on as few as {fewest} trials (fewer than "
+                                 f"{MIN_TRIALS_FOR_TRENDS}): a random forest on so few points "
+                                 "ranks parameters unreliably")
+    return caveats
 
 
 def _pareto_dict(result: analysis.Pareto) -> dict[str, Any]:
@@ -163,22 +252,29 @@ def _draw(report: dict[str, Any], trials: Sequence[TrialRecord],
     """Draw every figure the report has data for; returns name -> PNG path."""
     pareto = analysis.pareto(trials, report["pareto"]["latency_metric"],
                              report["pareto"]["accuracy_metric"])
-    drawn = {
-        "pareto": plots.plot_pareto(
+    # A chart with nothing to show (no point, no bar above zero) is left out, not drawn empty.
+    drawn: dict[str, Path] = {}
+    if pareto.points:
+        drawn["pareto"] = plots.plot_pareto(
             pareto, out_dir / "pareto.png",
             _baseline_marks(baselines, pareto.latency_metric, pareto.accuracy_metric),
-            note="accuracy on JPEG CIFAR-10 (lower than original CIFAR-10)"),
-        "counts": plots.plot_counts(report["counts"], out_dir / "counts.png"),
-        "importance": plots.plot_importance(
+            note="accuracy on JPEG CIFAR-10 (lower than original CIFAR-10)")
+    counts = {s: n for s, n in report["counts"].items() if n}
+    if len(counts) > 2:  # "total" and one status: the table says it all
+        drawn["counts"] = plots.plot_counts(counts, out_dir / "counts.png")
+    if report["importance"]:
+        drawn["importance"] = plots.plot_importance(
             [analysis.Importance(**i) for i in report["importance"].values()],
-            out_dir / "importance.png"),
-        "bins": plots.plot_bins(
-            {p: [analysis.Bin(**b) for b in bins] for p, bins in report["bins"]["params"].items()},
-            report["bins"]["metric"], report["bins"]["width"], out_dir / "binned_latency.png"),
-        "progress": plots.plot_progress(
-            {m: [analysis.ProgressPoint(**p) for p in points]
-             for m, points in report["progress"].items()}, out_dir / "progress.png"),
-    }
+            out_dir / "importance.png")
+    bins = {p: [analysis.Bin(**b) for b in param_bins]
+            for p, param_bins in report["bins"]["params"].items() if param_bins}
+    if bins:
+        drawn["bins"] = plots.plot_bins(bins, report["bins"]["metric"], report["bins"]["width"],
+                                        out_dir / "binned_latency.png")
+    progress = {m: [analysis.ProgressPoint(**p) for p in points]
+                for m, points in report["progress"].items() if points}
+    if progress:
+        drawn["progress"] = plots.plot_progress(progress, out_dir / "progress.png")
     if report["correlations"]:
         table = [analysis.Correlation(**c) for c in report["correlations"]]
         drawn["pearson"] = plots.plot_correlations(table, out_dir / "pearson.png", "pearson")
@@ -197,7 +293,7 @@ def build_report(trials: Sequence[TrialRecord], out_dir: Path,
                  baselines: Sequence[BaselinePoint] | None = None, bin_width: float = 0.02,
                  metrics: Sequence[str] = DEFAULT_METRICS, latency_metric: str = "Total_Latency",
                  accuracy_metric: str = "Top1", min_accuracy: float | None = None,
-                 title: str = "edgeprune sweep report") -> ReportPaths:
+                 title: str = "edgeprune sweep report", headline: Headline | None = None) -> ReportPaths:
     """Write index.html, trials.csv, report.json and the PNG plots into ``out_dir``."""
     from .page import render_page
 
@@ -205,7 +301,7 @@ def build_report(trials: Sequence[TrialRecord], out_dir: Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     baselines = list(baselines or ())
     report = analyse(trials, baselines, bin_width, metrics, latency_metric, accuracy_metric,
-                     min_accuracy)
+                     min_accuracy, headline)
     drawn = _draw(report, trials, baselines, out_dir)
     report["files"] = {name: path.name for name, path in drawn.items()}
     paths = ReportPaths(out_dir=out_dir, html=out_dir / "index.html", csv=out_dir / "trials.csv",
@@ -217,4 +313,4 @@ def build_report(trials: Sequence[TrialRecord], out_dir: Path,
     return paths
 
 
-__all__ = ["JPEG_NOTE", "BaselinePoint", "ReportPaths", "analyse", "build_report", "trials_csv"]
+__all__ = ["JPEG_NOTE", "MIN_TRIALS_FOR_TRENDS", "BaselinePoint", "Headline", "ReportPaths", "analyse", "build_report", "trials_csv"]

@@ -14,36 +14,73 @@ def _img(drawn: Mapping[str, Path], name: str, out_dir: Path, alt: str) -> str:
     return image(drawn[name], out_dir, alt) if name in drawn else ""
 
 
+def _with_unit(metric: str) -> str:
+    if metric.startswith(("Top1", "Top5")):
+        return f"{metric} (%)"
+    return f"{metric} (ms)" if metric in ("Latency", "Total_Latency") else metric
+
+
+def _speedup_cell(value: Any) -> str:
+    return f"{value:.2f}× faster" if isinstance(value, (int, float)) else "—"
+
+
+def _answer(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -> str:
+    """The headline: the trial(s) that answer the sweep's own question, with the speed-up."""
+    headline = report["headline"]
+    reference = report["speedup_reference"]
+    whose = "the sweep's objective" if headline["source"] == "sweep" else \
+        "the report's rule (the sweep's objective is not stored with these trials)"
+    if not headline["trials"]:
+        return section("Answer", paragraph(f"No feasible trial yet for {whose}: {headline['rule']}."))
+    metrics = headline["metrics"]
+    rows = [[f"#{t['number']}"] + [t["metrics"].get(m) for m in metrics] + [_speedup_cell(t["speedup"])]
+            for t in headline["trials"]]
+    front = len(headline["trials"]) > 1
+    parts = [paragraph(f"{'Pareto front' if front else 'Best trial'} by {whose}: {headline['rule']}."),
+             table(["trial"] + [_with_unit(m) for m in metrics] + ["vs unpruned"], rows)]
+    if reference is None:
+        parts.append(paragraph("No unpruned measurement with these trials: run `edgeprune baseline` "
+                               "and pass --baselines for the speed-up over the unpruned model.", "muted"))
+    else:
+        parts.append(paragraph(f"Speed-up: {reference['baseline']}'s {reference['metric']} "
+                               f"({reference['value']:.4g} ms) over the trial's."))
+    if not front:
+        parts.append(table(["parameter", "value"], sorted(headline["trials"][0]["params"].items())))
+    return section("Answer", *parts)
+
+
 def _summary(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -> str:
     counts = report["counts"]
     best = report["best"]
     parts = [
-        table(["status", "trials"], [(s, n) for s, n in counts.items()]),
+        table(["status", "trials"], [(s, n) for s, n in counts.items() if n or s == "total"]),
         paragraph("collapsed: the pruned network predicted (almost) one class; gated: retraining "
                   "skipped because the pruned architecture could not meet the latency target; "
                   "early_stopped: retraining stopped by the early-termination rule; failed: the "
                   "trial raised or its measurement failed (reason in trials.csv)."),
         _img(drawn, "counts", out_dir, "trial outcomes"),
     ]
-    if best["number"] is not None:
-        parts.append(paragraph(f"Best model ({best['rule']}): trial #{best['number']}, "
+    if best["number"] is not None and report["headline"]["source"] == "sweep":
+        parts.append(paragraph(f"Most accurate otherwise ({best['rule']}): trial #{best['number']}, "
                                f"{best['model'] or 'model not recorded'}."))
-        parts.append(paragraph(best["headline"]))
-        parts.append(table(["parameter", "value"], sorted(best["params"].items())))
     return section("Trials", *parts)
 
 
 def _pareto(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -> str:
     pareto = report["pareto"]
     front = set(pareto["front"])
-    rows = [(f"#{p['number']}", p.get("model", ""), p["latency"], p["accuracy"], p["status"])
+    rows = [(f"#{p['number']}", p.get("model", ""), p["latency"], p["accuracy"],
+             _speedup_cell(p.get("speedup")), p["status"])
             for p in sorted(pareto["points"], key=lambda p: p["latency"]) if p["number"] in front]
     lat, acc = pareto["latency_metric"], pareto["accuracy_metric"]
+    if not pareto["points"]:
+        return section("Pareto front: accuracy vs latency",
+                       paragraph(f"No trial has both {acc} and {lat}.", "muted"))
     parts = [_img(drawn, "pareto", out_dir, "Pareto front"),
              paragraph(f"{len(pareto['points'])} trials have both {acc} and {lat}; "
                        f"{len(front)} lie on the front (no other trial is both faster and at "
                        "least as accurate)."),
-             table(["trial", "model", f"{lat} (ms)", f"{acc} (%)", "status"], rows)]
+             table(["trial", "model", f"{lat} (ms)", f"{acc} (%)", "vs unpruned", "status"], rows)]
     if report["baselines"]:
         parts.append(table(["baseline", f"{lat} (ms)", f"{acc} (%)"],
                            [(b["name"], b["metrics"].get(lat), b["metrics"].get(acc))
@@ -58,7 +95,9 @@ def _importance(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path
                        paragraph("Too few trials (or no varying parameter) for importance.", "muted"))
     params = sorted({p for i in importance.values() for p in i["values"]})
     rows = [[p] + [importance[m]["values"].get(p) for m in importance] for p in params]
+    caveat = report["caveats"].get("importance")
     return section("Parameter importance",
+                   paragraph(f"Caveat: {caveat}.", "note") if caveat else "",
                    paragraph(f"Estimator: {report['importance_estimator']}."),
                    _img(drawn, "importance", out_dir, "parameter importance"),
                    table(["parameter"] + list(importance), rows))
@@ -69,7 +108,9 @@ def _correlations(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Pa
             for c in report["correlations"]]
     if not rows:
         return section("Correlations", paragraph("No numeric parameter varies across trials.", "muted"))
+    caveat = report["caveats"].get("correlations")
     return section("Correlations of parameters with metrics",
+                   paragraph(f"Caveat: {caveat}.", "note") if caveat else "",
                    paragraph("Pearson's r (linear) and Spearman's rho (rank, ties averaged) over "
                              "the trials that have both values; a dash where undefined (fewer "
                              "than 3 trials or a constant column)."),
@@ -82,6 +123,8 @@ def _bins(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -> s
     bins = report["bins"]
     rows = [(param, f"[{b['low']:.3f}, {b['high']:.3f})", b["count"], b["mean"])
             for param, param_bins in bins["params"].items() for b in param_bins]
+    if not rows:
+        return ""  # no sparsity parameter: nothing to bin
     return section(f"Mean {bins['metric']} per sparsity bin (width {bins['width']:g})",
                    paragraph("Each pruner's sparsity parameter is cut into equal-width bins on "
                              f"multiples of {bins['width']:g}; bars show the mean {bins['metric']} "
@@ -117,7 +160,7 @@ def _layers(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) ->
 def render_page(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path,
                 title: str) -> str:
     """The full HTML document for ``report`` (as :func:`pipeline.report.analyse` returns it)."""
-    builders = (_summary, _pareto, _importance, _correlations, _bins, _progress, _layers)
+    builders = (_answer, _summary, _pareto, _importance, _correlations, _bins, _progress, _layers)
     sections = [build(report, drawn, out_dir) for build in builders]
     sections.append(section("Data", '<p><a href="trials.csv">trials.csv</a> (every trial, '
                                     'parameters and metrics) · <a href="report.json">report.json</a> '

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.storages import (BaseStorage, JournalStorage, RDBStorage,
@@ -25,6 +25,9 @@ from pipeline.extras import require
 from pipeline.messages import TrialRecord, parse_checked
 from pipeline.redact import redact_url
 from pipeline.status import TrialStatus
+
+if TYPE_CHECKING:
+    from .config import SweepConfig
 
 JOURNAL_NAME = "study.journal"
 #: User attribute holding the trial's record (a TrialRecord dict without ``number``).
@@ -155,6 +158,20 @@ def load_trials(dir_or_url: str | Path, study_name: str | None = None) -> list[T
     # Waiting trials (queued for a rerun) have not started: they are no record yet.
     started = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     return [record_of(t) for t in study.get_trials(deepcopy=False, states=started)]
+
+
+def load_sweep_config(dir_or_url: str | Path, study_name: str | None = None) -> "SweepConfig | None":
+    """The sweep YAML a stored study was created from (``open_study`` keeps it), or None for a
+    study made without one."""
+    from .config import load_sweep
+
+    storage = _existing_storage(dir_or_url)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    name = study_name or (names[0] if len(names) == 1 else None)
+    if name not in names:
+        return None
+    raw = optuna.load_study(study_name=name, storage=storage).user_attrs.get("sweep")
+    return load_sweep(raw) if isinstance(raw, dict) else None
 
 
 def _existing_storage(dir_or_url: str | Path) -> BaseStorage:

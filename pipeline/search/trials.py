@@ -13,6 +13,7 @@ from pipeline.settings import Settings
 
 from .engine import TrialContext, TrialFunction, TrialOutcome
 from .mapping import load_base_schedule, map_params
+from ..progress import StageLines
 
 
 def run_config_for(base: RunConfig, params: dict[str, Any],
@@ -32,23 +33,30 @@ def run_config_for(base: RunConfig, params: dict[str, Any],
 
 
 def make_trial_function(base: RunConfig, settings: Settings, queue: JobQueue, timeout: float,
-                        tracker_factory: Callable[[], Tracker] | None = None) -> TrialFunction:
+                        tracker_factory: Callable[[], Tracker] | None = None,
+                        stage_lines: bool = False) -> TrialFunction:
     """A trial function that prunes, retrains and exports through ``pipeline.flow`` and waits for
-    the consumer's measurement on ``queue``."""
+    the consumer's measurement on ``queue``; with ``stage_lines`` it prints a line to stderr as
+    each stage of a trial ends (``progress.StageLines``)."""
     schedule = load_base_schedule(base.schedule)
 
     def run(context: TrialContext) -> TrialOutcome:
         config = run_config_for(base, context.params, schedule)
         tracker = tracker_factory() if tracker_factory else None
+        gate, on_epoch, on_stage = context.gate, context.on_epoch, None
+        if stage_lines:
+            lines = StageLines(prefix=f"trial {context.number}: ", epochs=config.epochs)
+            gate, on_epoch, on_stage = lines.gate(gate), lines.on_epoch(on_epoch), lines.stage
         done = run_trial(config, queue, settings, Path(context.run_dir), timeout, tracker=tracker,
-                         gate=context.gate, on_epoch=context.on_epoch)
+                         gate=gate, on_epoch=on_epoch, on_stage=on_stage)
         status = done.status
         reason = done.produced.reason
         if status == "timeout":
             status, reason = "failed", f"no measurement within {timeout:.0f} s: is a consumer running?"
         elif status == "failed" and done.result is not None:
             reason = done.result.error
-        compute_s = sum(done.produced.stage_seconds.values())
+        # "benchmark" is the producer's wait for the consumer: counted once, as the consumer's time.
+        compute_s = sum(v for k, v in done.produced.stage_seconds.items() if k != "benchmark")
         if done.result is not None and done.result.started_at > 0:
             compute_s += max(0.0, done.result.finished_at - done.result.started_at)
         return TrialOutcome(status, done.metrics(), reason, compute_s, str(context.run_dir))
