@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.flow import RunConfig
+from pipeline.flow import GateFn, RunConfig
 from pipeline.queue import QueueConfig, Tracker, TrialOutcome, measure_work, open_queue, run_trial
 from pipeline.settings import Settings
 
@@ -12,9 +12,10 @@ from pipeline.settings import Settings
 def run_producer(config: RunConfig, settings: Settings, out_dir: Path, timeout: float,
                  redis_url: str | None = None, prefix: str = "edgeprune",
                  queue_config: QueueConfig | None = None, tracker: Tracker | None = None,
-                 measure_options: object | None = None) -> TrialOutcome:
+                 measure_options: object | None = None, gate: GateFn | None = None) -> TrialOutcome:
     """Run one trial; its job goes to the Redis at ``redis_url``, or to a consumer thread in this
-    process (measuring with ``measure_options``) when ``redis_url`` is None."""
+    process (measuring with ``measure_options``) when ``redis_url`` is None. ``gate``: as
+    ``pipeline.flow.produce`` takes it."""
     work = measure_work(settings, measure_options)
     with open_queue(redis_url, work, config.target, queue_config, prefix) as queue:
-        return run_trial(config, queue, settings, out_dir, timeout, tracker=tracker)
+        return run_trial(config, queue, settings, out_dir, timeout, tracker=tracker, gate=gate)
