@@ -30,30 +30,12 @@ from _resnet56 import budget_arguments, pretrained_resnet56
 
 from pipeline.batchnorm import Calibration, recalibrate_bn
 from pipeline.data import DataSplits, load_data
+from pipeline.latency.architectures import random_schedule
 from pipeline.pruning import prune_one_shot
 from pipeline.pruning.blocks import identity_blocks
 from pipeline.schedule import load_schedule
 from pipeline.settings import Settings
 from pipeline.training import TrainConfig, evaluate, train
-
-
-def random_schedule(rng: np.random.Generator, blocks: list[str]) -> tuple[str, dict]:
-    """A schedule of one random depth-and-width architecture, and what it asks for."""
-    removed = int(rng.integers(0, 13))
-    sparsities = [round(float(s), 2) for s in rng.uniform(0.0, 0.6, size=3)]
-    seed = int(rng.integers(0, 1_000_000))
-    text = ("version: 1\npruners:\n  blocks:\n    class: ResidualBlockPruner\n    criterion: random\n"
-            f"    seed: {seed}\n    desired_sparsity: {removed / len(blocks) + 1e-6:.6f}\n"
-            f"    blocks: [{', '.join(blocks)}]\n")
-    policies = "policies:\n  - pruner: {instance_name: blocks}\n    epochs: [0]\n"
-    for stage, sparsity in zip((1, 2, 3), sparsities):
-        if sparsity < 0.05:
-            continue
-        convs = [f"{b}.conv1.weight" for b in blocks if b.startswith(f"layer{stage}.")]
-        text += (f"  filters{stage}:\n    class: L1RankedStructureParameterPruner\n    group_type: Filters\n"
-                 f"    desired_sparsity: {sparsity}\n    weights: [{', '.join(convs)}]\n")
-        policies += f"  - pruner: {{instance_name: filters{stage}}}\n    epochs: [0]\n"
-    return text + policies, {"blocks_removed": removed, "stage_sparsity": sparsities, "seed": seed}
 
 
 def measure_one(schedule: str, data: DataSplits, eval_split, calibration: Calibration, steps: int,

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sweep": ("sweep", "sweep", "Run a sweep YAML locally on Optuna."),
     "report": ("report", "report", "HTML report of a sweep: Pareto front, importance, plots."),
     "baseline": ("baseline", "baseline", "Measure the baseline table (unpruned vs hand-picked)."),
+    "latency": ("latency", "latency", "Profile a target's latency model once; predict architectures."),
 }
 
 

@@ -1,0 +1,126 @@
+"""How well does the latency model predict architectures it was not fitted on? (issue 16)
+
+Profiles (or loads, with --model-file of an existing file) a latency model of the unpruned
+ResNet56 on OpenVINO CPU fp32, then draws --held-out random architectures (width, depth and
+round_to; another seed than the profile's) and times each in alternating chunks with the unpruned
+model (``interleaved_medians``: A, B, A, B, ... pooled), so that a busy machine hits both alike.
+Prints the median and 90th-percentile absolute relative error of the prediction, on the ratio to
+the unpruned model and in ms, Spearman rho of predicted against measured ratios, and beside them
+the noise floor: the unpruned model timed against a second compiled copy of itself the same way.
+
+    python benchmarks/latency_model.py [--model-file runs/lm56.json] [--archs 40] [--held-out 30] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from macs_vs_latency import interleaved_medians
+from scipy.stats import spearmanr
+
+from pipeline.latency import (build_architecture, export_unpruned, format_summary, load_latency_model,
+                              profile_latency, profile_options, random_schedules)
+from pipeline.export import export_onnx
+from pipeline.measure import MeasureOptions, measure, open_engine
+from pipeline.messages import Target
+from pipeline.settings import Settings
+
+MODEL = "resnet56_cifar"
+
+
+def profiled(path: Path, archs: int, seed: int, folder: Path) -> object:
+    """The latency model in ``path``, profiled in this process first when the file is absent."""
+    if path.is_file():
+        return load_latency_model(path)
+    target = Target()
+    unpruned = export_unpruned(MODEL, folder / "unpruned.onnx")
+    options = profile_options(unpruned)
+    model = profile_latency(MODEL, target, Settings.load(), lambda p: measure(p, target, options=options).to_metrics(),
+                            archs=archs, seed=seed, unpruned_onnx=unpruned,
+                            on_progress=lambda line: print(line, flush=True))
+    model.save(path)
+    return model
+
+
+def stats(errors: list[float]) -> dict[str, float]:
+    return {"median": round(float(np.median(errors)), 4), "p90": round(float(np.percentile(errors, 90)), 4)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model-file", type=Path, default=Path("runs/latency_model_resnet56.json"),
+                        help="latency model to judge; profiled and written here when absent")
+    parser.add_argument("--archs", type=int, default=40, help="architectures to profile (when profiling)")
+    parser.add_argument("--profile-seed", type=int, default=0)
+    parser.add_argument("--held-out", type=int, default=30, help="architectures to judge it on")
+    parser.add_argument("--seed", type=int, default=1000, help="seed of the held-out architectures")
+    parser.add_argument("--rounds", type=int, default=6, help="alternating chunks per model")
+    parser.add_argument("--chunk-time", type=float, default=0.3, help="seconds per chunk")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    args.model_file.parent.mkdir(parents=True, exist_ok=True)
+    options = MeasureOptions(warmup=20, min_iters=50, min_time_s=args.chunk_time)
+    sample = np.random.default_rng(0).standard_normal([1, 3, 32, 32], dtype=np.float32)
+    rows, noise = [], []
+    with tempfile.TemporaryDirectory(prefix="latency-model-bench-") as name:
+        folder = Path(name)
+        model = profiled(args.model_file, args.archs, args.profile_seed, folder)
+        if not args.json:
+            print(format_summary(model), flush=True)
+        unpruned_path = export_unpruned(MODEL, folder / "reference.onnx")
+        unpruned = open_engine(unpruned_path, model.target, options)
+        twin = open_engine(unpruned_path, model.target, options)
+        held_out = random_schedules(MODEL, args.held_out, args.seed)
+        for index, (text, spec) in enumerate(held_out):
+            if index % 5 == 0:
+                a, b = interleaved_medians([unpruned, twin], sample, args.rounds)
+                noise.append(abs(b / a - 1.0))
+            path = export_onnx(build_architecture(MODEL, text), folder / "arch.onnx").path
+            engine = open_engine(path, model.target, options)
+            reference_ms, arch_ms = interleaved_medians([unpruned, engine], sample, args.rounds)
+            predicted = model.predict_onnx(path)
+            row = {"index": index, **spec, "measured_ms": arch_ms, "unpruned_ms": reference_ms,
+                   "measured_ratio": arch_ms / reference_ms, "predicted_ms": predicted,
+                   "predicted_ratio": predicted / model.reference_ms}
+            rows.append(row)
+            if not args.json:
+                print(f"arch {index + 1}/{len(held_out)}: measured {row['measured_ratio']:.3f}x "
+                      f"({arch_ms:.3f} ms), predicted {row['predicted_ratio']:.3f}x ({predicted:.3f} ms)",
+                      flush=True)
+    ratio_errors = [abs(r["predicted_ratio"] / r["measured_ratio"] - 1.0) for r in rows]
+    ms_errors = [abs(r["predicted_ms"] / r["measured_ms"] - 1.0) for r in rows]
+    rho = spearmanr([r["predicted_ratio"] for r in rows], [r["measured_ratio"] for r in rows]).statistic
+    figures = {
+        "held_out": len(rows), "ratio_error": stats(ratio_errors), "ms_error": stats(ms_errors),
+        "spearman_rho": round(float(rho), 4), "noise_floor": stats(noise),
+        "fit": model.to_dict()["fit"], "simd_block": model.simd_block, "reference_ms": model.reference_ms,
+        "machine": f"{platform.node()} ({os.cpu_count()} CPU cores)", "cpu": model.fit.device_name,
+        "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "seconds": round(time.perf_counter() - started, 1), "rows": rows,
+    }
+    if args.json:
+        print(json.dumps(figures))
+        return
+    print(f"{len(rows)} held-out random ResNet56 architectures (0-12 blocks removed, 0-60% conv1 filters "
+          "per stage, round_to 1/4/8/16), OpenVINO CPU fp32, alternating with the unpruned model")
+    print(f"abs. relative error on the ratio to the unpruned model: median {figures['ratio_error']['median']:.1%}"
+          f", p90 {figures['ratio_error']['p90']:.1%}; in ms: median {figures['ms_error']['median']:.1%}, "
+          f"p90 {figures['ms_error']['p90']:.1%}; Spearman rho {rho:.3f}")
+    print(f"noise floor (unpruned vs a second copy of itself, {len(noise)} times): median "
+          f"{figures['noise_floor']['median']:.1%}, p90 {figures['noise_floor']['p90']:.1%}")
+    print(f"machine: {figures['machine']}, {figures['cpu']}; date: {figures['date']}; "
+          f"{figures['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

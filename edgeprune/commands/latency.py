@@ -1,0 +1,146 @@
+"""``edgeprune latency``: profile a target once, then predict pruned models' latency without timing them."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.messages import Target
+from pipeline.models import MODEL_NAMES
+from pipeline.settings import Settings
+
+from .options import redis_option, settings_options, target_options
+
+#: Seconds one architecture may wait in the queue for a consumer to time it.
+JOB_TIMEOUT_S = 600.0
+
+
+@click.group()
+def latency() -> None:
+    """Latency model of a pruned network on one target: profile it once, predict any architecture.
+
+    `profile` times random pruned architectures of a base model on the target and fits Total_Latency
+    (ms) to their layers; `predict` prices an exported model or a schedule with that fit, in
+    milliseconds of CPU and without compiling anything (docs/measurement.md, "Latency model").
+    """
+
+
+@latency.command()
+@click.option("--model", "model_name", default="resnet56_cifar", show_default=True,
+              type=click.Choice(MODEL_NAMES), help="Base network whose pruned architectures are profiled.")
+@target_options
+@redis_option
+@click.option("--archs", default=40, show_default=True, type=click.IntRange(min=2),
+              help="Random pruned architectures to time (width, depth and round_to drawn at random); "
+                   "the unpruned model is timed besides, every 4th job.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random architectures.")
+@click.option("--fast", is_flag=True,
+              help="Shorter timings (embedded queue only): for smoke tests, the fit is noisy.")
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Where to write the latency model (JSON).")
+@click.option("--json", "as_json", is_flag=True, help="Print the fitted model as JSON instead of a summary.")
+@settings_options
+def profile(settings: Settings, model_name: str, target: Target, redis_url: str | None, archs: int,
+            seed: int, fast: bool, out_path: Path, as_json: bool) -> None:
+    """Time the unpruned --model and --archs random pruned ones on the target, fit, write --out.
+
+    Without --redis the models are timed in this process (an embedded consumer), each one against
+    the unpruned model in alternating windows (Relative_Latency), so that a busy machine moves
+    both alike; with --redis a consumer of the target times them (start `edgeprune consumer`
+    there) and each is normalised by the unpruned measurements just before and after it. About
+    5 s per ResNet56 architecture on 2 cores: the default 40 take 4-6 minutes.
+    """
+    from pipeline.files import check_replaceable
+    from pipeline.latency import export_unpruned, format_summary, profile_latency, profile_options
+    from pipeline.measure import check_target
+    from pipeline.messages import ModelFacts
+    from pipeline.queue import measure_work, open_queue
+    from pipeline.search.gate import queue_measure
+
+    check_replaceable(out_path)
+    if not redis_url:
+        check_target(target)
+    with tempfile.TemporaryDirectory(prefix="edgeprune-profile-") as folder:
+        unpruned = None if redis_url else export_unpruned(model_name, Path(folder) / "unpruned.onnx")
+        work = measure_work(settings, profile_options(unpruned, fast))
+        with open_queue(redis_url, work, target) as queue:
+            timed = queue_measure(queue, JOB_TIMEOUT_S, run_id="latency-profile")
+            model = profile_latency(model_name, target, settings,
+                                    lambda path: timed(path, ModelFacts(), target), archs=archs,
+                                    seed=seed, on_progress=lambda line: click.echo(line, err=True),
+                                    unpruned_onnx=unpruned)
+    model.save(out_path)
+    click.echo(model.to_json() if as_json else f"{format_summary(model)}\nwrote {out_path}")
+
+
+def _explicit_target(ctx: click.Context, model_target: Target, given: Target) -> Target | None:
+    """The target asked for on the command line, its unset parts taken from the model; None
+    when no target flag was given."""
+    names = {"backend": "backend", "target_device": "device", "precision": "precision"}
+    explicit = {field: getattr(given, field) for param, field in names.items()
+                if ctx.get_parameter_source(param) is not click.core.ParameterSource.DEFAULT}
+    if not explicit:
+        return None
+    return Target(**{**model_target.to_dict(), **explicit})
+
+
+@latency.command()
+@click.argument("model_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("onnx_path", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--schedule", "schedule_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Predict the model this schedule prunes (one shot, in memory; nothing exported) "
+                   "instead of an ONNX file.")
+@click.option("--set", "overrides", multiple=True, metavar="INSTANCE.KEY=VALUE",
+              help="Rewrite one --schedule value, e.g. --set filter_pruner_70.desired_sparsity=0.5 "
+                   "(repeatable).")
+@click.option("--model", "model_name", default=None, type=click.Choice(MODEL_NAMES),
+              help="Network the --schedule prunes [default: the latency model's]; another than the "
+                   "profiled one is refused.")
+@target_options
+@click.option("--json", "as_json", is_flag=True,
+              help="Print an object (Total_Latency, ratio_to_unpruned, ...) instead of one line.")
+def predict(model_file: Path, onnx_path: Path | None, schedule_path: Path | None,
+            overrides: tuple[str, ...], model_name: str | None, target: Target, as_json: bool) -> None:
+    """Predicted Total_Latency (ms) of ONNX_PATH, or of --schedule, by the latency model MODEL_FILE.
+
+    --backend/--device/--precision, when given, must be those MODEL_FILE was profiled on (a
+    latency model says nothing about another target).
+    """
+    from pipeline.errors import UserError
+    from pipeline.latency import build_architecture, load_latency_model, shapes_of_module, shapes_of_onnx
+
+    if (onnx_path is None) == (schedule_path is None):
+        raise UserError("pass either an ONNX file or --schedule FILE to predict")
+    if overrides and schedule_path is None:
+        raise UserError("--set rewrites a --schedule: pass --schedule FILE too")
+    model = load_latency_model(model_file)
+    asked = _explicit_target(click.get_current_context(), model.target, target)
+    model.check(asked or model.target, model_name)
+    if schedule_path is not None:
+        from pipeline.schedule import load_schedule
+
+        from .outputs import require_schedule
+
+        require_schedule(schedule_path)
+        pruned = build_architecture(model.model_name, load_schedule(schedule_path, overrides))
+        shapes, source = shapes_of_module(pruned), str(schedule_path)
+    else:
+        shapes, source = shapes_of_onnx(onnx_path), str(onnx_path)
+    ms = model.predict(shapes)
+    row: dict[str, Any] = {
+        "Total_Latency": round(ms, 5), "ratio_to_unpruned": round(ms / model.reference_ms, 5),
+        "reference_ms": round(model.reference_ms, 5), "model_name": model.model_name,
+        "target": model.target.to_dict(), "source": source, "layers": len(shapes),
+        "macs": sum(s.macs for s in shapes), "latency_model": str(model_file),
+        "loo_median_error": round(model.fit.loo_median, 5),
+    }
+    if as_json:
+        click.echo(json.dumps(row))
+    else:
+        click.echo(f"{ms:.4f} ms predicted Total_Latency of {source} ({row['ratio_to_unpruned']:.3f}x "
+                   f"the unpruned {model.model_name}, on {model.target.backend}/{model.target.device}/"
+                   f"{model.target.precision})")

@@ -1,0 +1,195 @@
+"""``LatencyModel``: a fitted predictor of Total_Latency (ms) for one base model on one target.
+
+It is a linear function of an architecture's layer features (features.py), fitted on whole-model
+measurements (profiling.py); it is only valid for the target (backend, device, precision) and the
+base model it was profiled for, which ``check`` enforces. JSON on disk, written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from torch import nn
+
+from ..errors import UserError
+from ..files import atomic_write_text
+from ..messages import Target
+from .features import FeatureSpec, group_of
+from .shapes import LayerShape, shapes_of_module, shapes_of_onnx
+
+#: Version of the JSON layout; a file of another version is refused with the fix.
+FORMAT_VERSION = 1
+
+
+class LatencyModelError(UserError):
+    """A latency model file that cannot be read, or that does not fit the target or model asked."""
+
+
+def _target_text(target: Target) -> str:
+    return f"{target.backend}/{target.device}/{target.precision}"
+
+
+@dataclass
+class FitInfo:
+    """How a latency model was fitted, and how well it predicts."""
+
+    n_architectures: int = 0
+    n_measurements: int = 0
+    #: Absolute relative error of the fit in sample, and leave-one-out (fit.py): median and p90.
+    residual_median: float = 0.0
+    residual_p90: float = 0.0
+    loo_median: float = 0.0
+    loo_p90: float = 0.0
+    #: Median |ratio - 1| of consecutive measurements of the unpruned model: the measurements'
+    #: own noise, below which no prediction error can be told apart.
+    noise_floor: float = 0.0
+    #: Leave-one-out median error per SIMD block tried (the chosen one is the lowest).
+    block_errors: dict[str, float] = field(default_factory=dict)
+    #: How measurements were normalised against the machine's drift.
+    normalisation: str = ""
+    machine: str = ""
+    device_name: str = ""
+    engine_version: str = ""
+    date: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class LatencyModel:
+    """Total_Latency (ms) = coefficients . features(architecture); see features.py for the terms."""
+
+    target: Target
+    model_name: str
+    groups: list[str]
+    simd_block: int
+    coefficients: list[float]
+    #: Median Total_Latency of the unpruned model over the profile (ms): predictions are on this
+    #: scale, and ``predict(...) / reference_ms`` is the predicted ratio to the unpruned model.
+    reference_ms: float
+    fit: FitInfo = field(default_factory=FitInfo)
+    version: int = FORMAT_VERSION
+    #: Where it was loaded from (not stored): named in error messages.
+    source: str = field(default="the latency model", compare=False)
+
+    @property
+    def spec(self) -> FeatureSpec:
+        return FeatureSpec(tuple(self.groups), self.simd_block)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.spec.names
+
+    def predict(self, shapes: Sequence[LayerShape]) -> float:
+        """Predicted Total_Latency (ms) of the architecture made of ``shapes``."""
+        unknown = sorted({group_of(s) for s in shapes} - set(self.groups))
+        if unknown:
+            raise LatencyModelError(
+                f"{self.source} knows layers at {', '.join(self.groups)}, not {', '.join(unknown)}: "
+                f"the architecture is not a pruned {self.model_name} at its input size; profile it "
+                "with `edgeprune latency profile`")
+        return float(self.spec.vector(shapes) @ np.asarray(self.coefficients))
+
+    def predict_module(self, model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> float:
+        """Predicted Total_Latency (ms) of a (pruned) PyTorch model, without exporting it."""
+        return self.predict(shapes_of_module(model, input_shape))
+
+    def predict_onnx(self, path: Path | str) -> float:
+        """Predicted Total_Latency (ms) of an exported ONNX model."""
+        return self.predict(shapes_of_onnx(path))
+
+    def check(self, target: Target, model_name: str | None = None) -> None:
+        """A one-line LatencyModelError when this model was profiled for another target
+        (backend, device or precision) or another base model than ``model_name``."""
+        same_target = (target.backend, target.device, target.precision) == (
+            self.target.backend, self.target.device, self.target.precision)
+        if same_target and (model_name is None or model_name == self.model_name):
+            return
+        name = model_name or self.model_name
+        raise LatencyModelError(
+            f"{self.source} was profiled on {_target_text(self.target)} for {self.model_name}, not "
+            f"{_target_text(target)} for {name}: profile this target with `edgeprune latency profile "
+            f"--model {name} --backend {target.backend} --device {target.device} --precision "
+            f"{target.precision} --out lm.json`")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.pop("source")
+        data["feature_names"] = self.feature_names
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "the latency model") -> "LatencyModel":
+        try:
+            if data.get("version") != FORMAT_VERSION:
+                raise ValueError(f"format version {data.get('version')!r}, this edgeprune reads "
+                                 f"{FORMAT_VERSION}")
+            fit_fields = {f.name for f in dataclasses.fields(FitInfo)}
+            model = cls(target=Target(**data["target"]), model_name=str(data["model_name"]),
+                        groups=[str(g) for g in data["groups"]], simd_block=int(data["simd_block"]),
+                        coefficients=[float(c) for c in data["coefficients"]],
+                        reference_ms=float(data["reference_ms"]),
+                        fit=FitInfo(**{k: v for k, v in data.get("fit", {}).items() if k in fit_fields}),
+                        source=source)
+            if len(model.coefficients) != len(model.feature_names):
+                raise ValueError(f"{len(model.coefficients)} coefficients for "
+                                 f"{len(model.feature_names)} features")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise LatencyModelError(f"{source} is not a latency model ({what}): write it again "
+                                    "with `edgeprune latency profile --out ...`") from None
+        return model
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str = "the latency model") -> "LatencyModel":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise LatencyModelError(f"{source} is not JSON ({exc}): write it again with "
+                                    "`edgeprune latency profile --out ...`") from None
+        if not isinstance(data, dict):
+            raise LatencyModelError(f"{source} holds a JSON {type(data).__name__}, not a latency "
+                                    "model: write it again with `edgeprune latency profile --out ...`")
+        return cls.from_dict(data, source)
+
+    def save(self, path: Path | str) -> Path:
+        """Write the model to ``path`` as JSON (atomically)."""
+        return atomic_write_text(Path(path), self.to_json() + "\n")
+
+
+def load_latency_model(path: Path | str) -> LatencyModel:
+    """The latency model in ``path``; a missing or unreadable file is one LatencyModelError line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = "no such file" if isinstance(exc, FileNotFoundError) else type(exc).__name__
+        raise LatencyModelError(f"{path}: cannot read the latency model ({why}): make one with "
+                                "`edgeprune latency profile --out PATH`") from None
+    return LatencyModel.from_json(text, str(path))
+
+
+def format_summary(model: LatencyModel) -> str:
+    """A few lines on what ``model`` is, how it was fitted and how well it predicts."""
+    fit = model.fit
+    terms = ", ".join(f"{name} {c:.4g}" for name, c in zip(model.feature_names, model.coefficients) if c)
+    return "\n".join([
+        f"latency model of {model.model_name} on {_target_text(model.target)} "
+        f"({fit.device_name or 'unknown device'}, {model.target.backend} {fit.engine_version})",
+        f"fitted on {fit.n_architectures} architectures ({fit.n_measurements} measurements, "
+        f"{fit.seconds:.0f} s) on {fit.machine}, {fit.date}",
+        f"unpruned Total_Latency {model.reference_ms:.4f} ms (median); channels padded to "
+        f"{model.simd_block} (leave-one-out error by block: {fit.block_errors})",
+        f"abs. relative error: in sample median {fit.residual_median:.1%} p90 {fit.residual_p90:.1%}; "
+        f"leave-one-out median {fit.loo_median:.1%} p90 {fit.loo_p90:.1%}; noise floor "
+        f"{fit.noise_floor:.1%} (consecutive unpruned measurements)",
+        f"normalisation: {fit.normalisation}",
+        f"non-zero terms (ms per layer / per padded MMAC): {terms}",
+    ])
