@@ -35,7 +35,7 @@ def study_latency_model(study: optuna.Study, path: Path | None, target: Target,
     if path is None:
         if stored is None:
             return None
-        model = LatencyModel.from_json(json.dumps(stored))
+        model = LatencyModel.from_dict(stored, source=f"the latency model stored in study {study.study_name!r}")
         model.check(target, model_name)
         return model
     model = load_latency_model(Path(path))

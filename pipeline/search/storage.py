@@ -158,7 +158,8 @@ def load_trials(dir_or_url: str | Path, study_name: str | None = None) -> list[T
     # Waiting trials (queued for a rerun) have not started: they are no record yet.
     started = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     promoted = promoted_records(study.user_attrs)
-    return [check_record(promoted[t.number], f"trial {t.number}") if t.number in promoted else record_of(t)
+    return [check_record(dict(promoted[t.number], number=t.number), f"trial {t.number}")
+            if t.number in promoted else record_of(t)
             for t in study.get_trials(deepcopy=False, states=started)]
 
 
