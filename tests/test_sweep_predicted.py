@@ -215,3 +215,62 @@ def test_multi_fidelity_sweep_fine_tunes_and_measures_the_promoted(settings, tmp
     assert stored[full[0].number].metrics["rung"] == 2
     front = best_trials(config, list(stored.values()))
     assert front and all(r.metrics["rung"] >= 1 for r in front)
+
+
+def _data_args(settings) -> list[str]:
+    return ["--data", str(settings.data), "--cache-dir", str(settings.cache_dir)]
+
+
+def test_sweep_cli_stores_the_latency_model_and_gates_on_it(settings, tmp_path, latency_model_file,
+                                                            latency_model):
+    from click.testing import CliRunner
+
+    from edgeprune.cli import cli
+
+    sweep = tmp_path / "gated.yaml"
+    sweep.write_text(_sweep(limit=0.000001))
+    out = tmp_path / "out"
+    args = ["sweep", str(sweep), "--trials", "2", "--out", str(out), "--schedule", str(RESNET20),
+            "--model", "resnet20_cifar", "--max-steps", "1", "--json", *_data_args(settings)]
+    result = CliRunner().invoke(cli, [*args, "--latency-model", str(latency_model_file)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    records = load_trials(out)
+    assert [r.status for r in records] == ["gated", "gated"] and all(PREDICTED in r.metrics for r in records)
+    # A resumed sweep (another worker) without the file predicts with the stored model.
+    resumed = CliRunner().invoke(cli, [*args[:3], "3", *args[4:]], catch_exceptions=False)
+    assert resumed.exit_code == 0, resumed.output
+    assert [r.status for r in load_trials(out)] == ["gated"] * 3
+    stored = open_study(load_sweep(sweep), open_storage(out), "gated").user_attrs[LATENCY_MODEL_ATTR]
+    assert LatencyModel.from_dict(stored) == latency_model
+
+
+def test_fidelity_without_latency_model_and_producer_limit_without_model_are_one_line(settings, tmp_path):
+    from click.testing import CliRunner
+
+    from edgeprune.cli import cli
+
+    sweep = tmp_path / "fidelity.yaml"
+    sweep.write_text(_sweep(limit=1.0, extra="""  edgeprune:
+    value: {fidelity: {rapid: 100}}
+"""))
+    result = CliRunner().invoke(cli, ["sweep", str(sweep), "--trials", "1", "--out", str(tmp_path / "o"),
+                                      "--schedule", str(RESNET20), "--model", "resnet20_cifar",
+                                      *_data_args(settings)])
+    # UserErrors, which the console entry point prints as one Error: line with exit status 2.
+    assert isinstance(result.exception, UserError) and "\n" not in str(result.exception)
+    assert "fidelity ranks rapid trials on predicted latency: pass --latency-model" in str(result.exception)
+    result = CliRunner().invoke(cli, ["producer", "--schedule", str(RESNET20), "--model", "resnet20_cifar",
+                                      "--latency-limit", "2", *_data_args(settings)])
+    assert isinstance(result.exception, UserError) and "--latency-limit needs --latency-model" in str(result.exception)
+
+
+def test_fidelity_options_are_checked():
+    with pytest.raises(SweepError, match="fidelity.promote is 1.5"):
+        load_sweep(_sweep(limit=1.0, extra="  edgeprune: {value: {fidelity: {promote: 1.5}}}\n"))
+    with pytest.raises(SweepError, match="fidelity.full_epochs is 1: give more than short_epochs"):
+        load_sweep(_sweep(limit=1.0, extra="  edgeprune: {value: {fidelity: {full_epochs: 1}}}\n"))
+    config = load_sweep(_sweep(limit=1.0, extra="  edgeprune: {value: {fidelity: {full_epochs: 5}}}\n"))
+    assert config.fidelity.rungs == [1, 5] and config.fidelity.rapid == 500
+    with pytest.raises(SweepError, match="but the sweep optimises Latency"):
+        rapid_config(load_sweep(_sweep(limit=1.0, extra="  edgeprune: {value: {fidelity: {}}}\n")
+                                .replace("name: Total_Latency", "name: Latency")))

@@ -179,6 +179,13 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def worker_died(worker: str) -> bool:
+    """True when ``worker`` (a ``worker_id``) was a process of this host that is gone; a worker
+    on another host is never judged here (its database heartbeat is)."""
+    host, _, pid = worker.rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
+
+
 class SweepRunner:
     """Runs trials of one study until it holds ``n_trials`` (shared by every worker)."""
 
@@ -225,12 +232,9 @@ class SweepRunner:
         For a journal study (one machine); a database study finds dead workers' trials on any
         host by their heartbeat instead (``fail_stale_trials``).
         """
-        host = socket.gethostname()
         recovered = 0
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            owner = t.user_attrs.get(RECORD_ATTR, {}).get("worker", "")
-            owner_host, _, pid = owner.rpartition(":")
-            if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+            if not worker_died(t.user_attrs.get(RECORD_ATTR, {}).get("worker", "")):
                 continue
             self.study.tell(t.number, state=TrialState.FAIL)  # record_of reads it as INTERRUPTED
             self.study.enqueue_trial(t.params, skip_if_exists=False)

@@ -43,7 +43,7 @@ from pipeline.status import TrialStatus
 
 from .config import GateOptions, Objective, SweepConfig
 from .engine import (SweepRunner, TrialContext, TrialFunction, TrialOutcome, finite_number, make_sampler,
-                     worker_id)
+                     worker_died, worker_id)
 from .mapping import BaseSchedule
 from .storage import json_safe, rung_entries, rung_key
 from .trials import run_config_for
@@ -159,7 +159,9 @@ class MultiFidelityRunner:
         """Fine-tune and measure ``rapid``'s architecture ``epochs`` epochs as rung ``rung``; None
         when another worker has it (claimed in the study's user attributes)."""
         key = rung_key(rung, rapid.number)
-        if self.study.user_attrs.get(key):
+        claim = self.study.user_attrs.get(key)
+        # Claimed by a live worker, or done; a claim of a process of this host that died is rerun.
+        if claim and not (claim.get("status") == TrialStatus.RUNNING and worker_died(claim.get("worker", ""))):
             return None
         started = time.time()
         self.study.set_user_attr(key, {"status": TrialStatus.RUNNING, "worker": worker_id(), "started_at": started})
