@@ -77,17 +77,24 @@ def _never_measured(onnx_path, facts, target):
     raise AssertionError("the gate measured although it has a latency model")
 
 
-def test_predicting_gate_skips_retraining_without_the_device(settings, tmp_path, latency_model):
-    config = load_sweep(_sweep(limit=0.000001))
-    study = open_study(config, open_storage(tmp_path), "predicted-gate", seed=0)
+def _gated_sweep(settings, out: Path, latency_model: LatencyModel, limit: float, n_trials: int):
+    """A sweep of ``n_trials`` with a gate at ``limit`` ms on ``latency_model``, whose measuring
+    gate fails the test if called: (config, study, runner, records, the consumer)."""
+    config = load_sweep(_sweep(limit=limit))
+    study = open_study(config, open_storage(out), "predicted", seed=0)
     base = RunConfig(schedule=RESNET20, model="resnet20_cifar", max_steps_per_epoch=1, eval_split="val",
                      eval_subset=100)
     consumer = _Counting(settings)
     with embedded_queue(consumer, base.target, QueueConfig()) as queue:
-        runner = SweepRunner(config, study, make_trial_function(base, settings, queue, 120), tmp_path,
-                             n_trials=2, measure=_never_measured, target=base.target,
+        runner = SweepRunner(config, study, make_trial_function(base, settings, queue, 120), out,
+                             n_trials=n_trials, measure=_never_measured, target=base.target,
                              latency_model=latency_model)
         records = runner.run()
+    return config, study, runner, records, consumer
+
+
+def test_predicting_gate_skips_retraining_without_the_device(settings, tmp_path, latency_model):
+    _, _, runner, records, consumer = _gated_sweep(settings, tmp_path, latency_model, 0.000001, 2)
     assert consumer.jobs == 0 and runner.gate_measurements == 0
     for record in records:
         assert record.status == TrialStatus.GATED and "predicted Total_Latency" in record.reason
@@ -100,16 +107,7 @@ def test_predicting_gate_skips_retraining_without_the_device(settings, tmp_path,
 
 
 def test_measured_latency_replaces_the_prediction(settings, tmp_path, latency_model):
-    config = load_sweep(_sweep(limit=1000.0))
-    study = open_study(config, open_storage(tmp_path), "measured", seed=0)
-    base = RunConfig(schedule=RESNET20, model="resnet20_cifar", max_steps_per_epoch=1, eval_split="val",
-                     eval_subset=100)
-    consumer = _Counting(settings)
-    with embedded_queue(consumer, base.target, QueueConfig()) as queue:
-        runner = SweepRunner(config, study, make_trial_function(base, settings, queue, 120), tmp_path,
-                             n_trials=1, measure=_never_measured, target=base.target,
-                             latency_model=latency_model)
-        [record] = runner.run()
+    config, study, _, [record], consumer = _gated_sweep(settings, tmp_path, latency_model, 1000.0, 1)
     assert record.status == TrialStatus.OK and consumer.jobs == 1
     measured, predicted = record.metrics["Total_Latency"], record.metrics[PREDICTED]
     assert measured > 0 and predicted > 0 and measured != predicted
