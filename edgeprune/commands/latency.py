@@ -51,8 +51,8 @@ def profile(settings: Settings, model_name: str, target: Target, redis_url: str 
     Without --redis the models are timed in this process (an embedded consumer), each one against
     the unpruned model in alternating windows (Relative_Latency), so that a busy machine moves
     both alike; with --redis a consumer of the target times them (start `edgeprune consumer`
-    there) and each is normalised by the unpruned measurements just before and after it. About
-    5 s per ResNet56 architecture on 2 cores: the default 40 take 4-6 minutes.
+    there) and each is normalised by the unpruned measurements just before and after it. The
+    default 40 ResNet56 architectures took 7.4 minutes on a busy 2-core VM (load 10-14).
     """
     from pipeline.files import check_replaceable
     from pipeline.latency import export_unpruned, format_summary, profile_latency, profile_options

@@ -14,12 +14,13 @@ import numpy as np
 from scipy.optimize import nnls
 
 
-def fit_nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Non-negative coefficients minimising the squared relative error of ``x @ c`` against ``y``."""
+def fit_nnls(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Non-negative coefficients minimising the squared relative error of ``x @ c`` against ``y``,
+    each row's error times its weight (default 1)."""
     scale = np.abs(x).max(axis=0)
     scale[scale == 0] = 1.0
-    weights = 1.0 / y
-    coefficients, _ = nnls((x / scale) * weights[:, None], y * weights)
+    rows = (1.0 if weights is None else weights) / y
+    coefficients, _ = nnls((x / scale) * rows[:, None], y * rows)
     return coefficients / scale
 
 
@@ -34,11 +35,13 @@ class FitErrors:
     loo_p90: float
 
 
-def fit_errors(x: np.ndarray, y: np.ndarray, coefficients: np.ndarray) -> FitErrors:
+def fit_errors(x: np.ndarray, y: np.ndarray, coefficients: np.ndarray,
+               weights: np.ndarray | None = None) -> FitErrors:
     residual = np.abs(x @ coefficients / y - 1.0)
     loo = np.empty(len(y))
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
-        loo[i] = abs(float(x[i] @ fit_nnls(x[keep], y[keep])) / y[i] - 1.0)
+        kept_weights = None if weights is None else weights[keep]
+        loo[i] = abs(float(x[i] @ fit_nnls(x[keep], y[keep], kept_weights)) / y[i] - 1.0)
     return FitErrors(float(np.median(residual)), float(np.percentile(residual, 90)),
                      float(np.median(loo)), float(np.percentile(loo, 90)))

@@ -45,9 +45,12 @@ class FitInfo:
     residual_p90: float = 0.0
     loo_median: float = 0.0
     loo_p90: float = 0.0
-    #: Median |ratio - 1| of consecutive measurements of the unpruned model: the measurements'
-    #: own noise, below which no prediction error can be told apart.
+    #: The measurements' own noise, below which no prediction error can be told apart: median
+    #: |Relative_Latency - 1| of the unpruned model against itself, or without Relative_Latency
+    #: median |ratio - 1| of consecutive measurements of the unpruned model.
     noise_floor: float = 0.0
+    #: Samples (indices into ``ratios``) left out of the fit as spoiled measurements.
+    outliers: list[int] = field(default_factory=list)
     #: Leave-one-out median error per SIMD block tried (the chosen one is the lowest).
     block_errors: dict[str, float] = field(default_factory=dict)
     #: How measurements were normalised against the machine's drift.
@@ -57,6 +60,11 @@ class FitInfo:
     engine_version: str = ""
     date: str = ""
     seconds: float = 0.0
+    #: The architectures (``random_schedules(model_name, n_architectures - 1, seed, round_choices)``)
+    #: and their measured ratios to the unpruned model (the unpruned one first): enough to refit.
+    seed: int = 0
+    round_choices: list[int] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -184,12 +192,12 @@ def format_summary(model: LatencyModel) -> str:
         f"latency model of {model.model_name} on {_target_text(model.target)} "
         f"({fit.device_name or 'unknown device'}, {model.target.backend} {fit.engine_version})",
         f"fitted on {fit.n_architectures} architectures ({fit.n_measurements} measurements, "
-        f"{fit.seconds:.0f} s) on {fit.machine}, {fit.date}",
+        f"{fit.seconds:.0f} s; {len(fit.outliers)} left out as spoiled) on {fit.machine}, {fit.date}",
         f"unpruned Total_Latency {model.reference_ms:.4f} ms (median); channels padded to "
         f"{model.simd_block} (leave-one-out error by block: {fit.block_errors})",
         f"abs. relative error: in sample median {fit.residual_median:.1%} p90 {fit.residual_p90:.1%}; "
         f"leave-one-out median {fit.loo_median:.1%} p90 {fit.loo_p90:.1%}; noise floor "
-        f"{fit.noise_floor:.1%} (consecutive unpruned measurements)",
+        f"{fit.noise_floor:.1%} (the unpruned model against itself)",
         f"normalisation: {fit.normalisation}",
         f"non-zero terms (ms per layer / per padded MMAC): {terms}",
     ])

@@ -20,7 +20,7 @@ import datetime
 import platform
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 
 #: measure(onnx_path) -> metrics under the result names (``Total_Latency`` at least).
 MeasureFn = Callable[[Path], dict[str, Any]]
+#: A measurement is left out of the fit when its error exceeds this many times the median error
+#: of the fit on all, and at least OUTLIER_FLOOR.
+OUTLIER_FACTOR = 4.0
+OUTLIER_FLOOR = 0.15
 #: Default number of random architectures a profile measures.
 DEFAULT_ARCHS = 40
 BRACKETED = ("Total_Latency / mean of the unpruned measurements just before and after "
@@ -54,7 +58,9 @@ class Sample:
 
     shapes: list[LayerShape]
     ratio: float
-    spec: dict[str, Any]
+    spec: dict[str, Any] = field(default_factory=dict)
+    #: The unpruned model, which every ratio is relative to.
+    anchor: bool = False
 
 
 def reference_positions(count: int, every: int) -> list[bool]:
@@ -96,21 +102,40 @@ def fit_latency_model(samples: Sequence[Sample], reference_ms: float, target: Ta
                              "model: profile at least 2 random architectures (--archs)")
     groups = groups_of([s for sample in samples for s in sample.shapes])
     y = np.asarray([s.ratio for s in samples]) * reference_ms
+    # The unpruned model is the anchor every ratio was measured against (its own is 1 by
+    # definition): weighted as all the others together, the fit goes through it.
+    weights = np.asarray([len(samples) if s.anchor else 1.0 for s in samples])
+    anchors = np.asarray([s.anchor for s in samples])
     best: tuple[float, FeatureSpec, np.ndarray, Any] | None = None
     block_errors: dict[str, float] = {}
+    outliers: list[int] = []
     for block in blocks:
         spec = FeatureSpec(tuple(groups), block)
         x = spec.matrix([s.shapes for s in samples])
-        coefficients = fit_nnls(x, y)
-        errors = fit_errors(x, y, coefficients)
+        keep = np.ones(len(y), dtype=bool)
+        coefficients = fit_nnls(x, y, weights)
+        # A measurement a burst of load spoiled (seen: a 0.7x architecture timed at 0.22x) would
+        # pull every coefficient: the worst one is left out while it is far off the fit of the
+        # others (never the anchor, at most a quarter of the samples).
+        while (~keep).sum() < len(y) // 4:
+            residual = np.where(keep & ~anchors, np.abs(x @ coefficients / y - 1.0), 0.0)
+            worst = int(np.argmax(residual))
+            kept_residual = residual[keep & ~anchors]
+            limit = max(OUTLIER_FLOOR, OUTLIER_FACTOR * float(np.median(kept_residual)))
+            if residual[worst] <= limit:
+                break
+            keep[worst] = False
+            coefficients = fit_nnls(x[keep], y[keep], weights[keep])
+        errors = fit_errors(x[keep], y[keep], coefficients, weights[keep])
         block_errors[str(block)] = round(errors.loo_median, 5)
         if best is None or errors.loo_median < best[0]:
             best = (errors.loo_median, spec, coefficients, errors)
+            outliers = [int(i) for i in np.flatnonzero(~keep)]
     assert best is not None
     _, spec, coefficients, errors = best
     fit = FitInfo(n_architectures=len(samples), residual_median=errors.residual_median,
                   residual_p90=errors.residual_p90, loo_median=errors.loo_median,
-                  loo_p90=errors.loo_p90, block_errors=block_errors)
+                  loo_p90=errors.loo_p90, block_errors=block_errors, outliers=outliers)
     return LatencyModel(target=target, model_name=model_name, groups=list(spec.groups),
                         simd_block=spec.simd_block, coefficients=[float(c) for c in coefficients],
                         reference_ms=float(reference_ms), fit=fit)
@@ -119,12 +144,13 @@ def fit_latency_model(samples: Sequence[Sample], reference_ms: float, target: Ta
 def profile_options(reference_onnx: Path | None = None, fast: bool = False) -> "MeasureOptions":
     """Short latency-only MeasureOptions for profiling (no throughput, no layer table kept): a
     ResNet56 architecture in about a second of timing on a quiet 2-core machine. With
-    ``reference_onnx`` each one is also timed against it in alternation (Relative_Latency).
+    ``reference_onnx`` each one is also timed against it in alternation (Relative_Latency); a
+    timing the noise rule flags (e.g. the ratio's spread over 10%) is taken once more.
     ``fast``: shorter still, for tests (noisy)."""
     from ..measure import MeasureOptions
 
     values: dict[str, Any] = dict(warmup=20, min_iters=100, min_time_s=0.2, throughput=False,
-                                  profile_repeats=5, profile_layers=False, remeasure=0,
+                                  profile_repeats=5, profile_layers=False, remeasure=1,
                                   relative_polls=10, relative_window=30)
     if fast:
         values.update(warmup=5, min_iters=30, min_time_s=0.05, relative_polls=6, relative_window=15)
@@ -209,12 +235,18 @@ def profile_latency(model_name: str, target: Target, settings: Settings, measure
     pruned_relative = [r for r, ref in zip(relative, order) if not ref]
     use_relative = all(r is not None for r in pruned_relative)
     ratios = pruned_relative if use_relative else normalised_ratios(order, latencies)
-    samples = [Sample(unpruned_shapes, 1.0, {})]
+    samples = [Sample(unpruned_shapes, 1.0, anchor=True)]
     samples += [Sample(layers, ratio, spec) for layers, ratio, (_, spec)
                 in zip([s for s, ref in zip(shapes, order) if not ref], ratios, schedules)]
     model = fit_latency_model(samples, reference_ms, target, model_name)
     model.fit.n_measurements = len(latencies)
-    model.fit.noise_floor = noise_floor(references)
+    model.fit.seed, model.fit.round_choices = seed, list(round_choices)
+    model.fit.ratios = [round(s.ratio, 5) for s in samples]
+    # With Relative_Latency the unpruned jobs were timed against a second copy of themselves:
+    # their distance from 1 is the noise of the very ratios the fit is on.
+    own = [r for r, ref in zip(relative, order) if ref and r is not None]
+    model.fit.noise_floor = (float(np.median(np.abs(np.asarray(own) - 1.0))) if use_relative and own
+                             else noise_floor(references))
     model.fit.normalisation = RELATIVE if use_relative else BRACKETED.format(every=reference_every)
     model.fit.machine = f"{platform.node()} ({platform.machine()})"
     model.fit.device_name = str(metrics.get("device_name", ""))
