@@ -20,7 +20,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence, Union, runtime_checkable
 
 import numpy as np
 import torch
@@ -128,12 +128,29 @@ class Produced:
     coverage: PolicyCoverage | None = None
 
 
-GateFn = Callable[[Path, ModelFacts], "str | None"]
+#: What a latency model (``pipeline.latency``) predicts, and the name its prediction is recorded
+#: under beside the measured figure, which is the one records and rankings use.
+PREDICTED_METRIC = "Total_Latency"
+PREDICTED = "Total_Latency_predicted"
+
+
+@runtime_checkable
+class ModuleGate(Protocol):
+    """A gate that judges the pruned module itself (a latency model's prediction), so ``produce``
+    exports nothing for it; ``metrics`` is what it learnt (recorded with the run)."""
+
+    metrics: dict[str, Any]
+
+    def judge_module(self, model: torch.nn.Module, facts: ModelFacts) -> "str | None": ...
+
+
+#: ``gate(onnx_of_pruned_model, facts) -> reason | None`` (measures the export), or a ModuleGate.
+GateFn = Union[Callable[[Path, ModelFacts], "str | None"], ModuleGate]
 EpochFn = Callable[[int, Accuracy], bool]
 StageFn = Callable[[str, float], None]
 
 
-class _Stages:
+class Stages:
     """Times named stages and tells an optional listener when each one ends."""
 
     def __init__(self, listener: StageFn | None) -> None:
@@ -207,9 +224,11 @@ def produce(config: RunConfig, settings: Settings, out_dir: Path, gate: GateFn |
     """Prune, retrain and export one model into ``out_dir`` (which must exist).
 
     ``gate(onnx_of_pruned_model, facts)`` may veto retraining by returning a reason (latency gate);
+    a ``ModuleGate`` judges the pruned module instead, with no export, and its ``metrics`` (the
+    predicted latency) join the run's;
     ``on_epoch(epoch, val_accuracy)`` may stop retraining early by returning False.
     """
-    stage = _Stages(on_stage)
+    stage = Stages(on_stage)
     device = _device(settings)
     run_id = uuid.uuid4().hex[:12]
     with stage("schedule"):
@@ -249,9 +268,13 @@ def produce(config: RunConfig, settings: Settings, out_dir: Path, gate: GateFn |
         log.warning("run %s collapsed: %s", run_id, reason)
     if gate is not None and status == TrialStatus.OK:
         with stage("gate"):
-            gate_path = _export(model, out_dir / "pruned.onnx", data)
-            verdict = gate(gate_path, facts)
-            gate_path.unlink(missing_ok=True)
+            if isinstance(gate, ModuleGate):
+                verdict = gate.judge_module(model, facts)
+                metrics.update(gate.metrics)
+            else:
+                gate_path = _export(model, out_dir / "pruned.onnx", data)
+                verdict = gate(gate_path, facts)
+                gate_path.unlink(missing_ok=True)
         if verdict:
             status, reason = TrialStatus.GATED, verdict
     train_now = config.epochs > 0 and (status == TrialStatus.OK or (status == TrialStatus.COLLAPSED and config.retrain_collapsed))
@@ -293,7 +316,7 @@ def produce(config: RunConfig, settings: Settings, out_dir: Path, gate: GateFn |
 
 
 def _distillation(config: RunConfig, settings: Settings, data: DataSplits, train_config: TrainConfig,
-                  stage: _Stages) -> "Distillation | None":
+                  stage: Stages) -> "Distillation | None":
     """The distillation loss of the run, or None without ``kd_weight``; the default teacher is
     fine-tuned (first use, same budget as the run) or read from the cache."""
     if not config.kd_weight:

@@ -13,6 +13,9 @@ class TrialStatus(str, Enum):
     GATED = "gated"
     EARLY_STOPPED = "early_stopped"
     FAILED = "failed"
+    #: A rapid trial of a multi-fidelity sweep: pruned, adaptive-BN Top1 on a few hundred val
+    #: images and predicted latency; not exported, not measured, not (yet) fine-tuned.
+    RAPID = "rapid"
     #: A sweep trial a worker has started and not finished.
     RUNNING = "running"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.flow import EpochFn, RunConfig, StageFn
+from pipeline.flow import EpochFn, GateFn, RunConfig, StageFn
 from pipeline.queue import QueueConfig, Tracker, TrialOutcome, measure_work, open_queue, run_trial
 from pipeline.settings import Settings
 
@@ -13,11 +13,11 @@ def run_producer(config: RunConfig, settings: Settings, out_dir: Path, timeout: 
                  redis_url: str | None = None, prefix: str = "edgeprune",
                  queue_config: QueueConfig | None = None, tracker: Tracker | None = None,
                  measure_options: object | None = None, on_stage: StageFn | None = None,
-                 on_epoch: EpochFn | None = None) -> TrialOutcome:
+                 on_epoch: EpochFn | None = None, gate: GateFn | None = None) -> TrialOutcome:
     """Run one trial; its job goes to the Redis at ``redis_url``, or to a consumer thread in this
-    process (measuring with ``measure_options``) when ``redis_url`` is None. ``on_stage`` and
-    ``on_epoch`` are ``pipeline.flow.produce``'s (e.g. ``pipeline.progress.StageLines``)."""
+    process (measuring with ``measure_options``) when ``redis_url`` is None. ``on_stage``,
+    ``on_epoch`` and ``gate`` are ``pipeline.flow.produce``'s (e.g. ``pipeline.progress.StageLines``)."""
     work = measure_work(settings, measure_options)
     with open_queue(redis_url, work, config.target, queue_config, prefix) as queue:
-        return run_trial(config, queue, settings, out_dir, timeout, tracker=tracker,
+        return run_trial(config, queue, settings, out_dir, timeout, tracker=tracker, gate=gate,
                          on_stage=on_stage, on_epoch=on_epoch)

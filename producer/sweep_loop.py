@@ -24,10 +24,12 @@ from pipeline.flow import RunConfig
 from pipeline.measure.options import MeasureOptions
 from pipeline.messages import TrialRecord
 from pipeline.queue import JobQueue, QueueConfig, connect, embedded_queue, measure_work
-from pipeline.search.config import load_sweep
+from pipeline.search.config import SweepConfig, load_sweep
 from pipeline.search.engine import SweepRunner, open_study, study_name_of
+from pipeline.search.fidelity import MultiFidelityRunner, make_rapid_trial_function, rapid_config
 from pipeline.search.gate import queue_measure
 from pipeline.search.mapping import check_mapping
+from pipeline.search.predictor import study_latency_model
 from pipeline.search.progress import ProgressTable
 from pipeline.search.storage import heartbeat_interval, open_storage
 from pipeline.search.tracking import make_tracker
@@ -57,6 +59,8 @@ class LoopSpec:
     progress: bool = True
     #: How consumers in this process measure (None: MeasureOptions defaults).
     measure_options: MeasureOptions | None = None
+    #: A latency model file stored in the study on first open (None: the study's stored one, if any).
+    latency_model: str | None = None
 
 
 @contextlib.contextmanager
@@ -76,22 +80,43 @@ def run_loop(spec: LoopSpec) -> list[TrialRecord]:
     check_mapping(config.parameters, spec.base.schedule, spec.base.shortcut)
     storage = open_storage(spec.storage, Path(spec.out_dir))
     study = open_study(config, storage, spec.study_name or study_name_of(config), spec.seed)
+    latency_model = study_latency_model(study, Path(spec.latency_model) if spec.latency_model else None,
+                                        spec.base.target, spec.base.model)
     with open_queue(spec) as queue:
         tracker = (lambda: make_tracker(spec.tracker, project=config.project or None,
                                         entity=config.entity or None, group=study.study_name,
                                         dir=spec.out_dir)) if spec.tracker != "none" else None
+        trial_fn = make_trial_function(spec.base, spec.settings, queue, spec.timeout, tracker,
+                                       stage_lines=spec.progress)
+        if config.fidelity is not None:
+            return _run_fidelity(spec, config, study, trial_fn, latency_model, heartbeat_interval(storage))
         runner = SweepRunner(
-            config, study, make_trial_function(spec.base, spec.settings, queue, spec.timeout, tracker,
-                                         stage_lines=spec.progress),
+            config, study, trial_fn,
             Path(spec.out_dir), spec.n_trials, measure=queue_measure(queue, spec.timeout),
             target=spec.base.target, on_record=ProgressTable(config) if spec.progress else None,
-            heartbeat_s=heartbeat_interval(storage))
+            heartbeat_s=heartbeat_interval(storage), latency_model=latency_model)
         # A database study recovers dead workers' trials by heartbeat; a journal (one machine) by pid.
         recovered = 0 if runner.heartbeat_s else runner.recover_interrupted()
         if recovered:
             log.warning("%d interrupted trial(s) of study %s will run again", recovered,
                         study.study_name)
         return runner.run()
+
+
+def _run_fidelity(spec: LoopSpec, config: SweepConfig, study: Any, trial_fn: Any, latency_model: Any,
+                  heartbeat_s: float | None) -> list[TrialRecord]:
+    """A multi-fidelity sweep: rapid trials on the latency model, then the promoted rungs."""
+    if latency_model is None:
+        raise UserError(f"{spec.sweep}: fidelity ranks rapid trials on predicted latency: pass "
+                        "--latency-model FILE (fitted for this target and model)")
+    assert config.fidelity is not None
+    runner = MultiFidelityRunner(
+        config, study, make_rapid_trial_function(spec.base, spec.settings, latency_model, config.fidelity.rapid),
+        trial_fn, Path(spec.out_dir), spec.n_trials, seed=spec.seed,
+        on_record=ProgressTable(rapid_config(config)) if spec.progress else None, heartbeat_s=heartbeat_s)
+    if not heartbeat_s:
+        runner.runner.recover_interrupted()
+    return runner.run()
 
 
 def worker_spec(spec: LoopSpec, index: int) -> LoopSpec:

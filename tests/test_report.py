@@ -136,7 +136,7 @@ def test_progress_counts_and_best() -> None:
     assert [p["cumulative_compute_s"] for p in report["progress"]["Total_Latency"]] == \
         pytest.approx(np.cumsum([r[7] for r in FIXED_ROWS]))
     assert report["counts"] == {"ok": 6, "collapsed": 1, "gated": 1, "early_stopped": 1,
-                                "failed": 1, "running": 0, "total": 10}
+                                "failed": 1, "running": 0, "rapid": 0, "total": 10}
     assert report["best"]["number"] == 0  # highest Top1
     fastest_good = analyse(trials, min_accuracy=80.0)["best"]["number"]
     assert fastest_good == 3  # 8.8 ms is the lowest Total_Latency with Top1 >= 80

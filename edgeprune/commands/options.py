@@ -75,6 +75,19 @@ def redis_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
+def latency_model_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --latency-model FILE (a ``pipeline.latency`` LatencyModel JSON), passed as ``latency_model``."""
+    return click.option(
+        "--latency-model", "latency_model", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        default=None,
+        help="Latency model JSON fitted for this target and base model: the latency gate (and "
+             "rapid trials) predict Total_Latency from the pruned model instead of exporting and "
+             "measuring it; models that are retrained are still measured, and the measured figure "
+             "ranks them (the prediction is kept as Total_Latency_predicted). Stored in the study "
+             "on first use: other workers of the study reuse it without the file.",
+    )(func)
+
+
 def quiet_wait_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add --quiet-wait S (``MeasureOptions.quiet_wait_s``), passed as ``quiet_wait``."""
     return click.option(

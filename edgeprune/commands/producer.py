@@ -24,7 +24,7 @@ from pipeline.redact import redact_url
 from pipeline.schedule import parse_overrides
 from pipeline.settings import Settings
 
-from .options import FiniteFloat, redis_option, run_config_options, settings_options
+from .options import FiniteFloat, latency_model_option, redis_option, run_config_options, settings_options
 from .outputs import require_schedule, staged_output
 from .queue import producer_queue_options
 
@@ -62,6 +62,11 @@ EXIT_TIMEOUT = 3
               help="With --loop: the study name [default: from the sweep file].")
 @click.option("--trials", "n_trials", default=10, show_default=True, type=click.IntRange(min=1),
               help="With --loop: stop once the study holds this many trials.")
+@latency_model_option
+@click.option("--latency-limit", type=FiniteFloat(min=0, min_open=True), default=None,
+              help="With --latency-model: skip retraining (status gated) when the predicted "
+                   "Total_Latency exceeds this many ms [default: never skip, only record the "
+                   "prediction]. With --loop the sweep's gate decides.")
 @redis_option
 @producer_queue_options
 @settings_options
@@ -70,7 +75,8 @@ def producer(ctx: click.Context, settings: Settings, schedule_path: Path, overri
              target: Target, timeout: float, out_dir: Path | None, as_json: bool, fast: bool,
              redis_url: str | None, prefix: str, queue_config: QueueConfig, tracker: str | None,
              loop: bool, sweep_path: Path | None, storage: str | None, study_name: str | None,
-             n_trials: int, **options: Any) -> None:
+             n_trials: int, latency_model: Path | None, latency_limit: float | None,
+             **options: Any) -> None:
     """Prune, retrain and export one model, queue it for a consumer and wait for its figures.
 
     Extra --<instance>_<key>=<value> arguments (as `wandb agent` passes sweep parameters) rewrite
@@ -96,7 +102,7 @@ def producer(ctx: click.Context, settings: Settings, schedule_path: Path, overri
     if loop:
         _serve_study(settings, RunConfig(schedule=schedule_path, overrides=edits, target=target,
                                          **options), sweep_path, storage, study_name, n_trials, out_dir,
-                     redis_url, prefix, queue_config, timeout, measure_options)
+                     redis_url, prefix, queue_config, timeout, measure_options, latency_model)
         return
     sweep_params = parse_extra_args(ctx.args)
     all_overrides, params = edits, {}
@@ -119,7 +125,8 @@ def producer(ctx: click.Context, settings: Settings, schedule_path: Path, overri
         outcome = run_producer(config, settings, staging, timeout, redis_url=redis_url, prefix=prefix,
                                queue_config=queue_config, tracker=_tracker(settings, schedule_path),
                                measure_options=measure_options, on_stage=lines.stage,
-                               on_epoch=lines.on_epoch())
+                               on_epoch=lines.on_epoch(),
+                               gate=_predicting_gate(latency_model, latency_limit, config))
         record = json.loads(outcome.result_path.read_text())
     click.echo(json.dumps(record, indent=2) if as_json else format_record(record, out_dir))
     if outcome.timed_out:
@@ -131,6 +138,22 @@ def producer(ctx: click.Context, settings: Settings, schedule_path: Path, overri
         ctx.exit(EXIT_JOB_FAILED)
 
 
+def _predicting_gate(path: Path | None, limit: float | None, config: RunConfig) -> Any:
+    """The gate on ``path``'s prediction (checked against the run's target and model), or None."""
+    if path is None:
+        if limit is not None:
+            raise UserError("--latency-limit needs --latency-model FILE: the limit is judged on its prediction")
+        return None
+    from pipeline.latency import load_latency_model
+    from pipeline.flow import PREDICTED_METRIC
+    from pipeline.search.config import GateOptions
+    from pipeline.search.gate import PredictingGate
+
+    model = load_latency_model(path)
+    model.check(config.target, config.model)
+    return PredictingGate(GateOptions(PREDICTED_METRIC, limit), config.target, model)
+
+
 def _tracker(settings: Settings, schedule_path: Path) -> Any:
     """The trial's tracker: W&B when asked (or under `wandb agent`), else one that records nothing."""
     from pipeline.search.tracking import make_tracker
@@ -140,7 +163,8 @@ def _tracker(settings: Settings, schedule_path: Path) -> Any:
 
 def _serve_study(settings: Settings, base: RunConfig, sweep_path: Path | None, storage: str | None,
                  study_name: str | None, n_trials: int, out_dir: Path, redis_url: str | None,
-                 prefix: str, queue_config: QueueConfig, timeout: float, measure_options: Any) -> None:
+                 prefix: str, queue_config: QueueConfig, timeout: float, measure_options: Any,
+                 latency_model: Path | None) -> None:
     """``--loop``: run trials of the sweep's shared study until it holds ``n_trials``."""
     from producer.sweep_loop import LoopSpec, run_loop
 
@@ -150,5 +174,6 @@ def _serve_study(settings: Settings, base: RunConfig, sweep_path: Path | None, s
                                 n_trials=n_trials, storage=storage, study_name=study_name,
                                 redis_url=redis_url, queue_prefix=prefix, queue_config=queue_config,
                                 timeout=timeout, tracker=settings.tracker_kind(),
-                                measure_options=measure_options))
+                                measure_options=measure_options,
+                                latency_model=str(latency_model) if latency_model else None))
     click.echo(f"this producer ran {len(records)} trial(s) of the study; see edgeprune report {out_dir}")

@@ -17,8 +17,8 @@ from pipeline.queue import QueueConfig
 from pipeline.redact import redact_url
 from pipeline.settings import Settings
 
-from .options import (FiniteFloat, measure_options, quiet_wait_option, recovery_options, redis_option,
-                      settings_options, target_options)
+from .options import (FiniteFloat, latency_model_option, measure_options, quiet_wait_option,
+                      recovery_options, redis_option, settings_options, target_options)
 from .queue import producer_queue_options
 
 DEFAULT_TRIALS = 20
@@ -66,6 +66,7 @@ DEFAULT_TRIALS = 20
 @click.option("--fast-measure", is_flag=True,
               help="Short measurements in this process's consumer (noisy figures: smoke runs only).")
 @quiet_wait_option
+@latency_model_option
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Sampler seed (worker i uses seed+i; a resumed study mixes in its trial count, so it "
                    "draws new proposals) and the runs' data seed.")
@@ -80,7 +81,7 @@ def sweep(settings: Settings, sweep_file: Path, n_trials: int | None, storage: s
           study_name: str | None, workers: int, out_dir: Path | None, schedule_path: Path | None,
           model: str | None, target: Target, timeout: float, fast_measure: bool, quiet_wait: float,
           seed: int, tracker: str, as_json: bool, redis_url: str | None, prefix: str,
-          queue_config: QueueConfig, **options: Any) -> None:
+          queue_config: QueueConfig, latency_model: Path | None, **options: Any) -> None:
     """Run SWEEP_FILE (a W&B sweep YAML, e.g. sweeps/01_rapid_latency.yaml) on a local Optuna study.
 
     method bayes uses a Gaussian process (Optuna's GPSampler after 3 random trials, never trying a
@@ -99,6 +100,7 @@ Pareto front), then wall time beside compute time. Without
     from pipeline.search.engine import best_trials, open_study, study_name_of
     from pipeline.search.progress import best_line, params_text, time_summary
     from pipeline.search.mapping import check_mapping
+    from pipeline.search.predictor import study_latency_model
     from pipeline.search.space import SearchSpace
     from pipeline.report.analysis import describe
     from pipeline.search.storage import load_trials, open_storage
@@ -125,8 +127,10 @@ Pareto front), then wall time beside compute time. Without
                     queue_prefix=prefix, queue_config=queue_config, timeout=timeout, seed=seed,
                     tracker=tracker, progress=not as_json,
                     measure_options=measure_options(fast_measure, quiet_wait))
-    # Create the study once before the workers start, so they do not race to create it.
-    open_study(config, open_storage(storage, out_dir), name, seed)
+    # Create the study once before the workers start, so they do not race to create it; the
+    # latency model is stored in it here, and every worker reads it from the study.
+    study = open_study(config, open_storage(storage, out_dir), name, seed)
+    study_latency_model(study, latency_model, target, base.model)
     started, started_at = time.monotonic(), time.time()
     if workers == 1:
         run_loop(spec)

@@ -167,8 +167,12 @@ class ResidualBlockPruner(Pruner):
         need = structures_to_prune(len(blocks), float(self.args["desired_sparsity"])) - (len(blocks) - len(remaining))
         if need <= 0:
             return []
-        ranked = rank_blocks(ctx.model, remaining, self.args["criterion"], ctx.calibration, self.args["seed"])
-        return ranked[:need]
+        criterion, seed = self.args["criterion"], self.args["seed"]
+        key = (criterion, seed, tuple(remaining))
+        memo = ctx.block_rankings if ctx.block_rankings is not None else {}
+        if key not in memo:
+            memo[key] = rank_blocks(ctx.model, remaining, criterion, ctx.calibration, seed)
+        return memo[key][:need]
 
 
 def split_removed(weights: Sequence[str], removed: Sequence[str]) -> tuple[list[str], list[str]]:

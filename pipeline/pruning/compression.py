@@ -140,7 +140,8 @@ class CompressionScheduler:
 
     def __init__(self, model: nn.Module, schedule: "Schedule", optimizer: torch.optim.Optimizer | None = None,
                  example_input: torch.Tensor | None = None, after: PruneReport | None = None,
-                 calibration: "Calibration | None" = None) -> None:
+                 calibration: "Calibration | None" = None,
+                 block_rankings: dict[tuple[Any, ...], list[str]] | None = None) -> None:
         self.model = model
         # Names of blocks deeper than the model (cross_depth) and weights of removed blocks are
         # skipped and reported alike.
@@ -149,7 +150,8 @@ class CompressionScheduler:
         self.skipped = absent + removed
         self.schedule = schedule
         self.optimizer = optimizer
-        self.ctx = PruningContext(model, example_input, origin=schedule.source, calibration=calibration)
+        self.ctx = PruningContext(model, example_input, origin=schedule.source, calibration=calibration,
+                                  block_rankings=block_rankings)
         check_schedule(schedule, self.ctx)
         skip = set(after.pruners_applied) if after else set()
         self.pruners = [(p, pol) for p, pol in build_pruners(schedule) if p.name not in skip]
@@ -252,7 +254,8 @@ def first_pruning_epoch(schedule: "Schedule") -> int | None:
 
 
 def prune_one_shot(model: nn.Module, schedule: "Schedule", example_input: torch.Tensor | None = None,
-                   calibration: "Calibration | None" = None) -> PruneReport:
+                   calibration: "Calibration | None" = None,
+                   block_rankings: dict[tuple[Any, ...], list[str]] | None = None) -> PruneReport:
     """Apply, now, every pruner whose policy fires at the schedule's first pruning epoch.
 
     Validates the schedule against the model first. One-shot structured pruners remove their
@@ -260,9 +263,12 @@ def prune_one_shot(model: nn.Module, schedule: "Schedule", example_input: torch.
     ``CompressionScheduler(..., after=report)`` skips them. Gradual and fine-grained pruners take
     their first step too, so the accuracy measured after this call (the collapse check) sees their
     zeros; they are not listed, because the training-time scheduler keeps their masks and ramps.
-    ``calibration`` (train images) feeds data-driven criteria (ResidualBlockPruner's sensitivity).
+    ``calibration`` (train images) feeds data-driven criteria (ResidualBlockPruner's sensitivity);
+    ``block_rankings`` memoises their rankings across calls on copies of one model
+    (``PruningContext.block_rankings``).
     """
-    scheduler = CompressionScheduler(model, schedule, example_input=example_input, calibration=calibration)
+    scheduler = CompressionScheduler(model, schedule, example_input=example_input, calibration=calibration,
+                                     block_rankings=block_rankings)
     epoch = first_pruning_epoch(schedule)
     if epoch is not None:
         scheduler.on_epoch_begin(epoch)

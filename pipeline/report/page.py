@@ -57,7 +57,9 @@ def _summary(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -
         paragraph("collapsed: the pruned network predicted (almost) one class; gated: retraining "
                   "skipped because the pruned architecture could not meet the latency target; "
                   "early_stopped: retraining stopped by the early-termination rule; failed: the "
-                  "trial raised or its measurement failed (reason in trials.csv)."),
+                  "trial raised or its measurement failed (reason in trials.csv); rapid: a "
+                  "multi-fidelity sweep's trial that was pruned and judged on adaptive-BN Top1 and "
+                  "predicted latency only, and not promoted to fine-tuning."),
         _img(drawn, "counts", out_dir, "trial outcomes"),
     ]
     if best["number"] is not None and report["headline"]["source"] == "sweep":

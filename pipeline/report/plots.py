@@ -23,7 +23,8 @@ from .layers import LayerRow
 
 #: Colour of each trial status, shared by every figure.
 STATUS_COLOURS = {"ok": "#1f77b4", "early_stopped": "#9467bd", "gated": "#7f7f7f",
-                  "collapsed": "#d62728", "failed": "#000000", "running": "#bcbd22"}
+                  "collapsed": "#d62728", "failed": "#000000", "running": "#bcbd22",
+                  "rapid": "#c7c7c7"}
 FRONT_COLOUR = "#ff7f0e"
 DPI = 110
 

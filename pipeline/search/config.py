@@ -178,6 +178,24 @@ class GateOptions:
         return self.metric is not None and (self.limit is not None or self.dominated)
 
 
+@dataclass(frozen=True)
+class Fidelity:
+    """Multi-fidelity search (extension ``fidelity:``; ``pipeline.search.fidelity``): every trial
+    is a rapid one (prune, adaptive BN, Top1 on ``rapid`` val images, predicted latency); the best
+    ``promote`` share of them is fine-tuned ``short_epochs`` and measured, and the best ``promote``
+    share of those ``full_epochs`` (0: no full rung)."""
+
+    rapid: int = 500
+    short_epochs: int = 1
+    promote: float = 0.25
+    full_epochs: int = 0
+
+    @property
+    def rungs(self) -> list[int]:
+        """The fine-tuning epochs of the promoted rungs, in order."""
+        return [self.short_epochs] + ([self.full_epochs] if self.full_epochs else [])
+
+
 @dataclass
 class SweepConfig:
     """A checked sweep: W&B's fields plus our extension, with the raw mapping kept."""
@@ -200,6 +218,8 @@ class SweepConfig:
     gate: GateOptions = field(default_factory=GateOptions)
     #: Model behind ``method: bayes`` in the local engine: ``gp`` (default) or ``tpe``.
     bayes_sampler: str = "gp"
+    #: Multi-fidelity search (extension ``fidelity:``), or None: every trial at full fidelity.
+    fidelity: Fidelity | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -309,7 +329,7 @@ class _Checker:
             command=[str(c) for c in command], early_terminate=hyperband, early_stop_rule=rule,
             run_cap=run_cap, project=data.get("project", ""), entity=data.get("entity", ""),
             gate=self.gate(extension.get("gate", {}), objectives, constraints),
-            bayes_sampler=sampler, raw=data)
+            bayes_sampler=sampler, fidelity=self.fidelity(extension.get("fidelity")), raw=data)
 
     def wandb_verdict(self, params: dict[str, ParamSpec]) -> None:
         """W&B's published validator over the whole file: its first objection, with a fix."""
@@ -417,7 +437,7 @@ class _Checker:
         if not spec.constant or not isinstance(spec.value, dict):
             raise self.fail(key, "is reserved for edgeprune's extension", "give it as "
                             "{value: {metrics: [...], constraints: [...]}} or rename the parameter")
-        allowed = {"metrics", "constraints", "gate", "early_stop", "sampler"}
+        allowed = {"metrics", "constraints", "gate", "early_stop", "sampler", "fidelity"}
         extra = sorted(set(spec.value) - allowed)
         if extra:
             raise self.fail(f"{key}.value.{extra[0]}", "is not an edgeprune extension key",
@@ -447,6 +467,26 @@ class _Checker:
             limit = min(targets + bounds) if targets + bounds else None
         return GateOptions(metric, None if limit is None else float(limit),
                            bool(raw.get("dominated", False)))
+
+    def fidelity(self, raw: Any) -> Fidelity | None:
+        if raw is None:
+            return None
+        key = f"parameters.{EXTENSION_PARAM}.value.fidelity"
+        example = "{rapid: 500, short_epochs: 1, promote: 0.25, full_epochs: 10} (each optional)"
+        if not isinstance(raw, dict) or set(raw) - {"rapid", "short_epochs", "promote", "full_epochs"}:
+            raise self.fail(key, f"is {raw!r}", f"give {example}")
+        values = {k: self.number(f"{key}.{k}", raw[k], integer=k != "promote") for k in raw}
+        fidelity = Fidelity(**values)
+        if fidelity.rapid < 10 or fidelity.short_epochs < 1 or fidelity.full_epochs < 0:
+            raise self.fail(key, f"is {raw!r}", "use rapid >= 10 images, short_epochs >= 1 and "
+                            "full_epochs >= 0 (0: no full rung)")
+        if not 0 < fidelity.promote <= 1:
+            raise self.fail(f"{key}.promote", f"is {fidelity.promote!r}",
+                            "give the share of each rung promoted to the next, in (0, 1], e.g. 0.25")
+        if fidelity.full_epochs and fidelity.full_epochs <= fidelity.short_epochs:
+            raise self.fail(f"{key}.full_epochs", f"is {fidelity.full_epochs}",
+                            f"give more than short_epochs ({fidelity.short_epochs}), or 0 for no full rung")
+        return fidelity
 
     def early_terminate(self, raw: Any) -> Hyperband | None:
         if raw is None:

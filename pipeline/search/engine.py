@@ -27,7 +27,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import optuna
@@ -40,16 +40,19 @@ from pipeline.status import TrialStatus
 
 from .config import Constraint, Objective, SweepConfig
 from .early_stop import EarlyStopper
-from .gate import LatencyGate, MeasureFn, StudyLatencyCache
+from .gate import GateRules, LatencyGate, MeasureFn, PredictingGate, StudyLatencyCache
 from .monotone import MonotoneSampler, constraint_keys, improvement_trend, violation_trend
 from .space import SearchSpace
 from .storage import INTERRUPTED, RECORD_ATTR, json_safe, record_of, was_interrupted
+
+if TYPE_CHECKING:
+    from pipeline.latency import LatencyModel
 
 log = logging.getLogger(__name__)
 
 #: The statuses a finished trial can have.
 STATUSES = (TrialStatus.OK, TrialStatus.COLLAPSED, TrialStatus.GATED, TrialStatus.EARLY_STOPPED,
-            TrialStatus.FAILED)
+            TrialStatus.FAILED, TrialStatus.RAPID)
 CURVE_ATTR = "curve"
 #: Violation recorded for a constraint whose metric a trial never produced (e.g. Top1 of a gated trial).
 _MISSING_VIOLATION = 1e6
@@ -176,16 +179,25 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def worker_died(worker: str) -> bool:
+    """True when ``worker`` (a ``worker_id``) was a process of this host that is gone; a worker
+    on another host is never judged here (its database heartbeat is)."""
+    host, _, pid = worker.rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
+
+
 class SweepRunner:
     """Runs trials of one study until it holds ``n_trials`` (shared by every worker)."""
 
     def __init__(self, config: SweepConfig, study: optuna.Study, trial_fn: TrialFunction,
                  out_dir: Path, n_trials: int, measure: MeasureFn | None = None,
                  target: Target | None = None, on_record: Callable[[TrialRecord], None] | None = None,
-                 heartbeat_s: float | None = None):
+                 heartbeat_s: float | None = None, latency_model: "LatencyModel | None" = None):
         """``heartbeat_s``: the storage's trial heartbeat interval (``storage.heartbeat_interval``);
         with one, a worker whose budget is spent waits for the running trials of others, as their
-        worker may have died (their trials are then failed and rerun)."""
+        worker may have died (their trials are then failed and rerun). ``latency_model``
+        (``predictor.study_latency_model``): the gate predicts on it instead of measuring, for
+        trials on its target."""
         self.config = config
         self.study = study
         self.trial_fn = trial_fn
@@ -195,6 +207,7 @@ class SweepRunner:
         self.target = target or Target()
         self.on_record = on_record
         self.heartbeat_s = heartbeat_s
+        self.latency_model = latency_model
         self.space = SearchSpace(config)
         #: Fresh latency measurements made by this runner's gates (cache hits excluded).
         self.gate_measurements = 0
@@ -219,12 +232,9 @@ class SweepRunner:
         For a journal study (one machine); a database study finds dead workers' trials on any
         host by their heartbeat instead (``fail_stale_trials``).
         """
-        host = socket.gethostname()
         recovered = 0
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            owner = t.user_attrs.get(RECORD_ATTR, {}).get("worker", "")
-            owner_host, _, pid = owner.rpartition(":")
-            if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+            if not worker_died(t.user_attrs.get(RECORD_ATTR, {}).get("worker", "")):
                 continue
             self.study.tell(t.number, state=TrialState.FAIL)  # record_of reads it as INTERRUPTED
             self.study.enqueue_trial(t.params, skip_if_exists=False)
@@ -292,7 +302,7 @@ class SweepRunner:
         values = [record.metrics.get(o.name) for o in self.config.objectives] or [0.0]
         if record.status == TrialStatus.FAILED:
             raise _TrialFailed(record.reason)
-        if not all(_finite(v) for v in values) or unranked_figures(record.metrics, self.config.ranked_metrics):
+        if not all(finite_number(v) for v in values) or unranked_figures(record.metrics, self.config.ranked_metrics):
             # Gated or stopped without every objective, or a noisy figure: no value to learn from.
             raise optuna.TrialPruned(record.reason)
         return [float(v) for v in values]
@@ -316,16 +326,22 @@ class SweepRunner:
         weight = sampler.feasibility_weight if isinstance(sampler, MonotoneSampler) else 1
         for c in self.config.constraints:
             # Samplers read these (Optuna 5's set_constraint): <= 0 feasible.
-            violation = c.violation(metrics[c.metric]) if _finite(metrics.get(c.metric)) else _MISSING_VIOLATION
+            violation = c.violation(metrics[c.metric]) if finite_number(metrics.get(c.metric)) else _MISSING_VIOLATION
             for key in constraint_keys(str(c), weight):
                 trial.set_constraint(key, violation)
         return TrialRecord.from_dict(dict(record, number=trial.number))
 
-    def _gate_for(self, params: dict[str, Any]) -> LatencyGate | None:
-        if self.measure is None or not self.config.gate.active:
+    def _gate_for(self, params: dict[str, Any]) -> GateRules | None:
+        if not self.config.gate.active:
             return None
         precision = params.get("precision", self.target.precision)
         target = Target(self.target.backend, self.target.device, str(precision))
+        # A searched precision the model was not fitted for is measured, not predicted.
+        if self.latency_model is not None and self.latency_model.target == target:
+            return PredictingGate(self.config.gate, target, self.latency_model,
+                                  finished=self.finished_records)
+        if self.measure is None:
+            return None
         return LatencyGate(self.config.gate, target, self.measure, StudyLatencyCache(self.study),
                            finished=self.finished_records)
 
@@ -365,8 +381,8 @@ def best_trials(config: SweepConfig, records: list[TrialRecord]) -> list[TrialRe
         return []
     feasible = [r for r in records if r.status in (TrialStatus.OK, TrialStatus.COLLAPSED, TrialStatus.GATED)
                 and not unranked_figures(r.metrics, config.ranked_metrics)
-                and all(_finite(r.metrics.get(o.name)) for o in config.objectives)
-                and all(_finite(r.metrics.get(c.metric)) and c.violation(r.metrics[c.metric]) <= 0
+                and all(finite_number(r.metrics.get(o.name)) for o in config.objectives)
+                and all(finite_number(r.metrics.get(c.metric)) and c.violation(r.metrics[c.metric]) <= 0
                         for c in config.constraints)]
     signs = [1.0 if o.minimize else -1.0 for o in config.objectives]
 
@@ -387,7 +403,8 @@ class _TrialFailed(Exception):
     """A trial that finished as failed: ``Study.optimize`` records it as FAIL and goes on."""
 
 
-def _finite(value: Any) -> bool:
+def finite_number(value: Any) -> bool:
+    """A real, finite number (not a bool, not nan/inf)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 

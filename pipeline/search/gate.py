@@ -10,6 +10,11 @@ Measurements are cached by ``(arch_signature, backend, device, precision)`` in t
 (a study user attribute), so every worker sharing the study, on any machine, reuses them and the
 cache needs no service of its own. ``FileLatencyCache`` serves the ``wandb agent`` path, which has
 no study.
+
+With a latency model (``pipeline.latency``), ``PredictingGate`` judges the pruned module itself:
+no export, no compile, no device time. It records the prediction as ``Total_Latency_predicted``;
+a model that goes on to retraining is still measured by the consumer, and that measured
+``Total_Latency`` is what the record and the ranking use.
 """
 
 from __future__ import annotations
@@ -20,15 +25,22 @@ import logging
 import threading
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import optuna
 
+from pipeline.errors import SweepError
 from pipeline.files import atomic_write_text
+from pipeline.flow import PREDICTED, PREDICTED_METRIC
 from pipeline.measure.noise import unranked_figures
 from pipeline.messages import ArtifactRef, Job, ModelFacts, Target, TrialRecord
 
 from .config import GateOptions
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from pipeline.latency import LatencyModel
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +99,51 @@ class FileLatencyCache:
             atomic_write_text(self.path, json.dumps(data))
 
 
-class LatencyGate:
+class GateRules:
+    """The skip rules of the gates, on a latency however it was obtained: the limit, and
+    (``dominated``) a finished trial at least as fast with the best Top1 so far."""
+
+    def __init__(self, options: GateOptions, target: Target,
+                 finished: Callable[[], list[TrialRecord]] | None = None,
+                 accuracy_metric: str = "Top1"):
+        self.options = options
+        self.target = target
+        self.finished = finished
+        self.accuracy_metric = accuracy_metric
+        #: What the gate learnt of the last architecture, recorded with a gated trial.
+        self.metrics: dict[str, Any] = {}
+        #: Fresh measurements made by this gate (cache hits and predictions excluded).
+        self.measurements = 0
+
+    def reason(self, value: float | None = None, what: str = "") -> str | None:
+        """Why to skip retraining on ``value`` (default: the measured ``metrics``), or None."""
+        name, limit = self.options.metric, self.options.limit
+        if value is None:
+            value = self.metrics.get(name) if name else None
+        if value is None or name is None:
+            return None
+        if limit is not None and value > limit:
+            return (f"gated: {what}{name} {value:.3f} ms of the pruned architecture ({self.target.precision}) "
+                    f"exceeds the target {limit:g} ms, so it was not retrained")
+        if self.options.dominated and self.finished is not None:
+            return self._dominated(name, value)
+        return None
+
+    def _dominated(self, name: str, value: float) -> str | None:
+        done = [r for r in self.finished() if r.status == "ok"
+                and r.metrics.get(name) is not None and r.metrics.get(self.accuracy_metric) is not None]
+        if not done:
+            return None
+        best = max(r.metrics[self.accuracy_metric] for r in done)
+        for r in done:
+            if r.metrics[name] <= value and r.metrics[self.accuracy_metric] >= best:
+                return (f"gated: dominated by trial {r.number} ({name} {r.metrics[name]:.3f} <= "
+                        f"{value:.3f} ms with the best {self.accuracy_metric} so far, "
+                        f"{best:.2f}%)")
+        return None
+
+
+class LatencyGate(GateRules):
     """``gate(onnx_path, facts)`` as ``pipeline.flow.produce`` calls it: a reason to skip, or None.
 
     After a call, ``metrics`` holds the (cached or fresh) measurement, so a gated trial still
@@ -97,15 +153,9 @@ class LatencyGate:
     def __init__(self, options: GateOptions, target: Target, measure: MeasureFn,
                  cache: LatencyCache, finished: Callable[[], list[TrialRecord]] | None = None,
                  accuracy_metric: str = "Top1"):
-        self.options = options
-        self.target = target
+        super().__init__(options, target, finished, accuracy_metric)
         self.measure = measure
         self.cache = cache
-        self.finished = finished
-        self.accuracy_metric = accuracy_metric
-        self.metrics: dict[str, Any] = {}
-        #: Fresh measurements made by this gate (cache hits excluded).
-        self.measurements = 0
 
     def __call__(self, onnx_path: Path, facts: ModelFacts) -> str | None:
         key = cache_key(facts, self.target)
@@ -126,30 +176,35 @@ class LatencyGate:
             return None
         return self.reason()
 
-    def reason(self) -> str | None:
-        name, limit = self.options.metric, self.options.limit
-        value = self.metrics.get(name) if name else None
-        if value is None:
-            return None
-        if limit is not None and value > limit:
-            return (f"gated: {name} {value:.3f} ms of the pruned architecture ({self.target.precision}) "
-                    f"exceeds the target {limit:g} ms, so it was not retrained")
-        if self.options.dominated and self.finished is not None:
-            return self._dominated(name, value)
-        return None
 
-    def _dominated(self, name: str, value: float) -> str | None:
-        done = [r for r in self.finished() if r.status == "ok"
-                and r.metrics.get(name) is not None and r.metrics.get(self.accuracy_metric) is not None]
-        if not done:
-            return None
-        best = max(r.metrics[self.accuracy_metric] for r in done)
-        for r in done:
-            if r.metrics[name] <= value and r.metrics[self.accuracy_metric] >= best:
-                return (f"gated: dominated by trial {r.number} ({name} {r.metrics[name]:.3f} <= "
-                        f"{value:.3f} ms with the best {self.accuracy_metric} so far, "
-                        f"{best:.2f}%)")
-        return None
+class PredictingGate(GateRules):
+    """The gate on a latency model's prediction: ``produce`` calls ``judge_module`` with the pruned
+    module instead of exporting it (``pipeline.flow.ModuleGate``).
+
+    ``metrics`` then holds ``{Total_Latency_predicted: ms}`` only: a gated trial records the
+    prediction, never a measurement it did not make.
+    """
+
+    def __init__(self, options: GateOptions, target: Target, latency_model: "LatencyModel",
+                 finished: Callable[[], list[TrialRecord]] | None = None,
+                 accuracy_metric: str = "Top1"):
+        if options.metric not in (None, PREDICTED_METRIC):
+            raise SweepError(f"the latency model predicts {PREDICTED_METRIC}, but the gate is on "
+                             f"{options.metric}: set the sweep's gate: {{metric: {PREDICTED_METRIC}}}, "
+                             "or leave out --latency-model")
+        super().__init__(options, target, finished, accuracy_metric)
+        self.latency_model = latency_model
+
+    def __call__(self, onnx_path: Path, facts: ModelFacts) -> str | None:
+        """An exported model is predicted from its ONNX file (callers without the module)."""
+        return self._judge(self.latency_model.predict_onnx(Path(onnx_path)))
+
+    def judge_module(self, model: "nn.Module", facts: ModelFacts) -> str | None:
+        return self._judge(self.latency_model.predict_module(model))
+
+    def _judge(self, predicted: float) -> str | None:
+        self.metrics = {PREDICTED: round(float(predicted), 4)}
+        return self.reason(predicted, what="predicted ")
 
 
 def local_measure(settings: Any, options: Any = None) -> MeasureFn:

@@ -41,7 +41,7 @@ SPARSITY_SUFFIXES = ("_desired_sparsity", "_final_sparsity")
 #: How a metric moves as sparsity grows: -1 falls, +1 rises.
 METRIC_TRENDS = {"Top1": -1, "Top5": -1, "Top1_torch": -1, "Top5_torch": -1,
                  "Latency": -1, "Total_Latency": -1, "Relative_Latency": -1, "macs": -1,
-                 "params": -1, "Throughput": 1}
+                 "params": -1, "Throughput": 1, "Total_Latency_predicted": -1}
 #: Candidates per parameter with only that parameter redrawn, and fully random ones.
 LOCAL_CANDIDATES = 64
 RANDOM_CANDIDATES = 512
@@ -60,7 +60,8 @@ def violation_trend(constraint: Constraint) -> int:
 
 #: Metrics fixed by the architecture alone. An accuracy objective is left to the GP: fine-tuning
 #: adds noise, and light pruning sometimes regularises a network into a slightly better one.
-ARCHITECTURE_METRICS = ("Latency", "Total_Latency", "Relative_Latency", "Throughput", "macs", "params")
+ARCHITECTURE_METRICS = ("Latency", "Total_Latency", "Relative_Latency", "Throughput", "macs", "params",
+                        "Total_Latency_predicted")
 
 
 def improvement_trend(metric: str, goal: str) -> int:

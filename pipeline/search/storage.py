@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 JOURNAL_NAME = "study.journal"
 #: User attribute holding the trial's record (a TrialRecord dict without ``number``).
 RECORD_ATTR = "record"
+#: Study user attribute prefix of a multi-fidelity rung's record: ``rung:<rung>:<trial number>``
+#: (``fidelity``); ``load_trials`` shows a trial's highest finished rung in place of its rapid record.
+RUNG_PREFIX = "rung:"
 INTERRUPTED = "interrupted: the worker stopped before the trial finished; rerun with the same params"
 #: A database study's running trials beat every this many seconds (Optuna's RDB heartbeat); one
 #: silent for the grace period (its worker died, on whichever host) is failed by the next worker
@@ -157,7 +160,33 @@ def load_trials(dir_or_url: str | Path, study_name: str | None = None) -> list[T
     study = optuna.load_study(study_name=study_name, storage=storage)
     # Waiting trials (queued for a rerun) have not started: they are no record yet.
     started = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    return [record_of(t) for t in study.get_trials(deepcopy=False, states=started)]
+    promoted = promoted_records(study.user_attrs)
+    return [check_record(dict(promoted[t.number], number=t.number), f"trial {t.number}")
+            if t.number in promoted else record_of(t)
+            for t in study.get_trials(deepcopy=False, states=started)]
+
+
+def rung_key(rung: int, number: int) -> str:
+    return f"{RUNG_PREFIX}{rung}:{number}"
+
+
+def rung_entries(user_attrs: dict[str, Any], rung: int | None = None) -> dict[tuple[int, int], dict[str, Any]]:
+    """(rung, trial number) -> finished rung record, of every rung or only ``rung`` (claims of
+    running ones and released claims left out)."""
+    entries = {}
+    for key, record in user_attrs.items():
+        if not key.startswith(RUNG_PREFIX) or not isinstance(record, dict) \
+                or record.get("status") == TrialStatus.RUNNING:
+            continue
+        at, number = (int(part) for part in key[len(RUNG_PREFIX):].split(":"))
+        if rung is None or at == rung:
+            entries[(at, number)] = record
+    return entries
+
+
+def promoted_records(user_attrs: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Trial number -> the record of its highest finished rung."""
+    return {number: record for (_, number), record in sorted(rung_entries(user_attrs).items())}
 
 
 def load_sweep_config(dir_or_url: str | Path, study_name: str | None = None) -> "SweepConfig | None":

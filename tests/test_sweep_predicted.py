@@ -1,0 +1,274 @@
+"""Searching on the predicted latency (ResNet20 + the mini data): the gate predicts instead of
+measuring, the measured figure replaces the prediction, the study stores the latency model for
+every worker, rapid trials export nothing, and the multi-fidelity rungs fine-tune the promoted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import SweepError, UserError
+from pipeline.flow import PREDICTED, RunConfig
+from pipeline.latency import LatencyModel
+from pipeline.measure.options import MeasureOptions
+from pipeline.messages import Target
+from pipeline.queue import QueueConfig, embedded_queue, measure_work
+from pipeline.rapid import RapidEvaluator
+from pipeline.search.config import load_sweep
+from pipeline.search.engine import SweepRunner, best_trials, open_study
+from pipeline.search.fidelity import MultiFidelityRunner, make_rapid_trial_function, promote, rapid_config
+from pipeline.search.predictor import LATENCY_MODEL_ATTR, study_latency_model
+from pipeline.search.storage import load_trials, open_storage
+from pipeline.search.trials import make_trial_function
+from pipeline.status import TrialStatus
+
+REPO = Path(__file__).resolve().parent.parent
+RESNET20 = REPO / "schedules" / "resnet20_filter_rank.yaml"
+GROUPS = ["conv@32x32", "conv@16x16", "conv@8x8", "linear@1x1"]
+
+
+def _latency_model_json(model_name: str = "resnet20_cifar", precision: str = "fp32") -> str:
+    """A small hand-written latency model: 0.1 ms, plus per group and per term (TERMS) 0.02 ms a unit."""
+    from pipeline.latency.features import TERMS
+
+    coefficients = [0.1] + [0.02 for _ in GROUPS for _ in TERMS]
+    return json.dumps({"version": 1, "target": {"backend": "openvino", "device": "CPU", "precision": precision},
+                       "model_name": model_name, "groups": GROUPS, "simd_block": 16,
+                       "coefficients": coefficients, "reference_ms": 1.0})
+
+
+@pytest.fixture
+def latency_model() -> LatencyModel:
+    return LatencyModel.from_json(_latency_model_json())
+
+
+@pytest.fixture
+def latency_model_file(tmp_path: Path) -> Path:
+    path = tmp_path / "lm.json"
+    path.write_text(_latency_model_json())
+    return path
+
+
+def _sweep(limit: float, epochs: int = 1, extra: str = "") -> str:
+    return f"""
+method: random
+metric: {{name: Total_Latency, goal: minimize, target: {limit:f}}}
+parameters:
+  filter_pruner_50_desired_sparsity: {{values: [0.3, 0.5]}}
+  epochs: {{value: {epochs}}}
+{extra}"""
+
+
+class _Counting:
+    """The embedded consumer's work, counting the jobs it gets."""
+
+    def __init__(self, settings):
+        self.jobs = 0
+        self.work = measure_work(settings, MeasureOptions.fast())
+
+    def __call__(self, job, onnx_path):
+        self.jobs += 1
+        return self.work(job, onnx_path)
+
+
+def _never_measured(onnx_path, facts, target):
+    raise AssertionError("the gate measured although it has a latency model")
+
+
+def _gated_sweep(settings, out: Path, latency_model: LatencyModel, limit: float, n_trials: int):
+    """A sweep of ``n_trials`` with a gate at ``limit`` ms on ``latency_model``, whose measuring
+    gate fails the test if called: (config, study, runner, records, the consumer)."""
+    config = load_sweep(_sweep(limit=limit))
+    study = open_study(config, open_storage(out), "predicted", seed=0)
+    base = RunConfig(schedule=RESNET20, model="resnet20_cifar", max_steps_per_epoch=1, eval_split="val",
+                     eval_subset=100)
+    consumer = _Counting(settings)
+    with embedded_queue(consumer, base.target, QueueConfig()) as queue:
+        runner = SweepRunner(config, study, make_trial_function(base, settings, queue, 120), out,
+                             n_trials=n_trials, measure=_never_measured, target=base.target,
+                             latency_model=latency_model)
+        records = runner.run()
+    return config, study, runner, records, consumer
+
+
+def test_predicting_gate_skips_retraining_without_the_device(settings, tmp_path, latency_model):
+    _, _, runner, records, consumer = _gated_sweep(settings, tmp_path, latency_model, 0.000001, 2)
+    assert consumer.jobs == 0 and runner.gate_measurements == 0
+    for record in records:
+        assert record.status == TrialStatus.GATED and "predicted Total_Latency" in record.reason
+        # A gated trial records the prediction only, never a measurement it did not make.
+        assert record.metrics[PREDICTED] > 0.000001 and "Total_Latency" not in record.metrics
+        result = json.loads(Path(record.run_dir, "result.json").read_text())
+        assert "gate" in result["stage_seconds"] and "retrain" not in result["stage_seconds"]
+        assert result["metrics"][PREDICTED] == record.metrics[PREDICTED]
+        assert not list(Path(record.run_dir).glob("*.onnx"))  # nothing exported for the gate
+
+
+def test_measured_latency_replaces_the_prediction(settings, tmp_path, latency_model):
+    config, study, _, [record], consumer = _gated_sweep(settings, tmp_path, latency_model, 1000.0, 1)
+    assert record.status == TrialStatus.OK and consumer.jobs == 1
+    measured, predicted = record.metrics["Total_Latency"], record.metrics[PREDICTED]
+    assert measured > 0 and predicted > 0 and measured != predicted
+    assert record.metrics["epochs_run"] == 1
+    result = json.loads(Path(record.run_dir, "result.json").read_text())
+    assert (result["metrics"]["Total_Latency"], result["metrics"][PREDICTED]) == (measured, predicted)
+    # The sampler and the ranking see the measured figure.
+    assert study.trials[0].values == [measured]
+    assert best_trials(config, load_trials(tmp_path))[0].metrics["Total_Latency"] == measured
+
+
+def test_second_worker_reuses_the_study_latency_model(tmp_path, latency_model, latency_model_file):
+    config = load_sweep(_sweep(limit=1.0))
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    target = Target()
+    first = open_study(config, open_storage(url), "shared", seed=0)
+    assert study_latency_model(first, latency_model_file, target, "resnet20_cifar") == latency_model
+    # Another worker: its own storage object, no file.
+    second = open_study(config, open_storage(url), "shared", seed=1)
+    assert LATENCY_MODEL_ATTR in second.user_attrs
+    assert study_latency_model(second, None, target, "resnet20_cifar") == latency_model
+    with pytest.raises(UserError, match="profiled on openvino/CPU/fp32 for resnet20_cifar, not") as error:
+        study_latency_model(second, None, Target(precision="int8"), "resnet20_cifar")
+    assert "\n" not in str(error.value)
+    other = tmp_path / "other.json"
+    other.write_text(_latency_model_json().replace("0.02", "0.03"))
+    with pytest.raises(SweepError, match="already holds another latency model"):
+        study_latency_model(second, other, target, "resnet20_cifar")
+    foreign = tmp_path / "resnet56.json"
+    foreign.write_text(_latency_model_json("resnet56_cifar"))
+    with pytest.raises(UserError, match="for resnet56_cifar, not openvino/CPU/fp32 for resnet20_cifar"):
+        study_latency_model(open_study(config, open_storage(url), "fresh", seed=0), foreign, target,
+                            "resnet20_cifar")
+
+
+def test_rapid_trial_gives_adaptive_bn_top1_and_predicted_latency_without_export(
+        settings, latency_model, monkeypatch):
+    import pipeline.export
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("a rapid trial exported its model")
+
+    monkeypatch.setattr(pipeline.export, "export_onnx", no_export)
+    base = RunConfig(schedule=RESNET20, model="resnet20_cifar", bn_recalibrate=256)
+    evaluator = RapidEvaluator(base, settings, latency_model, images=200)
+    light = evaluator(overrides=["filter_pruner_50.desired_sparsity=0.2"])
+    heavy = evaluator(overrides=["filter_pruner_50.desired_sparsity=0.8", "filter_pruner_40.desired_sparsity=0.7"])
+    for result in (light, heavy):
+        assert result.status in (TrialStatus.RAPID, TrialStatus.COLLAPSED)
+        assert 0 <= result.metrics["Top1_before"] <= 100 and result.metrics["eval_images"] == 200
+        assert result.metrics["bn_recalibrate"] == 256
+        assert set(result.stage_seconds) == {"prune", "recalibrate_bn", "evaluate", "predict"}
+    assert light.status == TrialStatus.RAPID and light.metrics["Top1_before"] > 50
+    # More pruning: fewer MACs, a lower predicted latency.
+    assert heavy.metrics["macs"] < light.metrics["macs"]
+    assert heavy.metrics[PREDICTED] < light.metrics[PREDICTED]
+
+
+def test_promote_takes_the_best_share_by_pareto_layer():
+    from pipeline.messages import TrialRecord
+
+    config = rapid_config(load_sweep(_sweep(limit=2.0, extra="""  edgeprune:
+    value:
+      metrics: [{name: Total_Latency, goal: minimize}, {name: Top1, goal: maximize}]
+      fidelity: {rapid: 100, promote: 0.5}
+""")))
+    assert [o.name for o in config.objectives] == [PREDICTED, "Top1_before"] and not config.constraints
+    points = [(1.0, 50.0), (1.5, 70.0), (1.2, 40.0), (1.8, 60.0), (2.5, 90.0), (1.1, 45.0)]
+    records = [TrialRecord(number=i, status="rapid", metrics={PREDICTED: lat, "Top1_before": top1})
+               for i, (lat, top1) in enumerate(points)]
+    source = load_sweep(_sweep(limit=2.0))
+    # Trial 4 misses the gate's 2 ms; the front is 0 and 1, then 5 and 3 (second layer), then 2.
+    chosen = promote(records, config.objectives, 0.5, source.gate)
+    assert [r.number for r in chosen] == [0, 1, 5]
+
+
+@pytest.mark.slow
+def test_multi_fidelity_sweep_fine_tunes_and_measures_the_promoted(settings, tmp_path, latency_model):
+    config = load_sweep(_sweep(limit=1000.0, epochs=0, extra="""  edgeprune:
+    value:
+      metrics: [{name: Total_Latency, goal: minimize}, {name: Top1, goal: maximize}]
+      fidelity: {rapid: 100, short_epochs: 1, promote: 0.5, full_epochs: 2}
+""").replace("values: [0.3, 0.5]", "values: [0.2, 0.4, 0.6, 0.8]"))
+    study = open_study(config, open_storage(tmp_path), "fidelity", seed=0)
+    base = RunConfig(schedule=RESNET20, model="resnet20_cifar", max_steps_per_epoch=1, eval_split="val",
+                     eval_subset=100, bn_recalibrate=128)
+    consumer = _Counting(settings)
+    with embedded_queue(consumer, base.target, QueueConfig()) as queue:
+        runner = MultiFidelityRunner(config, study, make_rapid_trial_function(base, settings, latency_model, 100),
+                                     make_trial_function(base, settings, queue, 120), tmp_path, n_trials=4, seed=0)
+        records = runner.run()
+    rapid = [r for r in records if r.metrics["rung"] == 0]
+    short = [r for r in records if r.metrics["rung"] == 1]
+    full = [r for r in records if r.metrics["rung"] == 2]
+    assert len(rapid) == 4 and all(r.status in ("rapid", "collapsed") and "Total_Latency" not in r.metrics
+                                   for r in rapid)
+    assert len(short) == 2 and len(full) == 1 and consumer.jobs == 3
+    for record in short + full:
+        assert record.status == TrialStatus.OK and record.metrics["Total_Latency"] > 0
+        assert record.metrics[PREDICTED] > 0 and record.params["epochs"] == record.metrics["epochs_run"]
+    # load_trials shows each trial at its highest rung; the ranking reads measured figures only.
+    stored = {r.number: r for r in load_trials(tmp_path)}
+    assert stored[full[0].number].metrics["rung"] == 2
+    front = best_trials(config, list(stored.values()))
+    assert front and all(r.metrics["rung"] >= 1 for r in front)
+
+
+def _data_args(settings) -> list[str]:
+    return ["--data", str(settings.data), "--cache-dir", str(settings.cache_dir)]
+
+
+def test_sweep_cli_stores_the_latency_model_and_gates_on_it(settings, tmp_path, latency_model_file,
+                                                            latency_model):
+    from click.testing import CliRunner
+
+    from edgeprune.cli import cli
+
+    sweep = tmp_path / "gated.yaml"
+    sweep.write_text(_sweep(limit=0.000001))
+    out = tmp_path / "out"
+    args = ["sweep", str(sweep), "--trials", "2", "--out", str(out), "--schedule", str(RESNET20),
+            "--model", "resnet20_cifar", "--max-steps", "1", "--json", *_data_args(settings)]
+    result = CliRunner().invoke(cli, [*args, "--latency-model", str(latency_model_file)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    records = load_trials(out)
+    assert [r.status for r in records] == ["gated", "gated"] and all(PREDICTED in r.metrics for r in records)
+    # A resumed sweep (another worker) without the file predicts with the stored model.
+    resumed = CliRunner().invoke(cli, [*args[:3], "3", *args[4:]], catch_exceptions=False)
+    assert resumed.exit_code == 0, resumed.output
+    assert [r.status for r in load_trials(out)] == ["gated"] * 3
+    stored = open_study(load_sweep(sweep), open_storage(out), "gated").user_attrs[LATENCY_MODEL_ATTR]
+    assert LatencyModel.from_dict(stored) == latency_model
+
+
+def test_fidelity_without_latency_model_and_producer_limit_without_model_are_one_line(settings, tmp_path):
+    from click.testing import CliRunner
+
+    from edgeprune.cli import cli
+
+    sweep = tmp_path / "fidelity.yaml"
+    sweep.write_text(_sweep(limit=1.0, extra="""  edgeprune:
+    value: {fidelity: {rapid: 100}}
+"""))
+    result = CliRunner().invoke(cli, ["sweep", str(sweep), "--trials", "1", "--out", str(tmp_path / "o"),
+                                      "--schedule", str(RESNET20), "--model", "resnet20_cifar",
+                                      *_data_args(settings)])
+    # UserErrors, which the console entry point prints as one Error: line with exit status 2.
+    assert isinstance(result.exception, UserError) and "\n" not in str(result.exception)
+    assert "fidelity ranks rapid trials on predicted latency: pass --latency-model" in str(result.exception)
+    result = CliRunner().invoke(cli, ["producer", "--schedule", str(RESNET20), "--model", "resnet20_cifar",
+                                      "--latency-limit", "2", *_data_args(settings)])
+    assert isinstance(result.exception, UserError) and "--latency-limit needs --latency-model" in str(result.exception)
+
+
+def test_fidelity_options_are_checked():
+    with pytest.raises(SweepError, match="fidelity.promote is 1.5"):
+        load_sweep(_sweep(limit=1.0, extra="  edgeprune: {value: {fidelity: {promote: 1.5}}}\n"))
+    with pytest.raises(SweepError, match="fidelity.full_epochs is 1: give more than short_epochs"):
+        load_sweep(_sweep(limit=1.0, extra="  edgeprune: {value: {fidelity: {full_epochs: 1}}}\n"))
+    config = load_sweep(_sweep(limit=1.0, extra="  edgeprune: {value: {fidelity: {full_epochs: 5}}}\n"))
+    assert config.fidelity.rungs == [1, 5] and config.fidelity.rapid == 500
+    with pytest.raises(SweepError, match="but the sweep optimises Latency"):
+        rapid_config(load_sweep(_sweep(limit=1.0, extra="  edgeprune: {value: {fidelity: {}}}\n")
+                                .replace("name: Total_Latency", "name: Latency")))
