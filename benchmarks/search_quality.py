@@ -1,0 +1,384 @@
+"""Does the search find models a user would pick over the obvious alternatives? (issue 16 item 6)
+
+Everything is measured side by side in one run on one machine, with one fixed fine-tuning budget
+(epochs x train images, the same SGD settings, the same adaptive BN and, with ``--kd-weight``, the
+same teacher: ResNet56 fine-tuned with that budget) for every final model:
+
+- references: ResNet20, 32, 44 and 56 off the shelf; Distiller's hand-picked ResNet56 filter
+  schedule; uniform L1 filter pruning of every block's first convolution of ResNet56 at the
+  hand-picked schedule's MACs (the one-ratio-everywhere baseline torch-pruning users start from);
+- edgeprune's front: rapid trials of ``sweeps/06_depth_width_pareto.yaml`` (prune + adaptive-BN
+  Top1 on validation images + the latency model's prediction; no export, no device time), then,
+  for each latency budget the references set (and 1/1.6 of ResNet56), the rapid trial with the best
+  proxy Top1 predicted to fit it, fine-tuned with the same budget.
+
+Every final model is exported, compiled with OpenVINO (fp32 asked, the precision the engine ran is
+printed) and evaluated on the test split (deployed Top1/Top5), then all are timed in alternation in
+one process: each poll times a window of every model, in a shuffled order, and the ratio of each
+model's window median to ResNet56's in that poll is kept; ``Relative_Latency`` is the median ratio,
+its interquartile range over it the spread (a spread over 0.1 is flagged as noise).
+
+    python benchmarks/search_quality.py [--train-images 10000] [--epochs 1] [--rapid-trials 300]
+
+Writes ``<out>/search_quality.json`` and ``<out>/pareto.png``; finished fine-tunings are kept in
+``<out>/<name>/`` so a rerun resumes. Accuracies are on the JPEG re-encoding of CIFAR-10 (lower
+than on the original set: pretrained ResNet56 83.2% vs 93.4%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline.baseline import UNPRUNED_SCHEDULE  # noqa: E402
+from pipeline.data import load_data, to_tensor_batch  # noqa: E402
+from pipeline.files import atomic_write_text  # noqa: E402
+from pipeline.flow import PREDICTED, RunConfig, load_model, produce  # noqa: E402
+from pipeline.measure import MeasureOptions, measure, open_engine  # noqa: E402
+from pipeline.messages import Target  # noqa: E402
+from pipeline.models import count_macs_params  # noqa: E402
+from pipeline.pruning import load_schedule, prune_one_shot  # noqa: E402
+from pipeline.settings import Settings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+HAND_PICKED = ROOT / "schedules" / "resnet56_filter_rank.yaml"
+SWEEP = ROOT / "sweeps" / "06_depth_width_pareto.yaml"
+FAMILY = ("resnet20_cifar", "resnet32_cifar", "resnet44_cifar", "resnet56_cifar")
+REFERENCE = "resnet56_cifar"
+#: The speed-up target of the issue: 1.6x faster than ResNet56 at most 1 point below it.
+TARGET_SPEEDUP, TARGET_POINTS = 1.6, 1.0
+NOISY_SPREAD = 0.1
+#: A finalist must be predicted at least 3% faster than the reference whose budget it fills.
+BUDGET_MARGIN = 0.97
+SWEEP_SCHEDULE = ROOT / "schedules" / "resnet_cifar_depth_width.yaml"
+
+
+@dataclass
+class Candidate:
+    """A model to fine-tune: a base network and the schedule (with overrides) that prunes it."""
+
+    name: str
+    model: str
+    schedule: str
+    overrides: list[str] = field(default_factory=list)
+    kind: str = "reference"  # reference | front
+    params: dict[str, Any] = field(default_factory=dict)
+    #: The rapid trial's figures (front models): proxy Top1 and predicted latency ratio.
+    rapid: dict[str, Any] = field(default_factory=dict)
+
+
+def uniform_l1_schedule(sparsity: float) -> str:
+    """One L1 filter pruner over the first convolution of every ResNet56 block, one ratio."""
+    blocks = [f"layer{s}.{i}" for s in (1, 2, 3) for i in range(9)]
+    weights = ", ".join(f"module.{b}.conv1.weight" for b in blocks)
+    return ("version: 1\npruners:\n  uniform:\n    class: L1RankedStructureParameterPruner\n"
+            f"    group_type: Filters\n    desired_sparsity: {sparsity:.4f}\n    weights: [{weights}]\n"
+            "policies:\n  - pruner: {instance_name: uniform}\n    epochs: [0]\n")
+
+
+def pruned_macs(settings: Settings, model_name: str, schedule: str, overrides=()) -> int:
+    model = load_model(RunConfig(schedule=schedule, model=model_name), settings)
+    prune_one_shot(model, load_schedule(schedule, overrides))
+    return count_macs_params(model)[0]
+
+
+def uniform_at_macs(settings: Settings, macs: int) -> tuple[str, float]:
+    """The uniform L1 schedule whose pruned ResNet56 has the MACs closest to ``macs`` (bisection)."""
+    low, high = 0.0, 0.95
+    for _ in range(10):
+        middle = (low + high) / 2
+        if pruned_macs(settings, REFERENCE, uniform_l1_schedule(middle)) > macs:
+            low = middle
+        else:
+            high = middle
+    best = min((low, high), key=lambda s: abs(pruned_macs(settings, REFERENCE, uniform_l1_schedule(s)) - macs))
+    return uniform_l1_schedule(best), best
+
+
+def references(settings: Settings) -> list[Candidate]:
+    hand_macs = pruned_macs(settings, REFERENCE, str(HAND_PICKED))
+    uniform, sparsity = uniform_at_macs(settings, hand_macs)
+    print(f"hand-picked ResNet56: {hand_macs:,} MACs; uniform L1 at {100 * sparsity:.1f}% of every "
+          "block's conv1 filters matches it", flush=True)
+    family = [Candidate(name.split("_")[0], name, UNPRUNED_SCHEDULE) for name in FAMILY]
+    return family + [Candidate("hand-picked", REFERENCE, HAND_PICKED.read_text()),
+                     Candidate("uniform-L1", REFERENCE, uniform, params={"uniform_sparsity": round(sparsity, 4)})]
+
+
+def search_space(args: argparse.Namespace) -> Any:
+    """sweeps/06 as the rapid rung sees it, fp32 only (the latency model's precision) and every
+    model with the benchmark's one KD setting (equal fine-tuning)."""
+    from pipeline.search.config import load_sweep
+    from pipeline.yaml_input import safe_load
+
+    data = safe_load(SWEEP.read_text())
+    data["parameters"]["precision"] = {"value": "fp32"}
+    data["parameters"]["kd_weight"] = {"value": args.kd_weight}
+    return load_sweep(data)
+
+
+def predicted_ratio(latency_model: Any, model_name: str, schedule: str) -> float:
+    from pipeline.latency import build_architecture
+
+    model = build_architecture(model_name, load_schedule(schedule))
+    return latency_model.predict_module(model) / latency_model.reference_ms
+
+
+def search_front(settings: Settings, args: argparse.Namespace, refs: list[Candidate]) -> list[Candidate]:
+    """Rapid trials of sweeps/06 through the sweep engine, then one finalist per latency budget: the
+    best proxy Top1 predicted to run at most ``BUDGET_MARGIN`` of each reference's latency (and at
+    1/1.6 of ResNet56's), none equal to a reference."""
+    import optuna
+
+    from pipeline.latency import load_latency_model
+    from pipeline.search.engine import SweepRunner, make_sampler
+    from pipeline.search.fidelity import make_rapid_trial_function, rapid_config
+    from pipeline.search.trials import run_config_for
+
+    latency_model = load_latency_model(args.latency_model)
+    latency_model.check(Target(precision="fp32"), REFERENCE)
+    config = rapid_config(search_space(args))
+    base = RunConfig(schedule=str(SWEEP_SCHEDULE), model=REFERENCE, subset=args.train_images,
+                     bn_recalibrate=args.bn_images, seed=args.seed)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=[o.goal for o in config.objectives],
+                                sampler=make_sampler(config, args.seed))
+    rapid_fn = make_rapid_trial_function(base, settings, latency_model, args.rapid_images)
+    started = time.perf_counter()
+    records = SweepRunner(config, study, rapid_fn, args.out / "rapid", args.rapid_trials).run()
+    rapid_s = time.perf_counter() - started
+    usable = [r for r in records if r.metrics.get(PREDICTED) is not None and r.metrics.get("Top1_before") is not None]
+    print(f"{len(records)} rapid trials in {rapid_s:.0f} s ({3600 * len(records) / rapid_s:.0f}/hour), "
+          f"{len(usable)} with figures", flush=True)
+    budgets = {f"<{ref.name}": predicted_ratio(latency_model, ref.model, ref.schedule) for ref in refs}
+    budgets[f">={TARGET_SPEEDUP}x"] = 1 / TARGET_SPEEDUP / BUDGET_MARGIN
+    chosen: dict[int, Candidate] = {}
+    for label, budget in sorted(budgets.items(), key=lambda kv: kv[1]):
+        fits = [r for r in usable if r.metrics[PREDICTED] / latency_model.reference_ms <= budget * BUDGET_MARGIN
+                and not (r.metrics.get("blocks_removed") == 0 and _unpruned_params(r.params))]
+        if not fits:
+            print(f"  budget {label} ({budget:.3f}): no rapid trial fits", flush=True)
+            continue
+        best = max(fits, key=lambda r: r.metrics["Top1_before"])
+        run = run_config_for(base, best.params)
+        ratio = best.metrics[PREDICTED] / latency_model.reference_ms
+        print(f"  budget {label} ({budget:.3f}): trial {best.number} {run.model}, predicted {ratio:.3f}, "
+              f"proxy Top1 {best.metrics['Top1_before']:.1f}", flush=True)
+        if best.number not in chosen:
+            chosen[best.number] = Candidate(
+                f"front-{best.number}", run.model, str(SWEEP_SCHEDULE), [str(o) for o in run.overrides],
+                kind="front", params=dict(best.params),
+                rapid={"Top1_before": best.metrics["Top1_before"], "predicted_ratio": round(ratio, 4),
+                       "budget": label})
+    return list(chosen.values())
+
+
+def _unpruned_params(params: dict[str, Any]) -> bool:
+    """No width pruning asked for: with no block removed either, the trial is an off-the-shelf model."""
+    return all(float(v) == 0 for k, v in params.items() if k.endswith("desired_sparsity"))
+
+
+def finetune(candidate: Candidate, args: argparse.Namespace, settings: Settings, out: Path) -> dict[str, Any]:
+    """Prune, fine-tune with the fixed budget and export through ``pipeline.flow.produce``; resumable."""
+    run_dir = out / candidate.name
+    done = run_dir / "finetuned.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = RunConfig(schedule=candidate.schedule, overrides=candidate.overrides, model=candidate.model,
+                       epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, subset=args.train_images,
+                       eval_split="test", eval_subset=args.test_images, bn_recalibrate=args.bn_images, kd_weight=args.kd_weight,
+                       kd_temperature=args.kd_temperature, seed=args.seed, params=candidate.params)
+    started = time.perf_counter()
+    produced = produce(config, settings, run_dir)
+    if produced.onnx_path is None:
+        raise SystemExit(f"{candidate.name}: {produced.status} ({produced.reason})")
+    row = {**asdict(candidate), "onnx": str(produced.onnx_path), "status": str(produced.status),
+           "finetune_s": round(time.perf_counter() - started, 1),
+           **{k: produced.metrics.get(k) for k in ("macs", "params", "Top1_torch", "Top5_torch",
+                                                   "Top1_before", "blocks_removed", "retrain_seconds")}}
+    atomic_write_text(done, json.dumps(row, indent=2))
+    return row
+
+
+def deployed_accuracy(onnx: str, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Top1/Top5 of the compiled model on the test images, and the precision the engine ran."""
+    options = MeasureOptions.fast(throughput=False, profile_layers=False, remeasure=0)
+    metrics = measure(onnx, Target(precision="fp32"), images, labels, options).to_metrics()
+    return {k: metrics.get(k) for k in ("Top1", "Top5", "inference_precision", "openvino_version")}
+
+
+def alternating_ratios(onnx: dict[str, str], reference: str, polls: int, window: int,
+                       seed: int) -> dict[str, dict[str, float]]:
+    """Relative_Latency of every model to ``reference``: windows of all timed in shuffled order per poll."""
+    options = MeasureOptions.fast(throughput=False, profile_layers=False)
+    engines = {name: open_engine(Path(path), Target(precision="fp32"), options) for name, path in onnx.items()}
+    sample = np.random.default_rng(0).standard_normal((1, 3, 32, 32), dtype=np.float32)
+    for engine in engines.values():
+        engine.latency_samples(sample, 50)  # warm-up
+    rng = random.Random(seed)
+    names = list(engines)
+    ratios: dict[str, list[float]] = {name: [] for name in names}
+    medians: dict[str, list[float]] = {name: [] for name in names}
+    for poll in range(polls):
+        rng.shuffle(names)
+        window_ms = {name: float(np.median(engines[name].latency_samples(sample, window))) for name in names}
+        for name in names:
+            ratios[name].append(window_ms[name] / window_ms[reference])
+            medians[name].append(window_ms[name])
+        print(f"\rtiming in alternation: poll {poll + 1}/{polls}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    figures = {}
+    for name in ratios:
+        ratio = float(np.median(ratios[name]))
+        q1, q3 = np.percentile(ratios[name], [25, 75])
+        figures[name] = {"Relative_Latency": ratio, "relative_spread": float(q3 - q1) / ratio,
+                         "Total_Latency_min_window": min(medians[name])}
+    return figures
+
+
+def dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """``a`` at least as fast and as accurate as ``b``, strictly better in one."""
+    faster, better = a["Relative_Latency"] <= b["Relative_Latency"], a["Top1"] >= b["Top1"]
+    return faster and better and (a["Relative_Latency"] < b["Relative_Latency"] or a["Top1"] > b["Top1"])
+
+
+def pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if not any(dominates(o, r) for o in rows if o is not r)]
+
+
+def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for kind, marker, colour in (("reference", "s", "#1f77b4"), ("front", "o", "#ff7f0e")):
+        subset = [r for r in rows if r["kind"] == kind]
+        ax.scatter([1 / r["Relative_Latency"] for r in subset], [r["Top1"] for r in subset], marker=marker,
+                   c=colour, label="reference" if kind == "reference" else "edgeprune (searched)")
+        for r in subset:
+            ax.annotate(r["name"], (1 / r["Relative_Latency"], r["Top1"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+    front = sorted(pareto(rows), key=lambda r: r["Relative_Latency"])
+    ax.plot([1 / r["Relative_Latency"] for r in front], [r["Top1"] for r in front], "--", c="#7f7f7f",
+            lw=0.8, label="Pareto front of all")
+    ax.set_xlabel("speed-up over ResNet56 (1 / Relative_Latency, OpenVINO CPU, timed in alternation)")
+    ax.set_ylabel("deployed Top1 on the JPEG CIFAR-10 test split (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def verdicts(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets on the measured rows."""
+    by_name = {r["name"]: r for r in rows}
+    base = by_name["resnet56"]
+    front = [r for r in rows if r["kind"] == "front"]
+    fast_enough = [r for r in front if 1 / r["Relative_Latency"] >= TARGET_SPEEDUP
+                   and r["Top1"] >= base["Top1"] - TARGET_POINTS]
+    dominated = {}
+    for ref in (r for r in rows if r["kind"] == "reference"):
+        winners = [r["name"] for r in front if dominates(r, ref)]
+        dominated[ref["name"]] = winners
+    return {"speedup_target": {"met": bool(fast_enough), "models": [r["name"] for r in fast_enough],
+                               "resnet56_top1": base["Top1"]},
+            "dominated_by_front": dominated,
+            "every_reference_dominated": all(dominated.values())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--train-images", type=int, default=10000, help="train images of the fine-tuning budget")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs of the fine-tuning budget")
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--bn-images", type=int, default=512, help="train images for adaptive BN")
+    parser.add_argument("--kd-weight", type=float, default=0.0, help="distillation weight for every model (0: off)")
+    parser.add_argument("--kd-temperature", type=float, default=4.0)
+    parser.add_argument("--rapid-trials", type=int, default=300, help="rapid trials of the search")
+    parser.add_argument("--rapid-images", type=int, default=500, help="val images of a rapid trial's Top1")
+    parser.add_argument("--latency-model", type=Path, required=True,
+                        help="ResNet56 fp32 latency model of this machine (edgeprune latency profile)")
+    parser.add_argument("--test-images", type=int, default=10000, help="first N test images for deployed Top1")
+    parser.add_argument("--polls", type=int, default=30, help="alternating timing polls")
+    parser.add_argument("--window", type=int, default=100, help="requests per model per poll")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("runs/search_quality"))
+    parser.add_argument("--json", action="store_true", help="print the result as JSON only")
+    args = parser.parse_args()
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    settings = Settings.load()
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    refs = references(settings)
+    candidates = refs + search_front(settings, args, refs)
+    rows = []
+    for index, candidate in enumerate(candidates):
+        print(f"[{index + 1}/{len(candidates)}] fine-tuning {candidate.name} ({candidate.model})", flush=True)
+        rows.append(finetune(candidate, args, settings, args.out))
+    data = load_data(settings.data_path, settings.cache_dir)
+    test = data.test.head(args.test_images)
+    images, labels = to_tensor_batch(test.images), test.labels
+    for row in rows:
+        row.update(deployed_accuracy(row["onnx"], images, labels))
+    timing = alternating_ratios({r["name"]: r["onnx"] for r in rows}, "resnet56", args.polls, args.window, args.seed)
+    for row in rows:
+        row.update(timing[row["name"]])
+        row["noisy"] = row["relative_spread"] > NOISY_SPREAD
+    report = {
+        "machine": f"{platform.node()} ({os.cpu_count()} CPU cores, {platform.processor() or platform.machine()})",
+        "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "budget": {"epochs": args.epochs, "train_images": args.train_images, "lr": args.lr,
+                   "batch_size": args.batch_size, "bn_images": args.bn_images, "kd_weight": args.kd_weight,
+                   "rapid_trials": args.rapid_trials},
+        "test_images": len(test.labels), "seconds": round(time.perf_counter() - started, 1),
+        "rows": rows, "verdicts": verdicts(rows),
+        "note": "Top1 on the JPEG re-encoding of CIFAR-10 (pretrained ResNet56 83.2% vs 93.4% on the original)",
+    }
+    atomic_write_text(args.out / "search_quality.json", json.dumps(report, indent=2))
+    plot(rows, args.out / "pareto.png", f"{args.epochs} ep x {args.train_images} imgs, {report['date']}")
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print_report(report)
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(f"\n{report['machine']}, {report['date']}; budget per model: {report['budget']}")
+    print(f"{'model':<22}{'kind':<10}{'base':<16}{'speed-up':>9}{'spread':>8}{'Top1':>7}{'Top5':>7}"
+          f"{'MACs':>13}  precision")
+    for r in sorted(report["rows"], key=lambda r: r["Relative_Latency"]):
+        flag = " noisy" if r["noisy"] else ""
+        print(f"{r['name']:<22}{r['kind']:<10}{r['model']:<16}{1 / r['Relative_Latency']:>8.2f}x"
+              f"{r['relative_spread']:>8.3f}{r['Top1']:>7.2f}{r['Top5']:>7.2f}{r['macs']:>13,}  "
+              f"{r['inference_precision']}{flag}")
+    v = report["verdicts"]
+    print(f"\n>= {TARGET_SPEEDUP}x faster than ResNet56 at <= {TARGET_POINTS} point below its "
+          f"{v['speedup_target']['resnet56_top1']:.2f}%: {'MET by ' + ', '.join(v['speedup_target']['models']) if v['speedup_target']['met'] else 'NOT met'}")
+    for ref, winners in v["dominated_by_front"].items():
+        print(f"  {ref:<12} dominated by the front: {', '.join(winners) if winners else 'no'}")
+    print(f"{report['note']}; {report['test_images']} test images; {report['seconds']:.0f} s in all")
+
+
+if __name__ == "__main__":
+    main()
