@@ -107,6 +107,7 @@ Pareto front), then wall time beside compute time. Without
     from pipeline.search.progress import best_line, params_text, time_summary
     from pipeline.search.mapping import check_mapping
     from pipeline.search.predictor import study_latency_model
+    from pipeline.search.references import load_references, speedup_text
     from pipeline.search.space import SearchSpace
     from pipeline.report.analysis import describe
     from pipeline.search.storage import load_trials, open_storage
@@ -152,6 +153,9 @@ Pareto front), then wall time beside compute time. Without
                f"this command: {time_summary(this_run, time.monotonic() - started)} "
                "(compute: pruning, retraining, export and measurement, summed over workers)")
     click.echo(best_line(config, records, so_far=False))
+    references = load_references(storage or out_dir, name)
     for record in best_trials(config, records):
-        click.echo(f"  trial {record.number}: {describe(record)}; params: {params_text(record.params)}")
+        speedup = speedup_text(references, record.metrics, config.ranked_metrics)
+        click.echo(f"  trial {record.number}: {describe(record)}{'; ' + speedup if speedup else ''}; "
+                   f"params: {params_text(record.params)}")
     click.echo(f"Note: {JPEG_NOTE}. Report: edgeprune report {out_dir}")

@@ -159,6 +159,21 @@ def display_name(reference: StoredReference, several: bool) -> str:
     return name
 
 
+def speedup_text(references: list[StoredReference], metrics: dict[str, Any],
+                 ranked: list[str]) -> str:
+    """``"1.84x faster than unpruned (Total_Latency)"`` for a trial's metrics, on the first latency
+    the sweep ranks by (else Total_Latency) that the unpruned reference has; "" without one."""
+    names = [m for m in ranked if m in ("Latency", "Total_Latency")] + ["Total_Latency"]
+    for reference in references:
+        if reference.name != "unpruned":
+            continue
+        for name in names:
+            ours, theirs = metrics.get(name), reference.metrics.get(name)
+            if isinstance(ours, (int, float)) and isinstance(theirs, (int, float)) and ours > 0:
+                return f"{theirs / ours:.2f}x faster than unpruned ({name})"
+    return ""
+
+
 def _latency_text(metrics: dict[str, Any]) -> str:
     parts = [f"{m} {metrics[m]:.3f} ms" for m in ("Latency", "Total_Latency")
              if isinstance(metrics.get(m), (int, float))]
