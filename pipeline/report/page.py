@@ -44,7 +44,7 @@ def _answer(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) ->
                                "--baselines for the speed-up over the unpruned model.", "muted"))
     else:
         note = f" The reference was {reference['note']}." if reference.get("note") else ""
-        parts.append(paragraph(f"Speed-up: {reference['baseline']}'s {reference['metric']} "
+        parts.append(paragraph(f"Speed-up: the {reference['metric']} of {reference['baseline']} "
                                f"({reference['value']:.4g} ms) over the trial's.{note}"))
     if not front:
         parts.append(table(["parameter", "value"], sorted(headline["trials"][0]["params"].items())))
