@@ -31,6 +31,7 @@ from pipeline.search.gate import queue_measure
 from pipeline.search.mapping import check_mapping
 from pipeline.search.predictor import study_latency_model
 from pipeline.search.progress import ProgressTable
+from pipeline.search.references import measure_references
 from pipeline.search.storage import heartbeat_interval, open_storage
 from pipeline.search.tracking import make_tracker
 from pipeline.search.trials import make_trial_function
@@ -61,6 +62,9 @@ class LoopSpec:
     measure_options: MeasureOptions | None = None
     #: A latency model file stored in the study on first open (None: the study's stored one, if any).
     latency_model: str | None = None
+    #: Measure the unpruned model (and the hand-picked schedule) once per target, stored in the
+    #: study for reports (``pipeline.search.references``); off with ``--no-baselines``.
+    baselines: bool = True
 
 
 @contextlib.contextmanager
@@ -89,7 +93,8 @@ def run_loop(spec: LoopSpec) -> list[TrialRecord]:
         trial_fn = make_trial_function(spec.base, spec.settings, queue, spec.timeout, tracker,
                                        stage_lines=spec.progress)
         if config.fidelity is not None:
-            return _run_fidelity(spec, config, study, trial_fn, latency_model, heartbeat_interval(storage))
+            return _run_fidelity(spec, config, study, trial_fn, latency_model, heartbeat_interval(storage),
+                                 queue)
         runner = SweepRunner(
             config, study, trial_fn,
             Path(spec.out_dir), spec.n_trials, measure=queue_measure(queue, spec.timeout),
@@ -100,11 +105,20 @@ def run_loop(spec: LoopSpec) -> list[TrialRecord]:
         if recovered:
             log.warning("%d interrupted trial(s) of study %s will run again", recovered,
                         study.study_name)
+        _references(spec, study, queue, runner.budget_left())
         return runner.run()
 
 
+def _references(spec: LoopSpec, study: Any, queue: JobQueue, budget_left: bool) -> None:
+    """The sweep's reference points, before its first trial (a study already full, or already
+    holding them, measures nothing)."""
+    if spec.baselines and budget_left:
+        measure_references(study, spec.base, spec.settings, queue, spec.timeout, Path(spec.out_dir),
+                           stage_lines=spec.progress)
+
+
 def _run_fidelity(spec: LoopSpec, config: SweepConfig, study: Any, trial_fn: Any, latency_model: Any,
-                  heartbeat_s: float | None) -> list[TrialRecord]:
+                  heartbeat_s: float | None, queue: JobQueue) -> list[TrialRecord]:
     """A multi-fidelity sweep: rapid trials on the latency model, then the promoted rungs."""
     if latency_model is None:
         raise UserError(f"{spec.sweep}: fidelity ranks rapid trials on predicted latency: pass "
@@ -116,13 +130,15 @@ def _run_fidelity(spec: LoopSpec, config: SweepConfig, study: Any, trial_fn: Any
         on_record=ProgressTable(rapid_config(config)) if spec.progress else None, heartbeat_s=heartbeat_s)
     if not heartbeat_s:
         runner.runner.recover_interrupted()
+    _references(spec, study, queue, runner.runner.budget_left())
     return runner.run()
 
 
 def worker_spec(spec: LoopSpec, index: int) -> LoopSpec:
-    """The spec of worker ``index``: its own sampler seed, so random draws differ per worker."""
+    """The spec of worker ``index``: its own sampler seed, so random draws differ per worker;
+    only worker 0 measures the references, so workers started together do not all measure them."""
     seed = None if spec.seed is None else spec.seed + index
-    return dataclasses.replace(spec, seed=seed)
+    return dataclasses.replace(spec, seed=seed, baselines=spec.baselines and index == 0)
 
 
 #: Seconds stopped workers get to record their running trial as interrupted before being killed.

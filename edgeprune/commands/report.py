@@ -72,17 +72,26 @@ def sweep_headline(source: str, study_name: str | None, trials: list[TrialRecord
     return headline, next((m for m in ranked if m in LATENCY_METRICS), None)
 
 
-def _baselines(source: str, explicit: Path | None) -> list:
+def _baselines(source: str, study_name: str | None, explicit: Path | None) -> list:
+    """The sweep's own references (stored in its study, first: measured like its trials), then
+    the rows of a baseline table (--baselines, or one found in the sweep folder)."""
     from pipeline.baseline import load_table
     from pipeline.report import BaselinePoint
 
+    points = []
+    if not (Path(source).is_file() and Path(source).suffix in (".json", ".jsonl")):
+        from pipeline.search.references import NOTE, display_name, load_references
+
+        references = load_references(source, study_name)
+        several = len({r.key for r in references}) > 1
+        points = [BaselinePoint(display_name(r, several), r.metrics, r.run_dir, NOTE) for r in references]
     path = explicit
     if path is None and Path(source).is_dir():
         path = next((Path(source) / c for c in BASELINE_CANDIDATES if (Path(source) / c).is_file()),
                     None)
-    if path is None:
-        return []
-    return [BaselinePoint(row.name, row.metrics, row.run_dir) for row in load_table(path).rows]
+    if path is not None:
+        points += [BaselinePoint(row.name, row.metrics, row.run_dir) for row in load_table(path).rows]
+    return points
 
 
 @click.command()
@@ -109,8 +118,10 @@ def _baselines(source: str, explicit: Path | None) -> list:
                    "the best model as the fastest with accuracy >= this (percent); without it "
                    "the most accurate trial. A stored sweep's headline is its own objective.")
 @click.option("--baselines", "baselines_path", type=click.Path(path_type=Path), default=None,
-              help="baseline.json from `edgeprune baseline`, marked on the Pareto plot and used "
-                   "as the unpruned per-layer reference [default: SWEEP_DIR/baseline.json if any].")
+              help="baseline.json from `edgeprune baseline` (with fine-tuned rows), marked on the "
+                   "Pareto plot beside the unpruned model and hand-picked schedule the sweep "
+                   "measured itself (no retraining, stored in its study) [default: "
+                   "SWEEP_DIR/baseline.json if any].")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json (every figure) to stdout.")
 def report(source: str, study_name: str | None, out_dir: Path | None, bin_width: float, metrics: tuple[str, ...],
            latency_metric: str | None, accuracy_metric: str, min_accuracy: float | None,
@@ -129,7 +140,7 @@ def report(source: str, study_name: str | None, out_dir: Path | None, bin_width:
         raise SweepError(f"{source} holds no trials: run `edgeprune sweep` into it first")
     out_dir = out_dir or (Path(source) / "report" if Path(source).is_dir() else Path("report"))
     headline, ranked_latency = sweep_headline(source, study_name, trials)
-    paths = build_report(trials, out_dir, baselines=_baselines(source, baselines_path),
+    paths = build_report(trials, out_dir, baselines=_baselines(source, study_name, baselines_path),
                          bin_width=bin_width, metrics=metrics or DEFAULT_METRICS,
                          latency_metric=latency_metric or ranked_latency or "Total_Latency",
                          accuracy_metric=accuracy_metric, min_accuracy=min_accuracy,

@@ -72,6 +72,12 @@ DEFAULT_TRIALS = 20
                    "draws new proposals) and the runs' data seed.")
 @click.option("--tracker", type=click.Choice(["none", "wandb"]), default="none", show_default=True,
               help="Also log every trial as a W&B run (honours WANDB_MODE=offline).")
+@click.option("--no-baselines", "no_baselines", is_flag=True,
+              help="Do not measure the unpruned model (and, for resnet56_cifar, the hand-picked "
+                   "schedule) before the first trial. By default they are measured once per base "
+                   "model, checkpoint and target, without retraining, through the trials' queue, "
+                   "and stored in the study, so `edgeprune report` shows the speed-up over the "
+                   "unpruned model; a resumed sweep reuses them.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the trial records (TrialRecord JSON list) instead of the summary.")
 @redis_option
@@ -80,7 +86,7 @@ DEFAULT_TRIALS = 20
 def sweep(settings: Settings, sweep_file: Path, n_trials: int | None, storage: str | None,
           study_name: str | None, workers: int, out_dir: Path | None, schedule_path: Path | None,
           model: str | None, target: Target, timeout: float, fast_measure: bool, quiet_wait: float,
-          seed: int, tracker: str, as_json: bool, redis_url: str | None, prefix: str,
+          seed: int, tracker: str, no_baselines: bool, as_json: bool, redis_url: str | None, prefix: str,
           queue_config: QueueConfig, latency_model: Path | None, **options: Any) -> None:
     """Run SWEEP_FILE (a W&B sweep YAML, e.g. sweeps/01_rapid_latency.yaml) on a local Optuna study.
 
@@ -101,6 +107,7 @@ Pareto front), then wall time beside compute time. Without
     from pipeline.search.progress import best_line, params_text, time_summary
     from pipeline.search.mapping import check_mapping
     from pipeline.search.predictor import study_latency_model
+    from pipeline.search.references import load_references, speedup_text
     from pipeline.search.space import SearchSpace
     from pipeline.report.analysis import describe
     from pipeline.search.storage import load_trials, open_storage
@@ -126,7 +133,8 @@ Pareto front), then wall time beside compute time. Without
                     n_trials=n_trials, storage=storage, study_name=name, redis_url=redis_url,
                     queue_prefix=prefix, queue_config=queue_config, timeout=timeout, seed=seed,
                     tracker=tracker, progress=not as_json,
-                    measure_options=measure_options(fast_measure, quiet_wait))
+                    measure_options=measure_options(fast_measure, quiet_wait),
+                    baselines=not no_baselines)
     # Create the study once before the workers start, so they do not race to create it; the
     # latency model is stored in it here, and every worker reads it from the study.
     study = open_study(config, open_storage(storage, out_dir), name, seed)
@@ -145,6 +153,9 @@ Pareto front), then wall time beside compute time. Without
                f"this command: {time_summary(this_run, time.monotonic() - started)} "
                "(compute: pruning, retraining, export and measurement, summed over workers)")
     click.echo(best_line(config, records, so_far=False))
+    references = load_references(storage or out_dir, name)
     for record in best_trials(config, records):
-        click.echo(f"  trial {record.number}: {describe(record)}; params: {params_text(record.params)}")
+        speedup = speedup_text(references, record.metrics, config.ranked_metrics)
+        click.echo(f"  trial {record.number}: {describe(record)}{'; ' + speedup if speedup else ''}; "
+                   f"params: {params_text(record.params)}")
     click.echo(f"Note: {JPEG_NOTE}. Report: edgeprune report {out_dir}")

@@ -54,6 +54,8 @@ class BaselinePoint:
     name: str
     metrics: dict[str, Any]
     run_dir: str = ""
+    #: How it was measured, shown with it (the sweep's own references: no retraining).
+    note: str = ""
 
 
 @dataclass
@@ -144,7 +146,8 @@ def analyse(trials: Sequence[TrialRecord], baselines: Sequence[BaselinePoint] = 
                  "params": best.params if best else None,
                  "metrics": _flat_metrics(best.metrics) if best else None},
         "per_layer": _per_layer(best, baselines),
-        "baselines": [{"name": b.name, "metrics": _flat_metrics(b.metrics)} for b in baselines],
+        "baselines": [{"name": b.name, "metrics": _flat_metrics(b.metrics), "note": b.note}
+                      for b in baselines],
     }
 
 
@@ -158,7 +161,7 @@ def _reference_dict(unpruned: BaselinePoint | None, latency_metric: str) -> dict
     if unpruned is None:
         return None
     return {"baseline": unpruned.name, "metric": latency_metric,
-            "value": unpruned.metrics[latency_metric]}
+            "value": unpruned.metrics[latency_metric], "note": unpruned.note}
 
 
 def _speedup(baselines: Sequence[BaselinePoint], latency_metric: str) -> Any:

@@ -39,11 +39,13 @@ def _answer(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) ->
     parts = [paragraph(f"{'Pareto front' if front else 'Best trial'} by {whose}: {headline['rule']}."),
              table(["trial"] + [_with_unit(m) for m in metrics] + ["vs unpruned"], rows)]
     if reference is None:
-        parts.append(paragraph("No unpruned measurement with these trials: run `edgeprune baseline` "
-                               "and pass --baselines for the speed-up over the unpruned model.", "muted"))
+        parts.append(paragraph("No unpruned measurement with these trials (a sweep stores one unless "
+                               "run with --no-baselines): run `edgeprune baseline` and pass "
+                               "--baselines for the speed-up over the unpruned model.", "muted"))
     else:
-        parts.append(paragraph(f"Speed-up: {reference['baseline']}'s {reference['metric']} "
-                               f"({reference['value']:.4g} ms) over the trial's."))
+        note = f" The reference was {reference['note']}." if reference.get("note") else ""
+        parts.append(paragraph(f"Speed-up: the {reference['metric']} of {reference['baseline']} "
+                               f"({reference['value']:.4g} ms) over the trial's.{note}"))
     if not front:
         parts.append(table(["parameter", "value"], sorted(headline["trials"][0]["params"].items())))
     return section("Answer", *parts)
@@ -87,6 +89,9 @@ def _pareto(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) ->
         parts.append(table(["baseline", f"{lat} (ms)", f"{acc} (%)"],
                            [(b["name"], b["metrics"].get(lat), b["metrics"].get(acc))
                             for b in report["baselines"]]))
+        for note in dict.fromkeys(b.get("note") for b in report["baselines"] if b.get("note")):
+            names = ", ".join(b["name"] for b in report["baselines"] if b.get("note") == note)
+            parts.append(paragraph(f"{names}: {note}.", "muted"))
     return section("Pareto front: accuracy vs latency", *parts)
 
 

@@ -194,13 +194,19 @@ def load_sweep_config(dir_or_url: str | Path, study_name: str | None = None) -> 
     study made without one."""
     from .config import load_sweep
 
+    study = stored_study(dir_or_url, study_name)
+    raw = study.user_attrs.get("sweep") if study is not None else None
+    return load_sweep(raw) if isinstance(raw, dict) else None
+
+
+def stored_study(dir_or_url: str | Path, study_name: str | None = None) -> optuna.Study | None:
+    """The stored study named ``study_name`` (default: the storage's only one), or None."""
     storage = _existing_storage(dir_or_url)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     name = study_name or (names[0] if len(names) == 1 else None)
     if name not in names:
         return None
-    raw = optuna.load_study(study_name=name, storage=storage).user_attrs.get("sweep")
-    return load_sweep(raw) if isinstance(raw, dict) else None
+    return optuna.load_study(study_name=name, storage=storage)
 
 
 def _existing_storage(dir_or_url: str | Path) -> BaseStorage:
