@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.flow import EpochFn, GateFn, RunConfig, StageFn
-from pipeline.queue import QueueConfig, Tracker, TrialOutcome, measure_work, open_queue, run_trial
+from pipeline.flow import EpochFn, GateFn, RunConfig, StageFn, measure_work
+from pipeline.queue import QueueConfig, open_queue
 from pipeline.settings import Settings
+from pipeline.trial import Tracker, TrialOutcome, run_trial
 
 
 def run_producer(config: RunConfig, settings: Settings, out_dir: Path, timeout: float,

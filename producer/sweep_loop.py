@@ -20,10 +20,10 @@ from typing import Any, Iterator
 
 from pipeline.errors import UserError
 
-from pipeline.flow import RunConfig
+from pipeline.flow import RunConfig, measure_work
 from pipeline.measure.options import MeasureOptions
 from pipeline.messages import TrialRecord
-from pipeline.queue import JobQueue, QueueConfig, connect, embedded_queue, measure_work
+from pipeline.queue import JobQueue, QueueConfig, connect, embedded_queue
 from pipeline.search.config import SweepConfig, load_sweep
 from pipeline.search.engine import SweepRunner, open_study, study_name_of
 from pipeline.search.fidelity import MultiFidelityRunner, make_rapid_trial_function, rapid_config

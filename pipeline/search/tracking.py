@@ -1,6 +1,6 @@
 """Experiment tracking for a producer's trial: W&B, or nothing.
 
-Both trackers follow ``pipeline.queue.trial.Tracker`` (``log_params``, ``log_metrics``,
+Both trackers follow ``pipeline.trial.Tracker`` (``log_params``, ``log_metrics``,
 ``finish``), the protocol ``run_trial`` reports to.
 
 Under ``wandb agent`` the run W&B's controller created is picked up by ``wandb.init`` from the
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.extras import require
-from pipeline.queue.trial import NullTracker, Tracker
+from pipeline.trial import NullTracker, Tracker
 from pipeline.redact import has_credentials, redact_text
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.flow import RunConfig
-from pipeline.queue import JobQueue, Tracker, run_trial
+from pipeline.queue import JobQueue
 from pipeline.schedule import Schedule
 from pipeline.settings import Settings
+from pipeline.trial import Tracker, run_trial
 
 from .engine import TrialContext, TrialFunction, TrialOutcome
 from .mapping import load_base_schedule, map_params

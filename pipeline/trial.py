@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..messages import Result
-from .streams import JobQueue
+from .messages import Result
+from .queue.streams import JobQueue
 
 if TYPE_CHECKING:
-    from ..flow import EpochFn, GateFn, Produced, RunConfig, StageFn
-    from ..settings import Settings
+    from .flow import EpochFn, GateFn, Produced, RunConfig, StageFn
+    from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def run_trial(config: "RunConfig", queue: JobQueue, settings: "Settings", out_di
     submission, Redis blips retried within it) returns with ``timed_out``; the job stays queued
     and its result is still stored when it comes.
     """
-    from ..flow import job_for, produce, write_result
+    from .flow import job_for, produce, write_result
 
     tracker = tracker or NullTracker()
     out_dir = Path(out_dir)
