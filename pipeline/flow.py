@@ -118,7 +118,7 @@ class Produced:
     facts: ModelFacts
     metrics: dict[str, Any]
     #: ok | collapsed | gated | early_stopped
-    status: str
+    status: TrialStatus
     reason: str
     stage_seconds: dict[str, float]
     prune_report: PruneReport | None

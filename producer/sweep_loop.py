@@ -7,7 +7,6 @@ worker asks the same Optuna study for its next parameters, so they never repeat 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import multiprocessing
@@ -16,14 +15,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pipeline.errors import UserError
 
 from pipeline.flow import RunConfig, measure_work
 from pipeline.measure.options import MeasureOptions
 from pipeline.messages import TrialRecord
-from pipeline.queue import JobQueue, QueueConfig, connect, embedded_queue
+from pipeline.queue import QueueConfig, open_queue
 from pipeline.search.config import SweepConfig, load_sweep
 from pipeline.search.engine import SweepRunner, open_study, study_name_of
 from pipeline.search.fidelity import MultiFidelityRunner, make_rapid_trial_function, rapid_config
@@ -63,17 +62,6 @@ class LoopSpec:
     latency_model: str | None = None
 
 
-@contextlib.contextmanager
-def open_queue(spec: LoopSpec) -> Iterator[JobQueue]:
-    """The Redis queue when a URL is given (consumers elsewhere), else an embedded one."""
-    if spec.redis_url:
-        yield JobQueue(connect(spec.redis_url), spec.queue_prefix, spec.queue_config)
-        return
-    with embedded_queue(measure_work(spec.settings, spec.measure_options), spec.base.target, spec.queue_config,
-                        spec.queue_prefix) as queue:
-        yield queue
-
-
 def run_loop(spec: LoopSpec) -> list[TrialRecord]:
     """Run trials of the spec's study until it holds ``n_trials``; returns this worker's records."""
     config = load_sweep(Path(spec.sweep))
@@ -82,7 +70,8 @@ def run_loop(spec: LoopSpec) -> list[TrialRecord]:
     study = open_study(config, storage, spec.study_name or study_name_of(config), spec.seed)
     latency_model = study_latency_model(study, Path(spec.latency_model) if spec.latency_model else None,
                                         spec.base.target, spec.base.model)
-    with open_queue(spec) as queue:
+    with open_queue(spec.redis_url, measure_work(spec.settings, spec.measure_options), spec.base.target,
+                    spec.queue_config, spec.queue_prefix) as queue:
         tracker = (lambda: make_tracker(spec.tracker, project=config.project or None,
                                         entity=config.entity or None, group=study.study_name,
                                         dir=spec.out_dir)) if spec.tracker != "none" else None

@@ -23,6 +23,7 @@ from pipeline.queue import QueueConfig
 from pipeline.redact import redact_url
 from pipeline.schedule import parse_overrides
 from pipeline.settings import Settings
+from pipeline.status import TrialStatus
 
 from .options import FiniteFloat, latency_model_option, redis_option, run_config_options, settings_options
 from .outputs import require_schedule, staged_output
@@ -133,7 +134,7 @@ def producer(ctx: click.Context, settings: Settings, schedule_path: Path, overri
         click.echo(f"no result for job {outcome.job_id} within {timeout:.0f} s: it stays queued and "
                    "its result is stored when it comes (edgeprune queue status)", err=True)
         ctx.exit(EXIT_TIMEOUT)
-    if outcome.status == "failed":
+    if outcome.status == TrialStatus.FAILED:
         click.echo(f"job {outcome.job_id} failed: {outcome.result.error}", err=True)
         ctx.exit(EXIT_JOB_FAILED)
 

@@ -22,6 +22,7 @@ from typing import Any
 from pipeline.extras import require
 from pipeline.trial import NullTracker, Tracker
 from pipeline.redact import has_credentials, redact_text
+from pipeline.status import TrialStatus
 
 
 def _loggable(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -59,7 +60,7 @@ class WandbTracker:
     def finish(self, summary: dict[str, Any]) -> None:
         """Final metrics (and status, reason) to the run summary, then end the run."""
         self.run.summary.update(_loggable(summary))
-        self.run.finish(exit_code=1 if summary.get("status") in ("failed", "timeout") else 0)
+        self.run.finish(exit_code=1 if summary.get("status") == TrialStatus.FAILED else 0)
 
 
 def make_tracker(kind: str, **kwargs: Any) -> Tracker:
