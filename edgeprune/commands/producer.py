@@ -167,7 +167,7 @@ def _serve_study(settings: Settings, base: RunConfig, sweep_path: Path | None, s
                  prefix: str, queue_config: QueueConfig, timeout: float, measure_options: Any,
                  latency_model: Path | None) -> None:
     """``--loop``: run trials of the sweep's shared study until it holds ``n_trials``."""
-    from producer.sweep_loop import LoopSpec, run_loop
+    from pipeline.search.loop import LoopSpec, run_loop
 
     if sweep_path is None or not sweep_path.is_file():
         raise UserError("--loop needs --sweep FILE: the sweep YAML whose study this producer serves")

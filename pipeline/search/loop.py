@@ -1,8 +1,9 @@
-"""The producer's ``--loop`` mode: pull trials from a shared study until its budget is spent.
+"""Sweep orchestration: pull trials from a shared study until its budget is spent.
 
-``edgeprune sweep`` runs this in each worker process, and ``edgeprune producer --loop`` runs it on
-any machine that can reach the study's storage (a PostgreSQL URL) and the queue's Redis; every
-worker asks the same Optuna study for its next parameters, so they never repeat each other's work.
+``edgeprune sweep`` runs ``run_loop`` in each worker process (``run_workers`` starts them), and
+``edgeprune producer --loop`` runs it on any machine that can reach the study's storage (a
+PostgreSQL URL) and the queue's Redis; every worker asks the same Optuna study for its next
+parameters, so they never repeat each other's work.
 """
 
 from __future__ import annotations
@@ -18,22 +19,22 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import UserError
-
 from pipeline.flow import RunConfig, measure_work
 from pipeline.measure.options import MeasureOptions
 from pipeline.messages import TrialRecord
 from pipeline.queue import QueueConfig, open_queue
-from pipeline.search.config import SweepConfig, load_sweep
-from pipeline.search.engine import SweepRunner, open_study, study_name_of
-from pipeline.search.fidelity import MultiFidelityRunner, make_rapid_trial_function, rapid_config
-from pipeline.search.gate import queue_measure
-from pipeline.search.mapping import check_mapping
-from pipeline.search.predictor import study_latency_model
-from pipeline.search.progress import ProgressTable
-from pipeline.search.storage import heartbeat_interval, open_storage
-from pipeline.search.tracking import make_tracker
-from pipeline.search.trials import make_trial_function
 from pipeline.settings import Settings
+
+from .config import SweepConfig, load_sweep
+from .engine import SweepRunner, open_study, study_name_of
+from .fidelity import MultiFidelityRunner, make_rapid_trial_function, rapid_config
+from .gate import queue_measure
+from .mapping import check_mapping
+from .predictor import study_latency_model
+from .progress import ProgressTable
+from .storage import heartbeat_interval, open_storage
+from .tracking import make_tracker
+from .trials import make_trial_function
 
 log = logging.getLogger(__name__)
 
