@@ -109,7 +109,7 @@ def sweep_yaml(schedule: Path, model_name: str, epochs: int) -> str:
 
 def run_sweep(args: argparse.Namespace, settings: Settings, base: RunConfig, out_dir: Path,
               options: MeasureOptions) -> list[TrialRecord]:
-    from producer.sweep_loop import LoopSpec, run_loop
+    from pipeline.search.loop import LoopSpec, run_loop
 
     sweep_file = out_dir / "sweep.yaml"
     sweep_file.write_text(sweep_yaml(args.schedule, args.model, args.epochs))

@@ -22,6 +22,7 @@ from .errors import UserError
 from .files import atomic_write_text
 from .measure.noise import flag_cell
 from .messages import Target
+from .status import TrialStatus
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class BaselineTable:
         for row in self.rows:
             cells = [row.name] + [_format(row.metrics.get(metric), spec)
                                   for _, metric, spec in COLUMNS] + [flag_cell(row.metrics)]
-            if row.status != "ok":
+            if row.status != TrialStatus.OK:
                 cells[0] += f" ({row.status})"
             lines.append("| " + " | ".join(cells) + " |")
         device = next((r.metrics.get("device_name") for r in self.rows if r.metrics.get("device_name")), "")
@@ -195,7 +196,7 @@ def run_baselines(settings: Any, out_dir: Path, model: str = "resnet56_cifar",
             result = consume(job_for(produced), produced.onnx_path, settings, options)
         write_result(run_dir, produced, result)
         metrics = {**produced.metrics, **(result.metrics if result else {})}
-        status = "failed" if result is not None and not result.ok else produced.status
+        status = TrialStatus.FAILED if result is not None and not result.ok else produced.status
         reason = result.error if result is not None and not result.ok else produced.reason
         row = BaselineRow(spec.name, spec.pruned, spec.epochs, status, reason, metrics,
                           run_dir.name, time.perf_counter() - start)

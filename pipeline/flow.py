@@ -1,7 +1,8 @@
 """The producer's and consumer's steps as plain functions.
 
 ``produce`` takes a run configuration to an exported ONNX model (schedule → pruning → [gate] →
-retraining → export); ``consume`` measures one job's model on its target. ``edgeprune run``, the
+retraining → export); ``consume`` measures one job's model on its target (``measure_work`` hands
+it to a queue ``Worker``). ``edgeprune run``, the
 agents, sweeps and baselines all call these, so the pipeline logic exists once.
 """
 
@@ -43,6 +44,7 @@ from .training import Accuracy, TrainConfig, evaluate, train
 if TYPE_CHECKING:
     from .distill import Distillation
     from .measure import MeasureOptions
+    from .queue.worker import WorkFn
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +118,7 @@ class Produced:
     facts: ModelFacts
     metrics: dict[str, Any]
     #: ok | collapsed | gated | early_stopped
-    status: str
+    status: TrialStatus
     reason: str
     stage_seconds: dict[str, float]
     prune_report: PruneReport | None
@@ -390,6 +392,15 @@ def consume(job: Job, onnx_path: Path, settings: Settings, options: "MeasureOpti
                       consumer=consumer, target=job.target, started_at=started, finished_at=time.time())
     return Result(job_id=job.job_id, run_id=job.run_id, status="ok", metrics=measurement.to_metrics(),
                   consumer=consumer, target=job.target, started_at=started, finished_at=time.time())
+
+
+def measure_work(settings: Settings, options: "MeasureOptions | None" = None) -> "WorkFn":
+    """``consume`` as a queue ``Worker``'s work: measure on the job's target, deployed accuracy."""
+
+    def work(job: Job, onnx_path: Path) -> Result:
+        return consume(job, onnx_path, settings, options)
+
+    return work
 
 
 @functools.lru_cache(maxsize=1)

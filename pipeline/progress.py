@@ -61,7 +61,7 @@ class StageLines:
         self.epochs = epochs
 
     def stage(self, name: str, seconds: float) -> None:
-        """``on_stage`` for ``pipeline.flow.produce`` / ``pipeline.queue.run_trial``."""
+        """``on_stage`` for ``pipeline.flow.produce`` / ``pipeline.trial.run_trial``."""
         self.line(f"{STAGE_WORDS.get(name, name):<24} {seconds:7.2f} s")
 
     def on_epoch(self, inner: EpochCallback | None = None) -> EpochCallback:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.flow import EpochFn, GateFn, RunConfig, StageFn
-from pipeline.queue import QueueConfig, Tracker, TrialOutcome, measure_work, open_queue, run_trial
+from pipeline.flow import EpochFn, GateFn, RunConfig, StageFn, measure_work
+from pipeline.queue import QueueConfig, open_queue
 from pipeline.settings import Settings
+from pipeline.trial import RunOutcome, Tracker, run_trial
 
 
 def run_producer(config: RunConfig, settings: Settings, out_dir: Path, timeout: float,
                  redis_url: str | None = None, prefix: str = "edgeprune",
                  queue_config: QueueConfig | None = None, tracker: Tracker | None = None,
                  measure_options: object | None = None, on_stage: StageFn | None = None,
-                 on_epoch: EpochFn | None = None, gate: GateFn | None = None) -> TrialOutcome:
+                 on_epoch: EpochFn | None = None, gate: GateFn | None = None) -> RunOutcome:
     """Run one trial; its job goes to the Redis at ``redis_url``, or to a consumer thread in this
     process (measuring with ``measure_options``) when ``redis_url`` is None. ``on_stage``,
     ``on_epoch`` and ``gate`` are ``pipeline.flow.produce``'s (e.g. ``pipeline.progress.StageLines``)."""

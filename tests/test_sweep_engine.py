@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from edgeprune.cli import cli
-from pipeline.flow import RunConfig
+from pipeline.flow import RunConfig, measure_work
 from pipeline.measure.options import MeasureOptions
-from pipeline.queue import QueueConfig, embedded_queue, measure_work
+from pipeline.queue import QueueConfig, embedded_queue
 from pipeline.search.config import load_sweep
 from pipeline.search.early_stop import EarlyStopper
 from pipeline.search.engine import (INTERRUPTED, STATUSES, SweepRunner, TrialOutcome, best_trials,

@@ -12,7 +12,7 @@ import pytest
 from pipeline.flow import RunConfig
 from pipeline.measure.options import MeasureOptions
 from pipeline.search.storage import load_trials, open_storage
-from producer.sweep_loop import LoopSpec, run_loop, worker_spec
+from pipeline.search.loop import LoopSpec, run_loop, worker_spec
 
 REPO = Path(__file__).resolve().parent.parent
 

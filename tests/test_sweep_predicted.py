@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import SweepError, UserError
-from pipeline.flow import PREDICTED, RunConfig
+from pipeline.flow import PREDICTED, RunConfig, measure_work
 from pipeline.latency import LatencyModel
 from pipeline.measure.options import MeasureOptions
 from pipeline.messages import Target
-from pipeline.queue import QueueConfig, embedded_queue, measure_work
+from pipeline.queue import QueueConfig, embedded_queue
 from pipeline.rapid import RapidEvaluator
 from pipeline.search.config import load_sweep
 from pipeline.search.engine import SweepRunner, best_trials, open_study

@@ -10,9 +10,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from pipeline.flow import RunConfig
+from pipeline.flow import RunConfig, measure_work
 from pipeline.measure.options import MeasureOptions
-from pipeline.queue import QueueConfig, embedded_queue, measure_work
+from pipeline.queue import QueueConfig, embedded_queue
 from pipeline.search.engine import TrialContext
 from pipeline.search.tracking import WandbTracker
 from pipeline.search.trials import make_trial_function

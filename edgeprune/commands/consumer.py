@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 
 from pipeline.errors import QueueError
+from pipeline.flow import measure_work
 from pipeline.messages import Job, Result, Target
 from pipeline.queue import check_only as check_only_work
-from pipeline.queue import measure_work
 from pipeline.queue.worker import WorkFn, default_name
 from pipeline.redact import redact_url
 from pipeline.settings import Settings

@@ -58,7 +58,8 @@ def profile(settings: Settings, model_name: str, target: Target, redis_url: str 
     from pipeline.latency import export_unpruned, format_summary, profile_latency, profile_options
     from pipeline.measure import check_target
     from pipeline.messages import ModelFacts
-    from pipeline.queue import measure_work, open_queue
+    from pipeline.flow import measure_work
+    from pipeline.queue import open_queue
     from pipeline.search.gate import queue_measure
 
     check_replaceable(out_path)

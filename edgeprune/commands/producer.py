@@ -23,6 +23,7 @@ from pipeline.queue import QueueConfig
 from pipeline.redact import redact_url
 from pipeline.schedule import parse_overrides
 from pipeline.settings import Settings
+from pipeline.status import TrialStatus
 
 from .options import FiniteFloat, latency_model_option, redis_option, run_config_options, settings_options
 from .outputs import require_schedule, staged_output
@@ -133,7 +134,7 @@ def producer(ctx: click.Context, settings: Settings, schedule_path: Path, overri
         click.echo(f"no result for job {outcome.job_id} within {timeout:.0f} s: it stays queued and "
                    "its result is stored when it comes (edgeprune queue status)", err=True)
         ctx.exit(EXIT_TIMEOUT)
-    if outcome.status == "failed":
+    if outcome.status == TrialStatus.FAILED:
         click.echo(f"job {outcome.job_id} failed: {outcome.result.error}", err=True)
         ctx.exit(EXIT_JOB_FAILED)
 
@@ -166,7 +167,7 @@ def _serve_study(settings: Settings, base: RunConfig, sweep_path: Path | None, s
                  prefix: str, queue_config: QueueConfig, timeout: float, measure_options: Any,
                  latency_model: Path | None) -> None:
     """``--loop``: run trials of the sweep's shared study until it holds ``n_trials``."""
-    from producer.sweep_loop import LoopSpec, run_loop
+    from pipeline.search.loop import LoopSpec, run_loop
 
     if sweep_path is None or not sweep_path.is_file():
         raise UserError("--loop needs --sweep FILE: the sweep YAML whose study this producer serves")

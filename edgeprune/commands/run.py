@@ -70,8 +70,10 @@ def _run(config: RunConfig, settings: Settings, out_dir: Path, full_measure: boo
     """Produce and measure through the embedded queue (the same path as distributed agents),
     timed beside the unpruned model; result.json gets the comparison."""
     from pipeline.files import atomic_write_text
+    from pipeline.flow import measure_work
     from pipeline.measure import MeasureOptions
-    from pipeline.queue import embedded_queue, measure_work, run_trial
+    from pipeline.queue import embedded_queue
+    from pipeline.trial import run_trial
 
     lines = StageLines(epochs=config.epochs)
     click.echo(f"edgeprune run: {config.model} with {config.schedule}, {config.epochs} epoch(s), "

@@ -111,7 +111,7 @@ Pareto front), then wall time beside compute time. Without
     from pipeline.search.space import SearchSpace
     from pipeline.report.analysis import describe
     from pipeline.search.storage import load_trials, open_storage
-    from producer.sweep_loop import LoopSpec, run_loop, run_workers
+    from pipeline.search.loop import LoopSpec, run_loop, run_workers
 
     optuna_logging.set_verbosity(optuna_logging.WARNING)
     config = load_sweep(sweep_file)

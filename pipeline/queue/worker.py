@@ -1,7 +1,8 @@
 """The consumer loop: claim a job, fetch and check its model, run the work, report the outcome.
 
 The consumer agent and the embedded queue's thread both run this loop; only the work function
-differs (``pipeline.flow.consume`` measures; ``check_only`` just checks the model file).
+differs (the caller's measures the model; ``check_only`` just checks the model file). The loop
+knows nothing of what the work does.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import redis
 
@@ -24,9 +25,6 @@ from ..errors import UserError
 from ..messages import Job, Result, Target
 from .artifacts import ArtifactError
 from .streams import ClaimedJob, JobQueue
-
-if TYPE_CHECKING:
-    from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -198,12 +196,3 @@ class Worker:
             if stop.wait(self.heartbeat_s):
                 return
 
-
-def measure_work(settings: "Settings", options: object | None = None) -> WorkFn:
-    """The real work: ``pipeline.flow.consume`` (measure on the job's target, deployed accuracy)."""
-    from ..flow import consume
-
-    def work(job: Job, onnx_path: Path) -> Result:
-        return consume(job, onnx_path, settings, options)
-
-    return work

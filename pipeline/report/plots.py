@@ -18,13 +18,15 @@ require("matplotlib").use("Agg")
 plt = require("matplotlib.pyplot")
 
 from ..files import atomic_output
+from ..status import TrialStatus
 from .analysis import Bin, Correlation, Importance, Pareto, ProgressPoint, is_maximised
 from .layers import LayerRow
 
 #: Colour of each trial status, shared by every figure.
-STATUS_COLOURS = {"ok": "#1f77b4", "early_stopped": "#9467bd", "gated": "#7f7f7f",
-                  "collapsed": "#d62728", "failed": "#000000", "running": "#bcbd22",
-                  "rapid": "#c7c7c7"}
+STATUS_COLOURS = {TrialStatus.OK: "#1f77b4", TrialStatus.EARLY_STOPPED: "#9467bd",
+                  TrialStatus.GATED: "#7f7f7f", TrialStatus.COLLAPSED: "#d62728",
+                  TrialStatus.FAILED: "#000000", TrialStatus.RUNNING: "#bcbd22",
+                  TrialStatus.RAPID: "#c7c7c7"}
 FRONT_COLOUR = "#ff7f0e"
 DPI = 110
 
@@ -61,7 +63,7 @@ def plot_pareto(result: Pareto, path: Path,
             points = [p for p in result.points if p.status == status]
             if points:
                 ax.scatter([p.latency for p in points], [p.accuracy for p in points], s=22,
-                           color=colour, alpha=0.6, label=f"{status} ({len(points)})")
+                           color=colour, alpha=0.6, label=f"{status.value} ({len(points)})")
         front = result.front
         if front:
             ax.step([p.latency for p in front], [p.accuracy for p in front], where="post",

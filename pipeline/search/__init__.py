@@ -1,4 +1,5 @@
-"""Sweeps: W&B sweep YAML → search space → Optuna engine; gate, early stopping, trial store."""
+"""Sweeps: W&B sweep YAML → search space → Optuna engine; gate, early stopping, trial store;
+``loop`` runs a sweep's worker(s)."""
 
 from .config import Constraint, Objective, SweepConfig, load_sweep
 from .engine import (SweepRunner, TrialContext, TrialFunction, TrialOutcome, best_trials,

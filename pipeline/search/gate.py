@@ -34,6 +34,7 @@ from pipeline.files import atomic_write_text
 from pipeline.flow import PREDICTED, PREDICTED_METRIC
 from pipeline.measure.noise import unranked_figures
 from pipeline.messages import ArtifactRef, Job, ModelFacts, Target, TrialRecord
+from pipeline.status import TrialStatus
 
 from .config import GateOptions
 
@@ -130,7 +131,7 @@ class GateRules:
         return None
 
     def _dominated(self, name: str, value: float) -> str | None:
-        done = [r for r in self.finished() if r.status == "ok"
+        done = [r for r in self.finished() if r.status == TrialStatus.OK
                 and r.metrics.get(name) is not None and r.metrics.get(self.accuracy_metric) is not None]
         if not done:
             return None

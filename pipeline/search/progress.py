@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence, TextIO
 
 from pipeline.measure.noise import flag_cell
 from pipeline.messages import TrialRecord
+from pipeline.status import TrialStatus
 
 from ..progress import format_duration, format_metric
 from .config import SweepConfig
@@ -160,7 +161,7 @@ class ProgressTable:
             self.header()
         self.records.append(record)
         self._print_row(self.row_cells(record))
-        if record.reason and record.status != "ok":
+        if record.reason and record.status != TrialStatus.OK:
             self._line(f"      {record.reason}")
         if not self.flag_column and record.metrics.get("measurement_flag"):
             self._line(f"      timing: {flag_cell(record.metrics)}: {record.metrics['measurement_flag']}")

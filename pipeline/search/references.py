@@ -113,7 +113,7 @@ def measure_references(study: optuna.Study, base: "RunConfig", settings: "Settin
 
     A reference that fails is logged and not stored: the next sweep on the study tries again.
     """
-    from pipeline.queue import run_trial
+    from pipeline.trial import run_trial
 
     key = reference_key(base, settings)
     measured = []

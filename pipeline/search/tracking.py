@@ -1,6 +1,6 @@
 """Experiment tracking for a producer's trial: W&B, or nothing.
 
-Both trackers follow ``pipeline.queue.trial.Tracker`` (``log_params``, ``log_metrics``,
+Both trackers follow ``pipeline.trial.Tracker`` (``log_params``, ``log_metrics``,
 ``finish``), the protocol ``run_trial`` reports to.
 
 Under ``wandb agent`` the run W&B's controller created is picked up by ``wandb.init`` from the
@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.extras import require
-from pipeline.queue.trial import NullTracker, Tracker
+from pipeline.trial import NullTracker, Tracker
 from pipeline.redact import has_credentials, redact_text
+from pipeline.status import TrialStatus
 
 
 def _loggable(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -59,7 +60,7 @@ class WandbTracker:
     def finish(self, summary: dict[str, Any]) -> None:
         """Final metrics (and status, reason) to the run summary, then end the run."""
         self.run.summary.update(_loggable(summary))
-        self.run.finish(exit_code=1 if summary.get("status") in ("failed", "timeout") else 0)
+        self.run.finish(exit_code=1 if summary.get("status") == TrialStatus.FAILED else 0)
 
 
 def make_tracker(kind: str, **kwargs: Any) -> Tracker:

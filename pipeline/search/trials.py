@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.flow import RunConfig
-from pipeline.queue import JobQueue, Tracker, run_trial
+from pipeline.queue import JobQueue
 from pipeline.schedule import Schedule
 from pipeline.settings import Settings
+from pipeline.trial import Tracker, run_trial
 
 from .engine import TrialContext, TrialFunction, TrialOutcome
 from .mapping import load_base_schedule, map_params
@@ -49,12 +50,9 @@ def make_trial_function(base: RunConfig, settings: Settings, queue: JobQueue, ti
             gate, on_epoch, on_stage = lines.gate(gate), lines.on_epoch(on_epoch), lines.stage
         done = run_trial(config, queue, settings, Path(context.run_dir), timeout, tracker=tracker,
                          gate=gate, on_epoch=on_epoch, on_stage=on_stage)
-        status = done.status
-        reason = done.produced.reason
-        if status == "timeout":
-            status, reason = "failed", f"no measurement within {timeout:.0f} s: is a consumer running?"
-        elif status == "failed" and done.result is not None:
-            reason = done.result.error
+        status, reason = done.status, done.reason
+        if done.timed_out:
+            reason = f"no measurement within {timeout:.0f} s: is a consumer running?"
         # "benchmark" is the producer's wait for the consumer: counted once, as the consumer's time.
         compute_s = sum(v for k, v in done.produced.stage_seconds.items() if k != "benchmark")
         if done.result is not None and done.result.started_at > 0:

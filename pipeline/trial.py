@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..messages import Result
-from .streams import JobQueue
+from .messages import Result
+from .queue.streams import JobQueue
+from .status import TrialStatus
 
 if TYPE_CHECKING:
-    from ..flow import EpochFn, GateFn, Produced, RunConfig, StageFn
-    from ..settings import Settings
+    from .flow import EpochFn, GateFn, Produced, RunConfig, StageFn
+    from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,10 @@ class NullTracker:
 
 
 @dataclass
-class TrialOutcome:
-    """What one trial produced and what the consumer measured (None: nothing was queued, or the
-    wait timed out; ``timed_out`` tells which)."""
+class RunOutcome:
+    """What one run produced and what the consumer measured (None: nothing was queued, or the
+    wait timed out; ``timed_out`` tells which). A sweep turns it into the engine's
+    ``pipeline.search.engine.TrialOutcome``."""
 
     produced: "Produced"
     result: Result | None
@@ -57,13 +59,21 @@ class TrialOutcome:
     timed_out: bool = False
 
     @property
-    def status(self) -> str:
-        """ok | collapsed | gated | early_stopped (from the producer) | failed | timeout."""
+    def status(self) -> TrialStatus:
+        """The producer's (ok, collapsed, gated, early_stopped), or failed when the measurement
+        failed or did not come in time (``timed_out`` tells which)."""
+        if self.timed_out or (self.result is not None and not self.result.ok):
+            return TrialStatus.FAILED
+        return TrialStatus(self.produced.status)
+
+    @property
+    def reason(self) -> str:
+        """Why the status is not ok ('' when it is)."""
         if self.timed_out:
-            return "timeout"
+            return f"no result for job {self.job_id} in time: it stays queued"
         if self.result is not None and not self.result.ok:
-            return "failed"
-        return self.produced.status
+            return self.result.error
+        return self.produced.reason
 
     def metrics(self) -> dict[str, Any]:
         """Producer figures overlaid with the consumer's."""
@@ -75,7 +85,7 @@ class TrialOutcome:
 
 def run_trial(config: "RunConfig", queue: JobQueue, settings: "Settings", out_dir: Path,
               timeout: float, tracker: Tracker | None = None, gate: "GateFn | None" = None,
-              on_epoch: "EpochFn | None" = None, on_stage: "StageFn | None" = None) -> TrialOutcome:
+              on_epoch: "EpochFn | None" = None, on_stage: "StageFn | None" = None) -> RunOutcome:
     """Prune/retrain/export ``config`` into ``out_dir``, measure it through ``queue``, write
     ``result.json`` and report to ``tracker``.
 
@@ -84,7 +94,7 @@ def run_trial(config: "RunConfig", queue: JobQueue, settings: "Settings", out_di
     submission, Redis blips retried within it) returns with ``timed_out``; the job stays queued
     and its result is still stored when it comes.
     """
-    from ..flow import job_for, produce, write_result
+    from .flow import job_for, produce, write_result
 
     tracker = tracker or NullTracker()
     out_dir = Path(out_dir)
@@ -111,11 +121,10 @@ def run_trial(config: "RunConfig", queue: JobQueue, settings: "Settings", out_di
         if on_stage is not None:
             on_stage("benchmark", produced.stage_seconds["benchmark"])
     path = write_result(out_dir, produced, result, pending_job=job_id if timed_out else "")
-    outcome = TrialOutcome(produced=produced, result=result, result_path=path, job_id=job_id,
+    outcome = RunOutcome(produced=produced, result=result, result_path=path, job_id=job_id,
                            timed_out=timed_out)
     metrics = outcome.metrics()
     tracker.log_metrics(metrics)
-    reason = result.error if result is not None and not result.ok else produced.reason
     # str(): W&B would show a TrialStatus by its enum name ("OK").
-    tracker.finish({**metrics, "status": str(outcome.status), "reason": reason, "job_id": job_id})
+    tracker.finish({**metrics, "status": str(outcome.status), "reason": outcome.reason, "job_id": job_id})
     return outcome

@@ -1,13 +1,13 @@
-"""The producer's ``--loop`` mode: pull trials from a shared study until its budget is spent.
+"""Sweep orchestration: pull trials from a shared study until its budget is spent.
 
-``edgeprune sweep`` runs this in each worker process, and ``edgeprune producer --loop`` runs it on
-any machine that can reach the study's storage (a PostgreSQL URL) and the queue's Redis; every
-worker asks the same Optuna study for its next parameters, so they never repeat each other's work.
+``edgeprune sweep`` runs ``run_loop`` in each worker process (``run_workers`` starts them), and
+``edgeprune producer --loop`` runs it on any machine that can reach the study's storage (a
+PostgreSQL URL) and the queue's Redis; every worker asks the same Optuna study for its next
+parameters, so they never repeat each other's work.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import multiprocessing
@@ -16,26 +16,26 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pipeline.errors import UserError
-
-from pipeline.flow import RunConfig
+from pipeline.flow import RunConfig, measure_work
 from pipeline.measure.options import MeasureOptions
 from pipeline.messages import TrialRecord
-from pipeline.queue import JobQueue, QueueConfig, connect, embedded_queue, measure_work
-from pipeline.search.config import SweepConfig, load_sweep
-from pipeline.search.engine import SweepRunner, open_study, study_name_of
-from pipeline.search.fidelity import MultiFidelityRunner, make_rapid_trial_function, rapid_config
-from pipeline.search.gate import queue_measure
-from pipeline.search.mapping import check_mapping
-from pipeline.search.predictor import study_latency_model
-from pipeline.search.progress import ProgressTable
-from pipeline.search.references import measure_references
-from pipeline.search.storage import heartbeat_interval, open_storage
-from pipeline.search.tracking import make_tracker
-from pipeline.search.trials import make_trial_function
+from pipeline.queue import JobQueue, QueueConfig, open_queue
 from pipeline.settings import Settings
+
+from .config import SweepConfig, load_sweep
+from .engine import SweepRunner, open_study, study_name_of
+from .fidelity import MultiFidelityRunner, make_rapid_trial_function, rapid_config
+from .gate import queue_measure
+from .mapping import check_mapping
+from .predictor import study_latency_model
+from .progress import ProgressTable
+from .references import measure_references
+from .storage import heartbeat_interval, open_storage
+from .tracking import make_tracker
+from .trials import make_trial_function
 
 log = logging.getLogger(__name__)
 
@@ -67,17 +67,6 @@ class LoopSpec:
     baselines: bool = True
 
 
-@contextlib.contextmanager
-def open_queue(spec: LoopSpec) -> Iterator[JobQueue]:
-    """The Redis queue when a URL is given (consumers elsewhere), else an embedded one."""
-    if spec.redis_url:
-        yield JobQueue(connect(spec.redis_url), spec.queue_prefix, spec.queue_config)
-        return
-    with embedded_queue(measure_work(spec.settings, spec.measure_options), spec.base.target, spec.queue_config,
-                        spec.queue_prefix) as queue:
-        yield queue
-
-
 def run_loop(spec: LoopSpec) -> list[TrialRecord]:
     """Run trials of the spec's study until it holds ``n_trials``; returns this worker's records."""
     config = load_sweep(Path(spec.sweep))
@@ -86,7 +75,8 @@ def run_loop(spec: LoopSpec) -> list[TrialRecord]:
     study = open_study(config, storage, spec.study_name or study_name_of(config), spec.seed)
     latency_model = study_latency_model(study, Path(spec.latency_model) if spec.latency_model else None,
                                         spec.base.target, spec.base.model)
-    with open_queue(spec) as queue:
+    with open_queue(spec.redis_url, measure_work(spec.settings, spec.measure_options), spec.base.target,
+                    spec.queue_config, spec.queue_prefix) as queue:
         tracker = (lambda: make_tracker(spec.tracker, project=config.project or None,
                                         entity=config.entity or None, group=study.study_name,
                                         dir=spec.out_dir)) if spec.tracker != "none" else None
