@@ -49,7 +49,7 @@ from pipeline.data import load_data, to_tensor_batch  # noqa: E402
 from pipeline.files import atomic_write_text  # noqa: E402
 from pipeline.flow import PREDICTED, RunConfig, load_model, produce  # noqa: E402
 from pipeline.measure import MeasureOptions, measure, open_engine  # noqa: E402
-from pipeline.messages import Target  # noqa: E402
+from pipeline.messages import Target, TrialRecord  # noqa: E402
 from pipeline.models import count_macs_params  # noqa: E402
 from pipeline.pruning import load_schedule, prune_one_shot  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
@@ -158,9 +158,17 @@ def search_front(settings: Settings, args: argparse.Namespace, refs: list[Candid
     study = optuna.create_study(directions=[o.goal for o in config.objectives],
                                 sampler=make_sampler(config, args.seed))
     rapid_fn = make_rapid_trial_function(base, settings, latency_model, args.rapid_images)
-    started = time.perf_counter()
-    records = SweepRunner(config, study, rapid_fn, args.out / "rapid", args.rapid_trials).run()
-    rapid_s = time.perf_counter() - started
+    saved = args.out / "rapid_trials.json"
+    if saved.is_file():  # a rerun with the same out folder keeps the search it already paid for
+        data = json.loads(saved.read_text())
+        records, rapid_s = [TrialRecord.from_dict(r) for r in data["records"]], data["seconds"]
+    else:
+        started = time.perf_counter()
+        records = SweepRunner(config, study, rapid_fn, args.out / "rapid", args.rapid_trials,
+                              on_record=_rapid_line).run()
+        rapid_s = time.perf_counter() - started
+        atomic_write_text(saved, json.dumps({"seconds": rapid_s, "records": [r.to_dict() for r in records]},
+                                            default=str))
     usable = [r for r in records if r.metrics.get(PREDICTED) is not None and r.metrics.get("Top1_before") is not None]
     print(f"{len(records)} rapid trials in {rapid_s:.0f} s ({3600 * len(records) / rapid_s:.0f}/hour), "
           f"{len(usable)} with figures", flush=True)
@@ -187,6 +195,13 @@ def search_front(settings: Settings, args: argparse.Namespace, refs: list[Candid
     return list(chosen.values())
 
 
+def _rapid_line(record: Any) -> None:
+    m = record.metrics
+    print(f"  rapid trial {record.number}: {record.params.get('model')} {record.status} "
+          f"proxy Top1 {m.get('Top1_before', float('nan')):.1f} predicted {m.get(PREDICTED, float('nan')):.3f} ms",
+          file=sys.stderr, flush=True)
+
+
 def _unpruned_params(params: dict[str, Any]) -> bool:
     """No width pruning asked for: with no block removed either, the trial is an off-the-shelf model."""
     return all(float(v) == 0 for k, v in params.items() if k.endswith("desired_sparsity"))
@@ -209,8 +224,9 @@ def finetune(candidate: Candidate, args: argparse.Namespace, settings: Settings,
         raise SystemExit(f"{candidate.name}: {produced.status} ({produced.reason})")
     row = {**asdict(candidate), "onnx": str(produced.onnx_path), "status": str(produced.status),
            "finetune_s": round(time.perf_counter() - started, 1),
-           **{k: produced.metrics.get(k) for k in ("macs", "params", "Top1_torch", "Top5_torch",
-                                                   "Top1_before", "blocks_removed", "retrain_seconds")}}
+           "n_params": produced.metrics.get("params"),
+           **{k: produced.metrics.get(k) for k in ("macs", "Top1_torch", "Top5_torch", "Top1_before",
+                                                   "blocks_removed", "retrain_seconds")}}
     atomic_write_text(done, json.dumps(row, indent=2))
     return row
 
