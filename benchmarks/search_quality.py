@@ -49,6 +49,7 @@ from pipeline.data import load_data, to_tensor_batch  # noqa: E402
 from pipeline.files import atomic_write_text  # noqa: E402
 from pipeline.flow import PREDICTED, RunConfig, load_model, produce  # noqa: E402
 from pipeline.measure import MeasureOptions, measure, open_engine  # noqa: E402
+from pipeline.measure.relative import ratio_and_spread  # noqa: E402
 from pipeline.messages import Target, TrialRecord  # noqa: E402
 from pipeline.models import count_macs_params  # noqa: E402
 from pipeline.pruning import load_schedule, prune_one_shot  # noqa: E402
@@ -260,9 +261,8 @@ def alternating_ratios(onnx: dict[str, str], reference: str, polls: int, window:
     print(file=sys.stderr)
     figures = {}
     for name in ratios:
-        ratio = float(np.median(ratios[name]))
-        q1, q3 = np.percentile(ratios[name], [25, 75])
-        figures[name] = {"Relative_Latency": ratio, "relative_spread": float(q3 - q1) / ratio,
+        ratio, spread = ratio_and_spread(ratios[name])
+        figures[name] = {"Relative_Latency": ratio, "relative_spread": spread,
                          "Total_Latency_min_window": min(medians[name])}
     return figures
 
@@ -273,15 +273,13 @@ def dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return faster and better and (a["Relative_Latency"] < b["Relative_Latency"] or a["Top1"] > b["Top1"])
 
 
-def pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in rows if not any(dominates(o, r) for o in rows if o is not r)]
-
-
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from pipeline.report.analysis import pareto_front
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for kind, marker, colour in (("reference", "s", "#1f77b4"), ("front", "o", "#ff7f0e")):
@@ -291,7 +289,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
         for r in subset:
             ax.annotate(r["name"], (1 / r["Relative_Latency"], r["Top1"]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
-    front = sorted(pareto(rows), key=lambda r: r["Relative_Latency"])
+    front = [rows[i] for i in pareto_front([(r["Relative_Latency"], r["Top1"]) for r in rows])]
     ax.plot([1 / r["Relative_Latency"] for r in front], [r["Top1"] for r in front], "--", c="#7f7f7f",
             lw=0.8, label="Pareto front of all")
     ax.set_xlabel("speed-up over ResNet56 (1 / Relative_Latency, OpenVINO CPU, timed in alternation)")

@@ -66,7 +66,13 @@ def relative_latency(model_window: WindowFn, reference_window: WindowFn, polls: 
             model_ms = float(np.median(model_window()))
         ratios.append(model_ms / reference_ms)
         reference_medians.append(reference_ms)
+    ratio, spread = ratio_and_spread(ratios)
+    return RelativeLatency(ratio=ratio, spread=spread, polls=polls,
+                           reference=reference, reference_ms=min(reference_medians))
+
+
+def ratio_and_spread(ratios: list[float]) -> tuple[float, float]:
+    """The median of per-poll ratios, and their interquartile range over it."""
     ratio = float(np.median(ratios))
     q1, q3 = np.percentile(ratios, [25, 75])
-    return RelativeLatency(ratio=ratio, spread=float(q3 - q1) / ratio, polls=polls,
-                           reference=reference, reference_ms=min(reference_medians))
+    return ratio, float(q3 - q1) / ratio
