@@ -36,7 +36,8 @@ RUN_DEFAULTS = {"eval_subset": 2000, "val_subset": 1000}
                    "[default: runs/<time>-<schedule name>]; must not exist yet.")
 @click.option("--full-measure", is_flag=True,
               help="Measure as sweeps do (3 s of latency timing, 3 s of throughput, 50 profiled "
-                   "inferences, two re-timings) instead of run's shorter settings (~1 s each).")
+                   "inferences, up to two re-timings of a noisy figure) instead of run's shorter settings "
+                   "(1 s of timing, no re-timing: a noisy figure is only flagged).")
 @click.option("--no-reference", "no_reference", is_flag=True,
               help="Do not time the unpruned model beside the pruned one (no speed-up figure, no "
                    "retraining hint). The unpruned reference is exported and evaluated once, then "

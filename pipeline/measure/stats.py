@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import numpy as np
-from scipy.stats import binom
 
 
 @dataclass
@@ -57,8 +56,12 @@ def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int]:
     """
     if n < 1:
         raise ValueError("median_ci_ranks needs at least one sample")
+    # scipy.special's binomial CDF: importing scipy.stats for it would cost every command about
+    # half a second of start-up (0.77 s against 0.27 s on the 2-core VM).
+    from scipy.special import bdtr
+
     alpha = 1.0 - confidence
-    cdf = binom.cdf(np.arange(n + 1), n, 0.5)
+    cdf = bdtr(np.arange(n + 1), n, 0.5)
     # Largest m with P(B <= m) <= alpha/2; then j = m + 1 and k = n + 1 - j.
     m = int(np.searchsorted(cdf, alpha / 2, side="right")) - 1
     j = max(m + 1, 1)
