@@ -16,7 +16,10 @@ Every final model is exported, compiled with OpenVINO (fp32 asked, the precision
 printed) and evaluated on the test split (deployed Top1/Top5), then all are timed in alternation in
 one process: each poll times a window of every model, in a shuffled order, and the ratio of each
 model's window median to ResNet56's in that poll is kept; ``Relative_Latency`` is the median ratio,
-its interquartile range over it the spread (a spread over 0.1 is flagged as noise).
+its interquartile range over it the spread (a spread over 0.1 is flagged as noise). With
+``--int8`` every final model is also quantized (NNCF post-training, 300 train images) and measured
+the same way beside the fp32 ones, its ratio still to fp32 ResNet56: the search itself stays fp32
+(the latency model's precision), so INT8 is applied to its finalists, not searched over.
 
     python benchmarks/search_quality.py [--train-images 10000] [--epochs 1] [--rapid-trials 300]
 
@@ -63,6 +66,8 @@ REFERENCE = "resnet56_cifar"
 #: The speed-up target of the issue: 1.6x faster than ResNet56 at most 1 point below it.
 TARGET_SPEEDUP, TARGET_POINTS = 1.6, 1.0
 NOISY_SPREAD = 0.1
+#: With INT8: the issue's target, 3x faster than (fp32) ResNet56 at most 1 point below it.
+INT8_SPEEDUP = 3.0
 #: A finalist must be predicted at least 3% faster than the reference whose budget it fills.
 BUDGET_MARGIN = 0.97
 SWEEP_SCHEDULE = ROOT / "schedules" / "resnet_cifar_depth_width.yaml"
@@ -232,18 +237,26 @@ def finetune(candidate: Candidate, args: argparse.Namespace, settings: Settings,
     return row
 
 
-def deployed_accuracy(onnx: str, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+def engine_options(precision: str, calibration: np.ndarray | None, **overrides: Any) -> MeasureOptions:
+    """Short timing settings; an INT8 model is quantized (NNCF) on ``calibration`` train images."""
+    return MeasureOptions.fast(throughput=False, profile_layers=False,
+                               calibration_images=calibration if precision == "int8" else None, **overrides)
+
+
+def deployed_accuracy(onnx: str, images: np.ndarray, labels: np.ndarray, precision: str = "fp32",
+                      calibration: np.ndarray | None = None) -> dict[str, Any]:
     """Top1/Top5 of the compiled model on the test images, and the precision the engine ran."""
-    options = MeasureOptions.fast(throughput=False, profile_layers=False, remeasure=0)
-    metrics = measure(onnx, Target(precision="fp32"), images, labels, options).to_metrics()
+    options = engine_options(precision, calibration, remeasure=0)
+    metrics = measure(onnx, Target(precision=precision), images, labels, options).to_metrics()
     return {k: metrics.get(k) for k in ("Top1", "Top5", "inference_precision", "openvino_version")}
 
 
-def alternating_ratios(onnx: dict[str, str], reference: str, polls: int, window: int,
-                       seed: int) -> dict[str, dict[str, float]]:
-    """Relative_Latency of every model to ``reference``: windows of all timed in shuffled order per poll."""
-    options = MeasureOptions.fast(throughput=False, profile_layers=False)
-    engines = {name: open_engine(Path(path), Target(precision="fp32"), options) for name, path in onnx.items()}
+def alternating_ratios(onnx: dict[str, tuple[str, str]], reference: str, polls: int, window: int,
+                       seed: int, calibration: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+    """Relative_Latency of every model (name: ONNX path, precision) to ``reference``: windows of
+    all timed in shuffled order per poll."""
+    engines = {name: open_engine(Path(path), Target(precision=precision), engine_options(precision, calibration))
+               for name, (path, precision) in onnx.items()}
     sample = np.random.default_rng(0).standard_normal((1, 3, 32, 32), dtype=np.float32)
     for engine in engines.values():
         engine.latency_samples(sample, 50)  # warm-up
@@ -282,10 +295,14 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     from pipeline.report.analysis import pareto_front
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    for kind, marker, colour in (("reference", "s", "#1f77b4"), ("front", "o", "#ff7f0e")):
-        subset = [r for r in rows if r["kind"] == kind]
+    for kind, precision, marker, colour, label in (
+            ("reference", "fp32", "s", "#1f77b4", "reference"), ("front", "fp32", "o", "#ff7f0e", "edgeprune (searched)"),
+            ("reference", "int8", "s", "#9ecae1", "reference, INT8"), ("front", "int8", "o", "#fdae6b", "searched, INT8")):
+        subset = [r for r in rows if r["kind"] == kind and r["precision"] == precision]
+        if not subset:
+            continue
         ax.scatter([1 / r["Relative_Latency"] for r in subset], [r["Top1"] for r in subset], marker=marker,
-                   c=colour, label="reference" if kind == "reference" else "edgeprune (searched)")
+                   c=colour, label=label)
         for r in subset:
             ax.annotate(r["name"], (1 / r["Relative_Latency"], r["Top1"]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
@@ -303,9 +320,13 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def verdicts(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The issue's targets on the measured rows."""
+    """The issue's targets on the measured rows: speed-up and dominance among fp32 models, and
+    (with INT8 rows) the INT8 speed-up against fp32 ResNet56."""
     by_name = {r["name"]: r for r in rows}
     base = by_name["resnet56"]
+    int8 = [r for r in rows if r["precision"] == "int8" and 1 / r["Relative_Latency"] >= INT8_SPEEDUP
+            and r["Top1"] >= base["Top1"] - TARGET_POINTS]
+    rows = [r for r in rows if r["precision"] == "fp32"]
     front = [r for r in rows if r["kind"] == "front"]
     fast_enough = [r for r in front if 1 / r["Relative_Latency"] >= TARGET_SPEEDUP
                    and r["Top1"] >= base["Top1"] - TARGET_POINTS]
@@ -316,7 +337,8 @@ def verdicts(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"speedup_target": {"met": bool(fast_enough), "models": [r["name"] for r in fast_enough],
                                "resnet56_top1": base["Top1"]},
             "dominated_by_front": dominated,
-            "every_reference_dominated": all(dominated.values())}
+            "every_reference_dominated": all(dominated.values()),
+            "int8_target": {"met": bool(int8), "models": [r["name"] for r in int8]}}
 
 
 def main() -> None:
@@ -335,6 +357,9 @@ def main() -> None:
     parser.add_argument("--test-images", type=int, default=10000, help="first N test images for deployed Top1")
     parser.add_argument("--polls", type=int, default=30, help="alternating timing polls")
     parser.add_argument("--window", type=int, default=100, help="requests per model per poll")
+    parser.add_argument("--int8", action="store_true",
+                        help="also quantize every final model to INT8 (NNCF, 300 train images) and measure it "
+                             "beside the fp32 ones (the rapid search itself stays fp32: the latency model's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/search_quality"))
     parser.add_argument("--json", action="store_true", help="print the result as JSON only")
@@ -353,9 +378,15 @@ def main() -> None:
     data = load_data(settings.data_path, settings.cache_dir)
     test = data.test.head(args.test_images)
     images, labels = to_tensor_batch(test.images), test.labels
+    calibration = data.calibration_images() if args.int8 else None
     for row in rows:
-        row.update(deployed_accuracy(row["onnx"], images, labels))
-    timing = alternating_ratios({r["name"]: r["onnx"] for r in rows}, "resnet56", args.polls, args.window, args.seed)
+        row["precision"] = "fp32"
+    rows += [{**row, "name": f"{row['name']}-int8", "precision": "int8"} for row in rows if args.int8]
+    for row in rows:
+        print(f"deployed accuracy of {row['name']}", flush=True)
+        row.update(deployed_accuracy(row["onnx"], images, labels, row["precision"], calibration))
+    timing = alternating_ratios({r["name"]: (r["onnx"], r["precision"]) for r in rows}, "resnet56",
+                                args.polls, args.window, args.seed, calibration)
     for row in rows:
         row.update(timing[row["name"]])
         row["noisy"] = row["relative_spread"] > NOISY_SPREAD
@@ -364,7 +395,7 @@ def main() -> None:
         "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         "budget": {"epochs": args.epochs, "train_images": args.train_images, "lr": args.lr,
                    "batch_size": args.batch_size, "bn_images": args.bn_images, "kd_weight": args.kd_weight,
-                   "rapid_trials": args.rapid_trials},
+                   "rapid_trials": args.rapid_trials, "int8": args.int8},
         "test_images": len(test.labels), "seconds": round(time.perf_counter() - started, 1),
         "rows": rows, "verdicts": verdicts(rows),
         "note": "Top1 on the JPEG re-encoding of CIFAR-10 (pretrained ResNet56 83.2% vs 93.4% on the original)",
@@ -379,18 +410,22 @@ def main() -> None:
 
 def print_report(report: dict[str, Any]) -> None:
     print(f"\n{report['machine']}, {report['date']}; budget per model: {report['budget']}")
-    print(f"{'model':<22}{'kind':<10}{'base':<16}{'speed-up':>9}{'spread':>8}{'Top1':>7}{'Top5':>7}"
+    print(f"{'model':<26}{'kind':<10}{'base':<16}{'speed-up':>9}{'spread':>8}{'Top1':>7}{'Top5':>7}"
           f"{'MACs':>13}  precision")
     for r in sorted(report["rows"], key=lambda r: r["Relative_Latency"]):
         flag = " noisy" if r["noisy"] else ""
-        print(f"{r['name']:<22}{r['kind']:<10}{r['model']:<16}{1 / r['Relative_Latency']:>8.2f}x"
+        print(f"{r['name']:<26}{r['kind']:<10}{r['model']:<16}{1 / r['Relative_Latency']:>8.2f}x"
               f"{r['relative_spread']:>8.3f}{r['Top1']:>7.2f}{r['Top5']:>7.2f}{r['macs']:>13,}  "
-              f"{r['inference_precision']}{flag}")
+              f"{r['precision']}{' (float layers ' + r['inference_precision'] + ')' if r['precision'] == 'int8' else ''}{flag}")
     v = report["verdicts"]
     print(f"\n>= {TARGET_SPEEDUP}x faster than ResNet56 at <= {TARGET_POINTS} point below its "
           f"{v['speedup_target']['resnet56_top1']:.2f}%: {'MET by ' + ', '.join(v['speedup_target']['models']) if v['speedup_target']['met'] else 'NOT met'}")
     for ref, winners in v["dominated_by_front"].items():
         print(f"  {ref:<12} dominated by the front: {', '.join(winners) if winners else 'no'}")
+    if report["budget"]["int8"]:
+        met = v["int8_target"]
+        print(f"INT8: >= {INT8_SPEEDUP}x faster than fp32 ResNet56 at <= {TARGET_POINTS} point below it: "
+              f"{'MET by ' + ', '.join(met['models']) if met['met'] else 'NOT met'}")
     print(f"{report['note']}; {report['test_images']} test images; {report['seconds']:.0f} s in all")
 
 
