@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import redis
