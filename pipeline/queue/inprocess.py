@@ -50,8 +50,9 @@ class InProcessQueue:
         """Run the work on ``job`` now and store its Result; returns ``job``.
 
         A job for another target, one a consumer would refuse (``BadEntry``), or a model file
-        over the artifact limit (``ArtifactError``) raises a ``QueueError`` and runs nothing. ``retry_s`` is ``JobQueue``'s, for the same call: there is no server to
-        wait for here. ``JobInterrupted`` and ``KeyboardInterrupt`` go on, storing nothing.
+        over the artifact limit (``ArtifactError``) raises a ``QueueError`` and runs nothing.
+        ``retry_s`` is ``JobQueue``'s, for the same call: there is no server to wait for here.
+        ``JobInterrupted`` and ``KeyboardInterrupt`` go on, storing nothing.
         """
         if job.target.name != self.target.name:
             raise QueueError(f"job {shown(job.job_id)} is for {job.target.name}, but this process "
