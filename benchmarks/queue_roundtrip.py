@@ -20,6 +20,7 @@ from _queue_bench import export_model, parse_args, scratch_queue
 
 from pipeline.messages import ArtifactRef, Job, Result, Target
 from pipeline.queue import JobQueue, connect
+from pipeline.status import JobStatus
 
 TARGET = Target()
 
@@ -35,7 +36,7 @@ def consume(url: str, prefix: str, jobs: int) -> None:
             queue.fetch_artifact(claimed, Path(scratch)).unlink()
             received_ms = (time.time() - claimed.job.created_at) * 1000
             job = claimed.job
-            queue.complete(claimed, Result(job_id=job.job_id, run_id=job.run_id, status="ok",
+            queue.complete(claimed, Result(job_id=job.job_id, run_id=job.run_id, status=JobStatus.OK,
                                            metrics={"receive_ms": received_ms}))
 
 

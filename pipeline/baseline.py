@@ -3,8 +3,8 @@
 Rows (the seed's table, plus a fair comparison): the unpruned model; the hand-picked schedule
 without retraining; and with ``epochs`` > 0, the hand-picked schedule retrained for that many
 epochs and the unpruned model fine-tuned for the same epochs (so retraining alone is not mistaken
-for a gain of pruning). Every row runs through ``pipeline.flow`` (produce, then consume), exactly
-like a sweep trial.
+for a gain of pruning). Every row is a ``pipeline.trial.run_trial`` on the in-process queue
+(produce, submit, measure), exactly like a sweep trial without ``--redis``.
 """
 
 from __future__ import annotations
@@ -164,51 +164,41 @@ def run_baselines(settings: Any, out_dir: Path, model: str = "resnet56_cifar",
                   subset: int | None = None, eval_split: str = "test", eval_subset: int = 0,
                   measure_options: Any = None, specs: Sequence[BaselineSpec] | None = None,
                   on_row: RowFn | None = None, recovery: Mapping[str, Any] | None = None) -> BaselineTable:
-    """Produce and measure every baseline row through ``pipeline.flow``; rows land in ``out_dir/<n>-<name>``
+    """Produce and measure every baseline row through ``run_trial``; rows land in ``out_dir/<n>-<name>``
     (recorded relative to ``out_dir``).
 
     ``measure_options`` (a ``pipeline.measure.options.MeasureOptions``) defaults to the standard
     settings with per-layer profiles kept, so reports can compare layers against the unpruned model.
+    Each row's ``result.json`` flags a deployed Top1 more than 0.5 points off PyTorch's
+    (``accuracy_gap_flagged``, ``pipeline.flow.result_record``).
     ``recovery`` holds ``RunConfig``'s ``bn_recalibrate``/``kd_*`` fields; distillation applies to
     the pruned rows only (the unpruned fine-tuned row is what the default teacher is).
     """
-    from .flow import RunConfig, consume, job_for, produce, write_result
+    from .flow import RunConfig, measure_work
     from .measure.options import MeasureOptions
+    from .queue import open_queue
+    from .trial import run_trial
 
     target = target or Target()
-    base_options = measure_options or MeasureOptions()
     rows = []
-    for index, spec in enumerate(specs or baseline_specs(epochs)):
-        run_dir = out_dir / f"{index}-{re.sub(r'[^A-Za-z0-9_.=-]+', '_', spec.name)}"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config = RunConfig(schedule=schedule if spec.pruned else UNPRUNED_SCHEDULE, model=model,
-                           epochs=spec.epochs, lr=lr, batch_size=batch_size,
-                           max_steps_per_epoch=max_steps_per_epoch, subset=subset,
-                           eval_split=eval_split, eval_subset=eval_subset, target=target,
-                           retrain_collapsed=True, torch_eval=True, params={"baseline": spec.name},
-                           **{k: v for k, v in (recovery or {}).items() if spec.pruned or not k.startswith("kd_")})
-        start = time.perf_counter()
-        log.info("baseline row %s: %s, %d epochs", spec.name, config.schedule, spec.epochs)
-        produced = produce(config, settings, run_dir)
-        result = None
-        if produced.onnx_path is not None:
-            options = _with_torch_top1(base_options, produced.metrics.get("Top1_torch"))
-            result = consume(job_for(produced), produced.onnx_path, settings, options)
-        write_result(run_dir, produced, result)
-        metrics = {**produced.metrics, **(result.metrics if result else {})}
-        status = TrialStatus.FAILED if result is not None and not result.ok else produced.status
-        reason = result.error if result is not None and not result.ok else produced.reason
-        row = BaselineRow(spec.name, spec.pruned, spec.epochs, status, reason, metrics,
-                          run_dir.name, time.perf_counter() - start)
-        rows.append(row)
-        if on_row is not None:
-            on_row(row)
+    with open_queue(None, measure_work(settings, measure_options or MeasureOptions()), target) as queue:
+        for index, spec in enumerate(specs or baseline_specs(epochs)):
+            run_dir = out_dir / f"{index}-{re.sub(r'[^A-Za-z0-9_.=-]+', '_', spec.name)}"
+            config = RunConfig(schedule=schedule if spec.pruned else UNPRUNED_SCHEDULE, model=model,
+                               epochs=spec.epochs, lr=lr, batch_size=batch_size,
+                               max_steps_per_epoch=max_steps_per_epoch, subset=subset,
+                               eval_split=eval_split, eval_subset=eval_subset, target=target,
+                               retrain_collapsed=True, torch_eval=True, params={"baseline": spec.name},
+                               **{k: v for k, v in (recovery or {}).items()
+                                  if spec.pruned or not k.startswith("kd_")})
+            start = time.perf_counter()
+            log.info("baseline row %s: %s, %d epochs", spec.name, config.schedule, spec.epochs)
+            # The in-process queue answers inside submit: the timeout is never waited out.
+            done = run_trial(config, queue, settings, run_dir, timeout=0.0)
+            row = BaselineRow(spec.name, spec.pruned, spec.epochs, done.status, done.reason,
+                              done.metrics(), run_dir.name, time.perf_counter() - start)
+            rows.append(row)
+            if on_row is not None:
+                on_row(row)
     return BaselineTable(model=model, schedule=str(schedule), epochs=epochs,
                          target=target.to_dict(), rows=rows)
-
-
-def _with_torch_top1(options: Any, top1: float | None) -> Any:
-    """A copy of ``options`` that knows the PyTorch Top1 (the consumer flags a > 0.5 point gap)."""
-    import dataclasses
-
-    return dataclasses.replace(options, torch_top1=top1)

@@ -2,7 +2,7 @@
 
 ``produce`` takes a run configuration to an exported ONNX model (schedule → pruning → [gate] →
 retraining → export); ``consume`` measures one job's model on its target (``measure_work`` hands
-it to a queue ``Worker``). ``edgeprune run``, the
+it to a queue ``Worker`` or to the in-process queue). ``edgeprune run``, the
 agents, sweeps and baselines all call these, so the pipeline logic exists once.
 """
 
@@ -38,7 +38,7 @@ from .pruning.coverage import PolicyCoverage, policy_coverage, warn_uncovered
 from .pruning.sparsity import SparsityReport, measure_sparsity, weight_shapes
 from .schedule import Override, Schedule, to_overrides
 from .settings import Settings
-from .status import TrialStatus
+from .status import JobStatus, TrialStatus
 from .training import Accuracy, TrainConfig, evaluate, train
 
 if TYPE_CHECKING:
@@ -388,9 +388,9 @@ def consume(job: Job, onnx_path: Path, settings: Settings, options: "MeasureOpti
             options = dataclasses.replace(options, calibration_images=data.calibration_images())
         measurement = measure(onnx_path, job.target, images, labels, options)
     except UserError as exc:
-        return Result(job_id=job.job_id, run_id=job.run_id, status="failed", error=str(exc),
+        return Result(job_id=job.job_id, run_id=job.run_id, status=JobStatus.FAILED, error=str(exc),
                       consumer=consumer, target=job.target, started_at=started, finished_at=time.time())
-    return Result(job_id=job.job_id, run_id=job.run_id, status="ok", metrics=measurement.to_metrics(),
+    return Result(job_id=job.job_id, run_id=job.run_id, status=JobStatus.OK, metrics=measurement.to_metrics(),
                   consumer=consumer, target=job.target, started_at=started, finished_at=time.time())
 
 
@@ -419,11 +419,11 @@ def result_record(produced: Produced, result: Result | None, pending_job: str = 
     metrics = dict(produced.metrics)
     status, reason = produced.status, produced.reason
     if pending_job:
-        status, reason = "pending", f"job {pending_job} is queued; its result is stored when it comes"
+        status, reason = TrialStatus.PENDING, f"job {pending_job} is queued; its result is stored when it comes"
     elif result is not None:
         metrics.update(result.metrics)
         if not result.ok:
-            status, reason = "failed", result.error
+            status, reason = TrialStatus.FAILED, result.error
     from .measure.accuracy import accuracy_gap
 
     top1_gap = gap_flag = None

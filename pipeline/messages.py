@@ -16,6 +16,8 @@ from typing import Any, Type, TypeVar
 
 from pydantic import TypeAdapter
 
+from .status import JobStatus
+
 T = TypeVar("T")
 
 
@@ -123,7 +125,8 @@ class Result(JsonMessage):
 
     job_id: str
     run_id: str
-    status: str  # ok | failed
+    #: Any other value than JobStatus's fails the parse (``ValueError``).
+    status: JobStatus
     #: Figures under the seed's names (Latency, Total_Latency, Throughput, Top1, Top5) and ours.
     metrics: dict[str, Any] = field(default_factory=dict)
     error: str = ""
@@ -132,9 +135,13 @@ class Result(JsonMessage):
     started_at: float = 0.0
     finished_at: float = 0.0
 
+    def __post_init__(self) -> None:
+        # from_json hands over the wire's string; pydantic (parse_checked) has already converted it.
+        self.status = JobStatus(self.status)
+
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status is JobStatus.OK
 
 
 @dataclass

@@ -47,7 +47,7 @@ class Settings:
     models_dir: Path | None = None
     #: Decoded data sets, measurement caches. Default: ``~/.cache/edgeprune``.
     cache_dir: Path = Path("~/.cache/edgeprune").expanduser()
-    #: Redis URL (``redis://``, ``rediss://``); None means the embedded in-process queue.
+    #: Redis URL (``redis://``, ``rediss://``); None means the in-process queue (``pipeline.queue.InProcessQueue``).
     redis_url: str | None = None
     #: torch device for pruning and retraining: ``auto`` picks CUDA when present.
     device: str = "auto"

@@ -1,12 +1,30 @@
-"""What became of a run or a sweep trial: the ``status`` of ``result.json`` and of TrialRecords."""
+"""Every status the pipeline records: of a job's measurement (``Result.status``) and of a run or
+a sweep trial (``result.json`` and TrialRecords). One place, so no code compares bare strings."""
 
 from __future__ import annotations
 
 from enum import Enum
 
 
-class TrialStatus(str, Enum):
-    """A run's or trial's status; a ``str``, so it compares to and serialises as its value."""
+class _Status(str, Enum):
+    """A status that is a ``str``: it compares to, and serialises (JSON, W&B) as, its value."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class JobStatus(_Status):
+    """How a consumer's measurement of one job ended (``pipeline.messages.Result.status``).
+
+    The values are the queue's wire format: a result stored by an older consumer still parses.
+    """
+
+    OK = "ok"
+    FAILED = "failed"
+
+
+class TrialStatus(_Status):
+    """A run's or trial's status."""
 
     OK = "ok"
     COLLAPSED = "collapsed"
@@ -18,6 +36,6 @@ class TrialStatus(str, Enum):
     RAPID = "rapid"
     #: A sweep trial a worker has started and not finished.
     RUNNING = "running"
-
-    def __str__(self) -> str:
-        return self.value
+    #: A run's ``result.json`` while its job is queued and its result has not come (a producer
+    #: that timed out); a sweep records such a trial as failed, so no TrialRecord is pending.
+    PENDING = "pending"

@@ -1,7 +1,7 @@
 """One producer trial end to end: produce the model, queue it, wait for its result, record it.
 
-The producer agent, ``edgeprune run`` and sweeps all call ``run_trial``; the queue may be a real
-Redis or the embedded one.
+The producer agent, ``edgeprune run``, baselines and sweeps all call ``run_trial``; the queue may
+be a real Redis or the in-process one (``pipeline.queue.open_queue``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .messages import Result
-from .queue.streams import JobQueue
+from .queue.access import ResultQueue
 from .status import TrialStatus
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ class RunOutcome:
         return merged
 
 
-def run_trial(config: "RunConfig", queue: JobQueue, settings: "Settings", out_dir: Path,
+def run_trial(config: "RunConfig", queue: ResultQueue, settings: "Settings", out_dir: Path,
               timeout: float, tracker: Tracker | None = None, gate: "GateFn | None" = None,
               on_epoch: "EpochFn | None" = None, on_stage: "StageFn | None" = None) -> RunOutcome:
     """Prune/retrain/export ``config`` into ``out_dir``, measure it through ``queue``, write

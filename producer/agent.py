@@ -1,4 +1,4 @@
-"""The producer agent: one trial through a Redis queue, or through the embedded one without Redis."""
+"""The producer agent: one trial through a Redis queue, or measured in this process without Redis."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ def run_producer(config: RunConfig, settings: Settings, out_dir: Path, timeout: 
                  queue_config: QueueConfig | None = None, tracker: Tracker | None = None,
                  measure_options: object | None = None, on_stage: StageFn | None = None,
                  on_epoch: EpochFn | None = None, gate: GateFn | None = None) -> RunOutcome:
-    """Run one trial; its job goes to the Redis at ``redis_url``, or to a consumer thread in this
-    process (measuring with ``measure_options``) when ``redis_url`` is None. ``on_stage``,
+    """Run one trial; its job goes to the Redis at ``redis_url``, or is measured in this
+    process (with ``measure_options``) as it is submitted when ``redis_url`` is None. ``on_stage``,
     ``on_epoch`` and ``gate`` are ``pipeline.flow.produce``'s (e.g. ``pipeline.progress.StageLines``)."""
     work = measure_work(settings, measure_options)
     with open_queue(redis_url, work, config.target, queue_config, prefix) as queue:

@@ -43,7 +43,7 @@ def unpruned_onnx(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def profiled(folder: Path) -> tuple[Path, str]:
-    """``edgeprune latency profile`` of ResNet20 on 8 random architectures (embedded queue: each
+    """``edgeprune latency profile`` of ResNet20 on 8 random architectures (in-process: each
     timed against the unpruned model in alternation), and what it printed."""
     out = folder / "lm.json"
     result = CliRunner().invoke(cli, ["latency", "profile", "--model", MODEL, "--archs", "8",

@@ -1,11 +1,10 @@
-"""JobQueue on the real Redis and on fakeredis (the embedded client): the same tests run on both."""
+"""JobQueue on the real Redis (127.0.0.1:6379): a job's life, reclaims, dead letters, artifacts."""
 
 from __future__ import annotations
 
 import hashlib
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import redis
@@ -13,23 +12,20 @@ import redis
 from pipeline.errors import QueueError
 from pipeline.messages import ArtifactRef, Job, Result, Target
 from pipeline.redact import redact_url
-from pipeline.queue import (ArtifactError, ClaimedJob, JobQueue, QueueConfig, check_only, connect,
-                            embedded_queue)
+from pipeline.queue import ArtifactError, ClaimedJob, JobQueue, QueueConfig, check_only, connect
 from pipeline.queue.config import GROUP
 
 TARGET = Target(backend="openvino", device="CPU")
 
 
-@pytest.fixture(params=["redis", "fakeredis"])
-def client(request: pytest.FixtureRequest) -> redis.Redis:
-    if request.param == "fakeredis":
-        return connect(None)
-    return connect(request.getfixturevalue("redis_url"))
+@pytest.fixture
+def client(redis_url: str) -> redis.Redis:
+    return connect(redis_url)
 
 
 @pytest.fixture
-def prefix(request: pytest.FixtureRequest) -> str:
-    return request.getfixturevalue("redis_prefix")
+def prefix(redis_prefix: str) -> str:
+    return redis_prefix
 
 
 def make_queue(client: redis.Redis, prefix: str, **config) -> JobQueue:
@@ -218,15 +214,6 @@ def test_jobs_go_to_their_targets_stream(client, prefix, onnx_file):
     assert queue.claim(TARGET, "cpu-consumer", block_s=0) is None
     claimed = queue.claim(gpu, "gpu-consumer", block_s=0)
     assert claimed.stream == f"{prefix}:jobs:openvino-GPU"
-
-
-def test_embedded_queue_measures_in_a_thread(onnx_file):
-    with embedded_queue(check_only, TARGET) as queue:
-        jobs = [queue.submit(new_job(), onnx_file) for _ in range(3)]
-        results = [queue.wait_result(job.job_id, timeout=30) for job in jobs]
-    assert all(r is not None and r.ok for r in results)
-    assert {r.job_id for r in results} == {j.job_id for j in jobs}
-    assert all(r.consumer.endswith(":embedded") for r in results)
 
 
 def test_redis_urls_shown_with_their_password_masked():

@@ -32,4 +32,4 @@ def test_importing_the_queue_pulls_in_neither_flow_nor_search():
 
 def test_the_scan_sees_the_producer_side_importing_the_queue():
     # The scan is only as good as its parser: the trial module's own relative import is found.
-    assert "pipeline.queue.streams" in _imported_modules(PIPELINE / "trial.py")
+    assert "pipeline.queue.access" in _imported_modules(PIPELINE / "trial.py")

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import UserError
-from pipeline.messages import ArtifactRef, Job, ModelFacts, Result, Target, TrialRecord
+from pipeline.messages import ArtifactRef, Job, ModelFacts, Result, Target, TrialRecord, parse_checked
 from pipeline.settings import Settings
+from pipeline.status import JobStatus
 
 
 def test_flags_beat_environment_beats_defaults(tmp_path: Path) -> None:
@@ -43,6 +44,21 @@ def test_job_and_result_round_trip_through_json() -> None:
     assert Result.from_json(result.to_json()) == result
     record = TrialRecord(number=3, status="gated", params={"a": 1}, reason="too slow")
     assert TrialRecord.from_json(record.to_json()) == record
+
+
+def test_result_status_is_a_job_status_on_the_same_wire_values() -> None:
+    failed = Result(job_id="j", run_id="r", status=JobStatus.FAILED, error="why")
+    assert json.loads(failed.to_json())["status"] == "failed"
+    assert Result.from_json(failed.to_json()).status is JobStatus.FAILED
+    # What an older consumer stored, a plain string, parses into the enum both ways.
+    text = json.dumps({"job_id": "j", "run_id": "r", "status": "ok"})
+    assert Result.from_json(text).status is JobStatus.OK and Result.from_json(text).ok
+    assert parse_checked(Result, text).status is JobStatus.OK
+    bad = text.replace('"ok"', '"done"')
+    with pytest.raises(ValueError):
+        Result.from_json(bad)
+    with pytest.raises(ValueError):
+        parse_checked(Result, bad)
 
 
 def test_messages_ignore_unknown_fields_and_reject_non_objects() -> None:

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from edgeprune.cli import cli
 from pipeline.flow import RunConfig, measure_work
 from pipeline.measure.options import MeasureOptions
-from pipeline.queue import QueueConfig, embedded_queue
+from pipeline.queue import open_queue
 from pipeline.search.config import load_sweep
 from pipeline.search.early_stop import EarlyStopper
 from pipeline.search.engine import (INTERRUPTED, STATUSES, SweepRunner, TrialOutcome, best_trials,
@@ -56,7 +56,7 @@ def _sweep_args(settings, sweep: Path, out: Path, trials: int) -> list[str]:
 
 
 @pytest.mark.slow
-def test_embedded_sweep_records_every_trial_and_resumes(settings, tmp_path):
+def test_in_process_sweep_records_every_trial_and_resumes(settings, tmp_path):
     sweep = tmp_path / "pareto.yaml"
     sweep.write_text(PARETO_SWEEP)
     out = tmp_path / "out"
@@ -103,8 +103,7 @@ def test_latency_gate_skips_retraining_and_cache_measures_an_architecture_once(s
     base = RunConfig(schedule=RESNET20, model="resnet20_cifar", max_steps_per_epoch=1,
                      eval_split="val", eval_subset=100)
     calls = []
-    with embedded_queue(measure_work(settings, MeasureOptions.fast()), base.target,
-                        QueueConfig()) as queue:
+    with open_queue(None, measure_work(settings, MeasureOptions.fast()), base.target) as queue:
         measured = queue_measure(queue, timeout=120)
 
         def counting(onnx_path, facts, target):

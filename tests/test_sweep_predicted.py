@@ -14,7 +14,7 @@ from pipeline.flow import PREDICTED, RunConfig, measure_work
 from pipeline.latency import LatencyModel
 from pipeline.measure.options import MeasureOptions
 from pipeline.messages import Target
-from pipeline.queue import QueueConfig, embedded_queue
+from pipeline.queue import open_queue
 from pipeline.rapid import RapidEvaluator
 from pipeline.search.config import load_sweep
 from pipeline.search.engine import SweepRunner, best_trials, open_study
@@ -62,7 +62,7 @@ parameters:
 
 
 class _Counting:
-    """The embedded consumer's work, counting the jobs it gets."""
+    """The in-process queue's work, counting the jobs it gets."""
 
     def __init__(self, settings):
         self.jobs = 0
@@ -85,7 +85,7 @@ def _gated_sweep(settings, out: Path, latency_model: LatencyModel, limit: float,
     base = RunConfig(schedule=RESNET20, model="resnet20_cifar", max_steps_per_epoch=1, eval_split="val",
                      eval_subset=100)
     consumer = _Counting(settings)
-    with embedded_queue(consumer, base.target, QueueConfig()) as queue:
+    with open_queue(None, consumer, base.target) as queue:
         runner = SweepRunner(config, study, make_trial_function(base, settings, queue, 120), out,
                              n_trials=n_trials, measure=_never_measured, target=base.target,
                              latency_model=latency_model)
@@ -195,7 +195,7 @@ def test_multi_fidelity_sweep_fine_tunes_and_measures_the_promoted(settings, tmp
     base = RunConfig(schedule=RESNET20, model="resnet20_cifar", max_steps_per_epoch=1, eval_split="val",
                      eval_subset=100, bn_recalibrate=128)
     consumer = _Counting(settings)
-    with embedded_queue(consumer, base.target, QueueConfig()) as queue:
+    with open_queue(None, consumer, base.target) as queue:
         runner = MultiFidelityRunner(config, study, make_rapid_trial_function(base, settings, latency_model, 100),
                                      make_trial_function(base, settings, queue, 120), tmp_path, n_trials=4, seed=0)
         records = runner.run()

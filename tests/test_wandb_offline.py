@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.flow import RunConfig, measure_work
 from pipeline.measure.options import MeasureOptions
-from pipeline.queue import QueueConfig, embedded_queue
+from pipeline.queue import open_queue
 from pipeline.search.engine import TrialContext
 from pipeline.search.tracking import WandbTracker
 from pipeline.search.trials import make_trial_function
@@ -104,14 +104,15 @@ def test_offline_run_holds_the_trial_summary(settings, tmp_path, wandb_offline):
     base = RunConfig(schedule=REPO / "schedules" / "resnet20_filter_rank.yaml",
                      model="resnet20_cifar", eval_split="val", eval_subset=100)
     params = {"filter_pruner_50_desired_sparsity": 0.4, "epochs": 0}
-    with embedded_queue(measure_work(settings, MeasureOptions.fast()), base.target,
-                        QueueConfig()) as queue:
+    with open_queue(None, measure_work(settings, MeasureOptions.fast()), base.target) as queue:
         trial = make_trial_function(base, settings, queue, 300,
                                     lambda: WandbTracker(project="edgeprune-test", dir=wandb_offline))
         outcome = trial(TrialContext(0, params, tmp_path / "trial"))
     assert outcome.status == "ok", outcome.reason
     runs = list(wandb_offline.glob("wandb/offline-run-*"))
     assert len(runs) == 1
+    # The summary is written by wandb's service after finish returns: read once it is all there.
+    _wait_for_exit_record(runs[0])
     summary, config = offline_run(runs[0])
     for name in ("Latency", "Total_Latency", "Throughput", "Top1", "Top5", "Top1_before", "macs"):
         assert summary[name] == pytest.approx(outcome.metrics[name]), name

@@ -39,7 +39,7 @@ def latency() -> None:
                    "the unpruned model is timed besides, every 4th job.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random architectures.")
 @click.option("--fast", is_flag=True,
-              help="Shorter timings (embedded queue only): for smoke tests, the fit is noisy.")
+              help="Shorter timings (without --redis only): for smoke tests, the fit is noisy.")
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="Where to write the latency model (JSON).")
 @click.option("--json", "as_json", is_flag=True, help="Print the fitted model as JSON instead of a summary.")
@@ -48,7 +48,7 @@ def profile(settings: Settings, model_name: str, target: Target, redis_url: str 
             seed: int, fast: bool, out_path: Path, as_json: bool) -> None:
     """Time the unpruned --model and --archs random pruned ones on the target, fit, write --out.
 
-    Without --redis the models are timed in this process (an embedded consumer), each one against
+    Without --redis the models are timed in this process as they are submitted, each one against
     the unpruned model in alternating windows (Relative_Latency), so that a busy machine moves
     both alike; with --redis a consumer of the target times them (start `edgeprune consumer`
     there) and each is normalised by the unpruned measurements just before and after it. The

@@ -67,11 +67,11 @@ def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def redis_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --redis URL (env EDGEPRUNE_REDIS); absent means the embedded in-process queue."""
+    """Add --redis URL (env EDGEPRUNE_REDIS); absent means the in-process queue."""
     return click.option(
         "--redis", "redis_url", default=None, envvar=ENV_VARS["redis_url"], show_envvar=True,
         help="Redis URL (redis://[:password@]host:port/db or rediss:// for TLS). Without it the "
-             "queue is embedded in this process and needs no server.",
+             "models are measured in this process, as they are submitted: no server needed.",
     )(func)
 
 

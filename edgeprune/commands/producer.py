@@ -82,7 +82,7 @@ def producer(ctx: click.Context, settings: Settings, schedule_path: Path, overri
 
     Extra --<instance>_<key>=<value> arguments (as `wandb agent` passes sweep parameters) rewrite
     the schedule; --epochs/--lr/--precision may come that way too. Without --redis the job is
-    measured by a consumer thread in this process. Exit status: 0 the trial finished (see its
+    measured in this process as it is submitted. Exit status: 0 the trial finished (see its
     status), 1 the job failed and was dead-lettered, 3 no result within --timeout, 2 user error.
     Accuracy on the shared JPEG CIFAR-10 is lower than on the original set (ResNet56: 83.2% vs 93.4%).
     """
@@ -120,7 +120,7 @@ def producer(ctx: click.Context, settings: Settings, schedule_path: Path, overri
     # (exit 2) leaves no model.onnx or schedule.yaml without their result.
     lines = StageLines(epochs=config.epochs)
     click.echo(f"producer: {config.model} with {schedule_path}, {config.epochs} epoch(s), jobs to "
-               f"{redact_url(redis_url) if redis_url else 'the embedded queue'} for "
+               f"{redact_url(redis_url) if redis_url else 'this process'} for "
                f"{target.backend} {target.device} {target.precision}", err=True)
     with staged_output(out_dir) as staging:
         outcome = run_producer(config, settings, staging, timeout, redis_url=redis_url, prefix=prefix,

@@ -75,10 +75,10 @@ consumer_queue_options = _with_queue_config(_visibility_option, _attempts_option
 
 def server_queue(redis_url: str | None, prefix: str = "edgeprune",
                config: QueueConfig | None = None) -> JobQueue:
-    """The queue on the Redis at ``redis_url``; inspecting needs a server, not the embedded one."""
+    """The queue on the Redis at ``redis_url``; inspecting needs a server, not the in-process one."""
     if not redis_url:
         raise QueueError("no Redis URL: pass --redis redis://host:6379/0 (or set EDGEPRUNE_REDIS); "
-                         "the embedded queue lives inside one process and cannot be inspected")
+                         "without one, jobs run inside the submitting process: there is no queue to inspect")
     return JobQueue(connect(redis_url), prefix, config)
 
 

@@ -1,4 +1,4 @@
-"""``edgeprune run``: one prune → retrain → export → benchmark run on embedded defaults."""
+"""``edgeprune run``: one prune → retrain → export → benchmark run in this process, on defaults."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from pipeline.settings import Settings
 from .options import run_config_options, settings_options
 from .outputs import require_schedule, staged_output, timing_rows
 
-#: The in-process consumer measures one model; an hour means something is stuck.
-EMBEDDED_TIMEOUT_S = 3600.0
+#: The in-process queue holds the result when ``submit`` returns: there is nothing to wait for.
+IN_PROCESS_TIMEOUT_S = 0.0
 #: Top1 points below the unpruned model's past which the run says that retraining is needed.
 RETRAIN_HINT_POINTS = 2.0
 #: ``run``'s own defaults (a person waits for it): deployed accuracy on 2,000 test images (about
@@ -48,7 +48,7 @@ def run(settings: Settings, schedule_path: Path, overrides: tuple[str, ...], out
         full_measure: bool, no_reference: bool, as_json: bool, target: Target, **options: object) -> None:
     """Prune a pretrained network with a Distiller schedule, retrain it, export ONNX and benchmark it.
 
-    Runs everything in this process with the embedded queue: no Redis, W&B or GPU needed. Prints
+    Runs everything in this process (the in-process queue): no Redis, W&B or GPU needed. Prints
     a line as each stage ends, then a table with the speed-up over the unpruned model timed in
     the same run, and says when Top1 fell enough to need retraining and how long an epoch takes
     here. Accuracy on the shared JPEG CIFAR-10 is lower than on the original set (ResNet56: 83.2%
@@ -68,12 +68,12 @@ def run(settings: Settings, schedule_path: Path, overrides: tuple[str, ...], out
 
 def _run(config: RunConfig, settings: Settings, out_dir: Path, full_measure: bool,
          with_reference: bool) -> dict:
-    """Produce and measure through the embedded queue (the same path as distributed agents),
+    """Produce and measure through the in-process queue (the same path as distributed agents),
     timed beside the unpruned model; result.json gets the comparison."""
     from pipeline.files import atomic_write_text
     from pipeline.flow import measure_work
     from pipeline.measure import MeasureOptions
-    from pipeline.queue import embedded_queue
+    from pipeline.queue import open_queue
     from pipeline.trial import run_trial
 
     lines = StageLines(epochs=config.epochs)
@@ -94,8 +94,8 @@ def _run(config: RunConfig, settings: Settings, out_dir: Path, full_measure: boo
         reference_s = time.perf_counter() - start
         lines.stage("reference", reference_s)
         options = dataclasses.replace(options, reference_onnx=str(unpruned.onnx_path))
-    with embedded_queue(measure_work(settings, options), config.target) as queue:
-        outcome = run_trial(config, queue, settings, out_dir, timeout=EMBEDDED_TIMEOUT_S,
+    with open_queue(None, measure_work(settings, options), config.target) as queue:
+        outcome = run_trial(config, queue, settings, out_dir, timeout=IN_PROCESS_TIMEOUT_S,
                             on_stage=lines.stage, on_epoch=lines.on_epoch())
     record = json.loads(outcome.result_path.read_text())
     if unpruned is not None:

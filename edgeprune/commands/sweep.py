@@ -97,21 +97,19 @@ def sweep(settings: Settings, sweep_file: Path, n_trials: int | None, storage: s
     named. Prints a line (stderr) as each stage of a trial ends, one table row per finished trial
 (parameter names shortened to fit the terminal, with a legend) and the best so far (or the
 Pareto front), then wall time beside compute time. Without
-    --redis, models are measured by a consumer thread in each worker.
+    --redis, each worker measures its trials' models itself, as it submits them.
     Accuracy on the shared JPEG CIFAR-10 is lower than on the original set (ResNet56: 83.2% vs 93.4%).
     """
     from optuna import logging as optuna_logging
 
     from pipeline.search.config import load_sweep
-    from pipeline.search.engine import best_trials, open_study, study_name_of
+    from pipeline.search.engine import best_trials, study_name_of
     from pipeline.search.progress import best_line, params_text, time_summary
     from pipeline.search.mapping import check_mapping
-    from pipeline.search.predictor import study_latency_model
     from pipeline.search.references import load_references, speedup_text
     from pipeline.search.space import SearchSpace
     from pipeline.report.analysis import describe
-    from pipeline.search.storage import load_trials, open_storage
-    from pipeline.search.loop import LoopSpec, run_loop, run_workers
+    from pipeline.search.loop import LoopSpec, run_sweep
 
     optuna_logging.set_verbosity(optuna_logging.WARNING)
     config = load_sweep(sweep_file)
@@ -134,17 +132,10 @@ Pareto front), then wall time beside compute time. Without
                     queue_prefix=prefix, queue_config=queue_config, timeout=timeout, seed=seed,
                     tracker=tracker, progress=not as_json,
                     measure_options=measure_options(fast_measure, quiet_wait),
+                    latency_model=str(latency_model) if latency_model else None,
                     baselines=not no_baselines)
-    # Create the study once before the workers start, so they do not race to create it; the
-    # latency model is stored in it here, and every worker reads it from the study.
-    study = open_study(config, open_storage(storage, out_dir), name, seed)
-    study_latency_model(study, latency_model, target, base.model)
     started, started_at = time.monotonic(), time.time()
-    if workers == 1:
-        run_loop(spec)
-    else:
-        run_workers(spec, workers)
-    records = load_trials(storage or out_dir, name)
+    records = run_sweep(spec, workers)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in records], indent=2))
         return

@@ -11,7 +11,7 @@ Jobs seconds apart still see different machines when neighbours come and go with
 the shared 2-core VM a run of torch work next door doubles OpenVINO's latency). So when the
 measurement carries a ``Relative_Latency`` against the unpruned model (the consumer timed both
 in alternating windows: ``MeasureOptions.reference_onnx`` = ``unpruned_onnx``), that ratio is
-used instead: the embedded profile (``edgeprune latency profile`` without ``--redis``) does so.
+used instead: the in-process profile (``edgeprune latency profile`` without ``--redis``) does so.
 """
 
 from __future__ import annotations

@@ -48,6 +48,14 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def check_size(size: int, limit: int, what: str, whose: str = "") -> None:
+    """Raise ``ArtifactError`` naming the fix when ``size`` bytes are over ``limit``; ``what`` says
+    whose size it is (``"model.onnx is"``), ``whose`` whose limit (``CONSUMER``)."""
+    if size > limit:
+        raise ArtifactError(f"{what} {size / _MIB:.1f} MiB, over the {limit / _MIB:.4g} MiB "
+                            f"artifact limit{whose}: raise --max-artifact-mb")
+
+
 def verify(ref: ArtifactRef, data: bytes, job_id: str) -> None:
     """Raise ``ArtifactError`` unless ``data`` has ``ref``'s size and sha256."""
     if len(data) != ref.size:
@@ -151,10 +159,7 @@ class ArtifactStore:
         return True
 
     def _check_size(self, size: int, what: str, whose: str = "") -> None:
-        limit = self.config.max_artifact_bytes
-        if size > limit:
-            raise ArtifactError(f"{what} {size / _MIB:.1f} MiB, over the {limit / _MIB:.4g} MiB "
-                                f"artifact limit{whose}: raise --max-artifact-mb")
+        check_size(size, self.config.max_artifact_bytes, what, whose)
 
     def _own_key(self, ref: ArtifactRef, job_id: str) -> str:
         """The job's artifact key, when ``ref`` names exactly it."""

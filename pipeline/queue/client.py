@@ -1,4 +1,4 @@
-"""Redis connections: a real server from a URL, or an in-process fake one for the embedded queue.
+"""Redis connections from a URL, checked before the queue uses them.
 
 Every URL that reaches a log line or an error goes through ``pipeline.redact.redact_url`` first,
 so a password in ``redis://:secret@host`` is never printed.
@@ -24,16 +24,11 @@ SOCKET_TIMEOUT_S = 30.0
 SOCKET_READ_BYTES = 4 * 1024 * 1024
 
 
-def connect(url: str | None, fake_server: object | None = None) -> redis.Redis:
-    """A checked connection to the Redis at ``url``; ``None`` gives an in-process fakeredis client.
+def connect(url: str) -> redis.Redis:
+    """A checked connection to the Redis at ``url`` (``redis://`` or ``rediss://``).
 
-    ``fake_server`` (a ``fakeredis.FakeServer``) lets several embedded clients share one store.
     An unreachable server, a wrong password or a bad URL raise ``QueueError`` with the fix.
     """
-    if url is None:
-        import fakeredis
-
-        return fakeredis.FakeRedis(server=fake_server or fakeredis.FakeServer())
     shown = redact_url(url)
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S,

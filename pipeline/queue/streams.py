@@ -29,6 +29,7 @@ import redis
 
 from ..errors import QueueError
 from ..messages import Job, Result, Target, parse_checked
+from ..status import JobStatus
 from .artifacts import ArtifactStore
 from .config import GROUP, QueueConfig, QueueKeys
 from .entries import BadEntry, check_job_id, parse_entry, raw_payload
@@ -145,7 +146,7 @@ class JobQueue:
             if entry is None:
                 if waited or block_s <= 0:
                     return None
-                # One blocking primitive that both Redis and the embedded fakeredis honour.
+                # Wait on the doorbell, which submit and a requeue ring, then look again.
                 self.client.blpop([self.keys.doorbell(target.name)], timeout=min(block_s, MAX_BLOCK_S))
                 waited = True
                 continue
@@ -328,7 +329,7 @@ class JobQueue:
 
     def _dead_letter(self, claimed: ClaimedJob, error: str) -> None:
         job = claimed.job
-        failure = Result(job_id=job.job_id, run_id=job.run_id, status="failed",
+        failure = Result(job_id=job.job_id, run_id=job.run_id, status=JobStatus.FAILED,
                          error=f"dead-lettered after {claimed.attempt} attempt(s): {error}",
                          consumer=claimed.consumer, target=job.target, finished_at=time.time())
         if not self._store_result(failure):

@@ -1,8 +1,9 @@
 """The consumer loop: claim a job, fetch and check its model, run the work, report the outcome.
 
-The consumer agent and the embedded queue's thread both run this loop; only the work function
-differs (the caller's measures the model; ``check_only`` just checks the model file). The loop
-knows nothing of what the work does.
+The consumer agent runs this loop; only the work function differs (the caller's measures the
+model; ``check_only`` just checks the model file). The loop knows nothing of what the work does.
+``run_work`` is how a work function's failures become a Result, here and in the in-process
+queue (``inprocess``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import redis
 
 from ..errors import UserError
 from ..messages import Job, Result, Target
+from ..status import JobStatus
 from .artifacts import ArtifactError
 from .streams import ClaimedJob, JobQueue
 
@@ -51,12 +53,35 @@ def check_only(job: Job, onnx_path: Path) -> Result:
         model = onnx.load(str(onnx_path))
         onnx.checker.check_model(model)
     except Exception as exc:  # onnx raises DecodeError, ValidationError, ... for a bad file
-        return Result(job_id=job.job_id, run_id=job.run_id, status="failed", target=job.target,
+        return Result(job_id=job.job_id, run_id=job.run_id, status=JobStatus.FAILED, target=job.target,
                       error=f"not a valid ONNX model: {type(exc).__name__}: {exc}",
                       started_at=started, finished_at=time.time())
-    return Result(job_id=job.job_id, run_id=job.run_id, status="ok", target=job.target,
+    return Result(job_id=job.job_id, run_id=job.run_id, status=JobStatus.OK, target=job.target,
                   metrics={"onnx_bytes": onnx_path.stat().st_size, "onnx_nodes": len(model.graph.node)},
                   started_at=started, finished_at=time.time())
+
+
+def run_work(work: WorkFn, job: Job, onnx_path: Path) -> Result:
+    """``work(job, onnx_path)`` with its start and end times filled in, or a failed Result.
+
+    A ``UserError`` fails the job with its message; any other exception is logged with its
+    traceback and fails the job as ``"Type: message"`` (a bad job must not take the consumer down
+    with it). ``JobInterrupted`` and ``KeyboardInterrupt`` are not failures of the job: they go on.
+    """
+    started = time.time()
+    try:
+        result = work(job, onnx_path)
+    except UserError as exc:
+        error = str(exc)
+    except Exception as exc:
+        log.exception("job %s: the work raised", job.job_id)
+        error = f"{type(exc).__name__}: {exc}"
+    else:
+        result.started_at = result.started_at or started
+        result.finished_at = result.finished_at or time.time()
+        return result
+    return Result(job_id=job.job_id, run_id=job.run_id, status=JobStatus.FAILED, error=error,
+                  target=job.target, started_at=started, finished_at=time.time())
 
 
 @dataclass
@@ -140,7 +165,7 @@ class Worker:
                     self.queue.fail(claimed, str(exc), permanent=True)
                     self.stats.failed += 1
                     return True
-                result = self._run_work(job, onnx_path)
+                result = run_work(self.work, job, onnx_path)
             result.consumer = self.identity
             if self.queue.complete(claimed, result):
                 self.stats.done += 1
@@ -154,22 +179,6 @@ class Worker:
             return False
         finally:
             self.current = None
-
-    def _run_work(self, job: Job, onnx_path: Path) -> Result:
-        started = time.time()
-        try:
-            result = self.work(job, onnx_path)
-        except UserError as exc:
-            error = str(exc)
-        except Exception as exc:  # a bad job must not take the consumer down with it
-            log.exception("job %s: the work raised", job.job_id)
-            error = f"{type(exc).__name__}: {exc}"
-        else:
-            result.started_at = result.started_at or started
-            result.finished_at = result.finished_at or time.time()
-            return result
-        return Result(job_id=job.job_id, run_id=job.run_id, status="failed", error=error,
-                      target=job.target, started_at=started, finished_at=time.time())
 
     def heartbeat(self) -> dict:
         """The record other tools see for this consumer while it lives."""

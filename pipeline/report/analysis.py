@@ -22,8 +22,9 @@ from pipeline.status import TrialStatus
 MAXIMISED_METRICS = frozenset({"Top1", "Top5", "Top1_torch", "Top5_torch", "Top1_before",
                                "Top5_before", "Throughput"})
 
-#: Trial statuses the report counts, in TrialStatus's order.
-COUNTED_STATUSES = tuple(status.value for status in TrialStatus)
+#: Trial statuses the report counts, in TrialStatus's order (PENDING is a result.json's only:
+#: a sweep records a trial whose result did not come as failed).
+COUNTED_STATUSES = tuple(status.value for status in TrialStatus if status is not TrialStatus.PENDING)
 
 
 def is_maximised(metric: str) -> bool:

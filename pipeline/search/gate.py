@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from pipeline.latency import LatencyModel
+    from pipeline.queue import ResultQueue
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,7 @@ def local_measure(settings: Any, options: Any = None) -> MeasureFn:
     return measure
 
 
-def queue_measure(queue: Any, timeout: float, run_id: str = "gate") -> MeasureFn:
+def queue_measure(queue: "ResultQueue", timeout: float, run_id: str = "gate") -> MeasureFn:
     """Measure on the real target through the job queue (a consumer), latency only."""
 
     def measure(onnx_path: Path, facts: ModelFacts, target: Target) -> dict[str, Any]:

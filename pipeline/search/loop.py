@@ -1,9 +1,10 @@
 """Sweep orchestration: pull trials from a shared study until its budget is spent.
 
-``edgeprune sweep`` runs ``run_loop`` in each worker process (``run_workers`` starts them), and
-``edgeprune producer --loop`` runs it on any machine that can reach the study's storage (a
-PostgreSQL URL) and the queue's Redis; every worker asks the same Optuna study for its next
-parameters, so they never repeat each other's work.
+``edgeprune sweep`` calls ``run_sweep``, which creates the study and runs ``run_loop`` in this
+process or in each worker process (``run_workers`` starts them); ``edgeprune producer --loop``
+runs ``run_loop`` on any machine that can reach the study's storage (a PostgreSQL URL) and the
+queue's Redis; every worker asks the same Optuna study for its next parameters, so they never
+repeat each other's work.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pipeline.errors import UserError
 from pipeline.flow import RunConfig, measure_work
 from pipeline.measure.options import MeasureOptions
 from pipeline.messages import TrialRecord
-from pipeline.queue import JobQueue, QueueConfig, open_queue
+from pipeline.queue import QueueConfig, ResultQueue, open_queue
 from pipeline.settings import Settings
 
 from .config import SweepConfig, load_sweep
@@ -33,7 +34,7 @@ from .mapping import check_mapping
 from .predictor import study_latency_model
 from .progress import ProgressTable
 from .references import measure_references
-from .storage import heartbeat_interval, open_storage
+from .storage import heartbeat_interval, load_trials, open_storage
 from .tracking import make_tracker
 from .trials import make_trial_function
 
@@ -65,6 +66,27 @@ class LoopSpec:
     #: Measure the unpruned model (and the hand-picked schedule) once per target, stored in the
     #: study for reports (``pipeline.search.references``); off with ``--no-baselines``.
     baselines: bool = True
+
+
+def run_sweep(spec: LoopSpec, workers: int = 1) -> list[TrialRecord]:
+    """Run the spec's sweep with ``workers`` processes (1: in this one) until its study holds
+    ``n_trials``; returns every trial the study holds, this run's and earlier ones.
+
+    The study is created here, once, before any worker starts, so the workers do not race to
+    create it; ``spec.latency_model`` is stored in it here too, and every worker reads it from
+    the study.
+    """
+    config = load_sweep(Path(spec.sweep))
+    name = spec.study_name or study_name_of(config)
+    study = open_study(config, open_storage(spec.storage, Path(spec.out_dir)), name, spec.seed)
+    study_latency_model(study, Path(spec.latency_model) if spec.latency_model else None,
+                        spec.base.target, spec.base.model)
+    spec = dataclasses.replace(spec, study_name=name, latency_model=None)
+    if workers == 1:
+        run_loop(spec)
+    else:
+        run_workers(spec, workers)
+    return load_trials(spec.storage or spec.out_dir, name)
 
 
 def run_loop(spec: LoopSpec) -> list[TrialRecord]:
@@ -99,7 +121,7 @@ def run_loop(spec: LoopSpec) -> list[TrialRecord]:
         return runner.run()
 
 
-def _references(spec: LoopSpec, study: Any, queue: JobQueue, budget_left: bool) -> None:
+def _references(spec: LoopSpec, study: Any, queue: ResultQueue, budget_left: bool) -> None:
     """The sweep's reference points, before its first trial (a study already full, or already
     holding them, measures nothing)."""
     if spec.baselines and budget_left:
@@ -108,7 +130,7 @@ def _references(spec: LoopSpec, study: Any, queue: JobQueue, budget_left: bool) 
 
 
 def _run_fidelity(spec: LoopSpec, config: SweepConfig, study: Any, trial_fn: Any, latency_model: Any,
-                  heartbeat_s: float | None, queue: JobQueue) -> list[TrialRecord]:
+                  heartbeat_s: float | None, queue: ResultQueue) -> list[TrialRecord]:
     """A multi-fidelity sweep: rapid trials on the latency model, then the promoted rungs."""
     if latency_model is None:
         raise UserError(f"{spec.sweep}: fidelity ranks rapid trials on predicted latency: pass "

@@ -26,10 +26,11 @@ import optuna
 
 from pipeline.baseline import UNPRUNED_SCHEDULE
 from pipeline.progress import StageLines
+from pipeline.status import TrialStatus
 
 if TYPE_CHECKING:
     from pipeline.flow import RunConfig
-    from pipeline.queue import JobQueue
+    from pipeline.queue import ResultQueue
     from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def reference_config(base: "RunConfig", spec: ReferenceSpec) -> "RunConfig":
 
 
 def measure_references(study: optuna.Study, base: "RunConfig", settings: "Settings",
-                       queue: "JobQueue", timeout: float, out_dir: Path,
+                       queue: "ResultQueue", timeout: float, out_dir: Path,
                        stage_lines: bool = False) -> list[StoredReference]:
     """Measure the references the study does not hold yet for ``base``'s key; returns those
     measured now (none when all are stored). Each lands in ``out_dir/references/<key>-<name>``.
@@ -125,7 +126,7 @@ def measure_references(study: optuna.Study, base: "RunConfig", settings: "Settin
         lines = StageLines(prefix=f"reference {spec.name}: ") if stage_lines else None
         done = run_trial(reference_config(base, spec), queue, settings, run_dir, timeout,
                          on_stage=lines.stage if lines else None)
-        if done.status != "ok" or done.result is None:
+        if done.status != TrialStatus.OK or done.result is None:
             why = done.result.error if done.result is not None and not done.result.ok else done.status
             log.warning("reference %s was not measured (%s); the next sweep on this study retries",
                         spec.name, why or done.produced.reason)

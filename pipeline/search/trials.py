@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.flow import RunConfig
-from pipeline.queue import JobQueue
+from pipeline.queue import ResultQueue
 from pipeline.schedule import Schedule
 from pipeline.settings import Settings
 from pipeline.trial import Tracker, run_trial
@@ -33,7 +33,7 @@ def run_config_for(base: RunConfig, params: dict[str, Any],
                                **fields)
 
 
-def make_trial_function(base: RunConfig, settings: Settings, queue: JobQueue, timeout: float,
+def make_trial_function(base: RunConfig, settings: Settings, queue: ResultQueue, timeout: float,
                         tracker_factory: Callable[[], Tracker] | None = None,
                         stage_lines: bool = False) -> TrialFunction:
     """A trial function that prunes, retrains and exports through ``pipeline.flow`` and waits for
