@@ -31,6 +31,7 @@ from pipeline.batchnorm import DEFAULT_RECALIBRATION_IMAGES  # noqa: E402
 from pipeline.flow import PREDICTED, RunConfig  # noqa: E402
 from pipeline.rapid import DEFAULT_RAPID_IMAGES, RAPID_STAGES, RapidEvaluator  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
+from pipeline.status import TrialStatus  # noqa: E402
 
 SCHEDULE = Path(__file__).resolve().parent.parent / "schedules" / "resnet56_depth_width.yaml"
 ROUND_TO = (1, 4, 8, 16)
@@ -96,7 +97,7 @@ def main() -> None:
         for name, seconds in result.stage_seconds.items():
             stages[name] += seconds
         top1.append(result.metrics["Top1_before"])
-        collapsed += result.status == "collapsed"
+        collapsed += result.status == TrialStatus.COLLAPSED
         if len(totals) % 20 == 0:
             print(f"{len(totals)} trials, {3600 / statistics.mean(totals):.0f}/h so far", file=sys.stderr,
                   flush=True)

@@ -53,6 +53,7 @@ from pipeline.flow import RunConfig, produce  # noqa: E402
 from pipeline.measure import measure  # noqa: E402
 from pipeline.measure.options import MeasureOptions  # noqa: E402
 from pipeline.messages import Target, TrialRecord  # noqa: E402
+from pipeline.status import TrialStatus  # noqa: E402
 from pipeline.search.config import load_sweep  # noqa: E402
 from pipeline.search.engine import (STARTUP_TRIALS, SweepRunner, TrialContext,  # noqa: E402
                                      TrialOutcome, bayes_sampler, open_study)
@@ -110,7 +111,7 @@ class CachedRapidTrial:
         known = self.signatures.get(params_key)
         metrics = self.cache.get(known["key"]) if known else None
         if metrics is not None and self.metric in metrics and _spread(metrics) <= MAX_SPREAD:
-            return TrialOutcome("ok", dict(metrics))
+            return TrialOutcome(TrialStatus.OK, dict(metrics))
         config = run_config_for(self.base, context.params)
         with tempfile.TemporaryDirectory() as scratch:
             # Pruning alone fixes the architecture; its signature is the cache key.
@@ -126,7 +127,7 @@ class CachedRapidTrial:
                                "relative_spread")}}
                 self.cache.put(key, metrics)
                 self.measured += 1
-        return TrialOutcome("ok", dict(metrics))
+        return TrialOutcome(TrialStatus.OK, dict(metrics))
 
 
     def _steadiest(self, onnx_path: Path) -> dict:

@@ -43,6 +43,7 @@ from search_efficiency import (SAMPLERS, TARGET, add_run_arguments,  # noqa: E40
 from tqdm import tqdm  # noqa: E402
 
 from pipeline.search.engine import TrialContext, TrialOutcome, bayes_sampler  # noqa: E402
+from pipeline.status import TrialStatus  # noqa: E402
 
 POINTS = Path(__file__).resolve().parent / "data" / "rapid_resnet56_xeon.csv"
 METRIC = "Relative_Latency"
@@ -98,7 +99,7 @@ class SurrogateTrial:
     def __call__(self, context: TrialContext) -> TrialOutcome:
         point = tuple(round(float(context.params[n]), 4) for n in self.names)
         top1, latency = self.measured.get(point) or self.predict(np.array([point]))[0]
-        return TrialOutcome("ok", {"Top1_torch": float(top1), METRIC: float(latency)})
+        return TrialOutcome(TrialStatus.OK, {"Top1_torch": float(top1), METRIC: float(latency)})
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> GaussianProcessRegressor:

@@ -76,6 +76,10 @@ def test_run_shows_speedup_over_unpruned_and_a_retraining_hint(tmp_path: Path, s
     stdout, stderr = result.stdout, result.stderr
     assert f"{record['speedup_vs_unpruned']:.2f}x faster" in stdout
     assert "unpruned Top1 (PyTorch, same" in stdout
+    # run skips the validation pass before adaptive BN unless --raw-eval.
+    assert "Top1_before_raw" not in metrics and "stage_seconds" in record
+    assert "evaluate_pruned" not in record["stage_seconds"]
+    assert f"(adaptive BN on {metrics['bn_recalibrate']} train images)" in stdout
     assert f"retrain: --epochs 1 takes about {format_duration(hint['epoch_seconds'])}" in stdout
     for word in ("unpruned reference ready", "pruned", "exported", "measured", "retraining time estimated"):
         assert any(line.strip().startswith(word) for line in stderr.splitlines()), (word, stderr)

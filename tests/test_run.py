@@ -28,14 +28,15 @@ def test_run_writes_a_complete_result(tmp_path: Path, settings) -> None:
     out = tmp_path / "run"
     result = _invoke(["--model", "resnet20_cifar", "--schedule", str(SCHEDULE),
                       "--set", "filter_pruner_50.desired_sparsity=0.25", "--epochs", "1",
-                      "--max-steps", "3", "--batch-size", "32", "--out", str(out), "--json"], settings)
+                      "--max-steps", "3", "--batch-size", "32", "--raw-eval", "--out", str(out), "--json"],
+                     settings)
     assert result.exit_code == 0, result.output
     record = json.loads((out / "result.json").read_text())
     assert record["status"] == "ok", record["reason"]
     metrics = record["metrics"]
     for key in ("Total_Latency", "Latency", "Throughput"):
         assert math.isfinite(metrics[key]) and metrics[key] > 0, key
-    for key in ("Top1", "Top5", "Top1_torch", "Top5_torch", "Top1_before", "Top5_before"):
+    for key in ("Top1", "Top5", "Top1_torch", "Top5_torch", "Top1_before", "Top5_before", "Top1_before_raw"):
         assert 0.0 <= metrics[key] <= 100.0, key
     assert metrics["macs"] < metrics["macs_before"] and metrics["params"] < metrics["params_before"]
     assert metrics["onnx_bytes"] == (out / "model.onnx").stat().st_size

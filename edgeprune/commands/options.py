@@ -134,7 +134,7 @@ def target_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def recovery_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --bn-recalibrate, --kd-teacher, --kd-teacher-model, --kd-weight, --kd-temperature,
+    """Add --bn-recalibrate, --raw-eval, --kd-teacher, --kd-teacher-model, --kd-weight, --kd-temperature,
     passed under ``pipeline.flow.RunConfig``'s field names (adaptive BN and knowledge distillation)."""
     from pipeline.batchnorm import DEFAULT_RECALIBRATION_IMAGES
     from pipeline.models import MODEL_NAMES
@@ -144,7 +144,11 @@ def recovery_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      type=click.IntRange(min=0),
                      help="Re-estimate BatchNorm statistics on N train images after pruning, before "
                           "the pruned model is evaluated, gated and retrained (adaptive BN; weights "
-                          "unchanged); 0 turns it off. result.json keeps Top1_before_raw too."),
+                          "unchanged); 0 turns it off. result.json keeps Top1_before_raw too, "
+                          "unless --no-raw-eval."),
+        click.option("--raw-eval/--no-raw-eval", "raw_eval", default=True, show_default=True,
+                     help="With adaptive BN, also evaluate the pruned model before it "
+                          "(Top1_before_raw; one more validation pass). `run` defaults to --no-raw-eval."),
         click.option("--kd-teacher", type=click.Path(path_type=Path, dir_okay=False), default=None,
                      help="Distillation teacher checkpoint (an unpruned --kd-teacher-model) [default "
                           "with --kd-weight: that model's pretrained weights fine-tuned on this data "
