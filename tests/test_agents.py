@@ -266,7 +266,7 @@ def test_producer_without_consumer_exits_3_and_records_pending(redis_url, redis_
                                                                tmp_path, queue):
     out_dir = tmp_path / "trial"
     code, _, err = finish(start(producer_args(settings, out_dir, "--redis", redis_url, "--prefix",
-                                              redis_prefix, "--timeout", "5")), timeout=300)
+                                              redis_prefix, "--timeout", "1")), timeout=300)
     assert code == 3, err
     assert "no result for job" in err and "Traceback" not in err
     record = json.loads((out_dir / "result.json").read_text())

@@ -48,7 +48,7 @@ def test_two_worker_processes_share_one_postgres_study(settings, tmp_path, postg
                     base=RunConfig(schedule=REPO / "schedules" / "resnet20_filter_rank.yaml",
                                    model="resnet20_cifar", eval_split="val", eval_subset=100),
                     storage=postgres_url, study_name=postgres_study, seed=0, timeout=300,
-                    progress=False, measure_options=MeasureOptions.fast())
+                    progress=False, measure_options=MeasureOptions.fast(), baselines=False)
     with multiprocessing.get_context("spawn").Pool(2) as pool:
         per_worker = pool.map(run_loop, [worker_spec(spec, i) for i in range(2)])
     assert all(per_worker), "each process ran at least one trial"

@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Seconds between looks at other workers' running trials once this worker's budget is spent.
+RUNNING_POLL_S = 2.0
+
 #: The statuses a finished trial can have.
 STATUSES = (TrialStatus.OK, TrialStatus.COLLAPSED, TrialStatus.GATED, TrialStatus.EARLY_STOPPED,
             TrialStatus.FAILED, TrialStatus.RAPID)
@@ -253,7 +256,9 @@ class SweepRunner:
             if self.budget_left():
                 records.append(self.run_one())
             elif self.heartbeat_s and self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                time.sleep(self.heartbeat_s)
+                # Polled more often than the heartbeat: a worker sleeping a whole heartbeat (30 s)
+                # after the other workers' last trials ended kept the sweep waiting for it.
+                time.sleep(min(self.heartbeat_s, RUNNING_POLL_S))
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     optuna.storages.fail_stale_trials(self.study)
