@@ -156,7 +156,7 @@ def test_sweep_over_the_base_model_runs_and_its_report_names_the_model(settings,
                             "  block_pruner_criterion: {value: l1_bn2}\n  epochs: {value: 0}"))
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, [
-        "sweep", str(sweep), "--out", str(out), "--eval-limit", "200", "--fast-measure",
+        "sweep", str(sweep), "--out", str(out), "--eval-limit", "200", "--fast-measure", "--no-baselines",
         "--data", str(settings.data), "--cache-dir", str(settings.cache_dir)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     records = load_trials(out)

@@ -52,7 +52,7 @@ def _sweep_args(settings, sweep: Path, out: Path, trials: int) -> list[str]:
     return ["sweep", str(sweep), "--trials", str(trials), "--out", str(out),
             "--schedule", str(RESNET20), "--model", "resnet20_cifar", "--eval-limit", "200",
             "--fast-measure", "--data", str(settings.data), "--cache-dir", str(settings.cache_dir),
-            "--json"]
+            "--no-baselines", "--json"]  # references: tests/test_sweep_references.py
 
 
 @pytest.mark.slow

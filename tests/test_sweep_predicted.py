@@ -229,7 +229,7 @@ def test_sweep_cli_stores_the_latency_model_and_gates_on_it(settings, tmp_path, 
     sweep.write_text(_sweep(limit=0.000001))
     out = tmp_path / "out"
     args = ["sweep", str(sweep), "--trials", "2", "--out", str(out), "--schedule", str(RESNET20),
-            "--model", "resnet20_cifar", "--max-steps", "1", "--json", *_data_args(settings)]
+            "--model", "resnet20_cifar", "--max-steps", "1", "--no-baselines", "--json", *_data_args(settings)]
     result = CliRunner().invoke(cli, [*args, "--latency-model", str(latency_model_file)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     records = load_trials(out)
