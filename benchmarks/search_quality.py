@@ -280,10 +280,11 @@ def alternating_ratios(onnx: dict[str, tuple[str, str]], reference: str, polls: 
     return figures
 
 
-def dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
+def row_dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """``a`` at least as fast and as accurate as ``b``, strictly better in one."""
-    faster, better = a["Relative_Latency"] <= b["Relative_Latency"], a["Top1"] >= b["Top1"]
-    return faster and better and (a["Relative_Latency"] < b["Relative_Latency"] or a["Top1"] > b["Top1"])
+    from pipeline.search.fidelity import dominates
+
+    return dominates((a["Relative_Latency"], -a["Top1"]), (b["Relative_Latency"], -b["Top1"]))
 
 
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
@@ -332,7 +333,7 @@ def verdicts(rows: list[dict[str, Any]]) -> dict[str, Any]:
                    and r["Top1"] >= base["Top1"] - TARGET_POINTS]
     dominated = {}
     for ref in (r for r in rows if r["kind"] == "reference"):
-        winners = [r["name"] for r in front if dominates(r, ref)]
+        winners = [r["name"] for r in front if row_dominates(r, ref)]
         dominated[ref["name"]] = winners
     return {"speedup_target": {"met": bool(fast_enough), "models": [r["name"] for r in fast_enough],
                                "resnet56_top1": base["Top1"]},

@@ -110,7 +110,7 @@ def promote(records: Sequence[TrialRecord], objectives: Sequence[Objective], sha
     layer_of: dict[int, int] = {}
     left, layer = list(candidates), 0
     while left:
-        front = [r for r in left if not any(_dominates(key(o), key(r)) for o in left)]
+        front = [r for r in left if not any(dominates(key(o), key(r)) for o in left)]
         for r in front:
             layer_of[r.number] = layer
         left = [r for r in left if r.number not in layer_of]
@@ -188,6 +188,7 @@ class MultiFidelityRunner:
         return record
 
 
-def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether ``a`` dominates ``b``, every objective minimised: no worse in any, better in one."""
     return all(x <= y for x, y in zip(a, b)) and tuple(a) != tuple(b)
 
