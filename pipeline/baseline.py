@@ -176,7 +176,7 @@ def run_baselines(settings: Any, out_dir: Path, model: str = "resnet56_cifar",
     """
     from .flow import RunConfig, measure_work
     from .measure.options import MeasureOptions
-    from .queue import open_queue
+    from .queue import NO_WAIT_S, open_queue
     from .trial import run_trial
 
     target = target or Target()
@@ -193,8 +193,7 @@ def run_baselines(settings: Any, out_dir: Path, model: str = "resnet56_cifar",
                                   if spec.pruned or not k.startswith("kd_")})
             start = time.perf_counter()
             log.info("baseline row %s: %s, %d epochs", spec.name, config.schedule, spec.epochs)
-            # The in-process queue answers inside submit: the timeout is never waited out.
-            done = run_trial(config, queue, settings, run_dir, timeout=0.0)
+            done = run_trial(config, queue, settings, run_dir, timeout=NO_WAIT_S)
             row = BaselineRow(spec.name, spec.pruned, spec.epochs, done.status, done.reason,
                               done.metrics(), run_dir.name, time.perf_counter() - start)
             rows.append(row)

@@ -19,8 +19,6 @@ from pipeline.settings import Settings
 from .options import run_config_options, settings_options
 from .outputs import require_schedule, staged_output, timing_rows
 
-#: The in-process queue holds the result when ``submit`` returns: there is nothing to wait for.
-IN_PROCESS_TIMEOUT_S = 0.0
 #: Top1 points below the unpruned model's past which the run says that retraining is needed.
 RETRAIN_HINT_POINTS = 2.0
 #: ``run``'s own defaults (a person waits for it): deployed accuracy on 2,000 test images (about
@@ -74,7 +72,7 @@ def _run(config: RunConfig, settings: Settings, out_dir: Path, full_measure: boo
     from pipeline.files import atomic_write_text
     from pipeline.flow import measure_work
     from pipeline.measure import MeasureOptions
-    from pipeline.queue import open_queue
+    from pipeline.queue import NO_WAIT_S, open_queue
     from pipeline.trial import run_trial
 
     lines = StageLines(epochs=config.epochs)
@@ -96,7 +94,7 @@ def _run(config: RunConfig, settings: Settings, out_dir: Path, full_measure: boo
         lines.stage("reference", reference_s)
         options = dataclasses.replace(options, reference_onnx=str(unpruned.onnx_path))
     with open_queue(None, measure_work(settings, options), config.target) as queue:
-        outcome = run_trial(config, queue, settings, out_dir, timeout=IN_PROCESS_TIMEOUT_S,
+        outcome = run_trial(config, queue, settings, out_dir, timeout=NO_WAIT_S,
                             on_stage=lines.stage, on_epoch=lines.on_epoch())
     record = json.loads(outcome.result_path.read_text())
     if unpruned is not None:

@@ -10,12 +10,12 @@ from .access import ResultQueue, open_queue
 from .artifacts import ArtifactError, ArtifactStore
 from .client import connect
 from .config import QueueConfig, QueueKeys
-from .inprocess import InProcessQueue
+from .inprocess import NO_WAIT_S, InProcessQueue
 from .streams import ClaimedJob, JobQueue
 from .worker import JobInterrupted, Worker, WorkFn, check_only, run_work
 
 __all__ = [
     "ArtifactError", "ArtifactStore", "ClaimedJob", "InProcessQueue", "JobInterrupted", "JobQueue",
-    "QueueConfig", "QueueKeys", "ResultQueue", "WorkFn", "Worker", "check_only", "connect",
+    "NO_WAIT_S", "QueueConfig", "QueueKeys", "ResultQueue", "WorkFn", "Worker", "check_only", "connect",
     "open_queue", "run_work",
 ]

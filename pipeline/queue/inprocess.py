@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: ``Result.consumer`` of an in-process job: ``<host>:in-process``.
 CONSUMER_NAME = "in-process"
+#: The timeout to wait for an in-process job's result: ``submit`` returns with it stored.
+NO_WAIT_S = 0.0
 
 
 class InProcessQueue:
