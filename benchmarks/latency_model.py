@@ -25,9 +25,11 @@ import datetime
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -43,8 +45,9 @@ from pipeline.settings import Settings
 MODEL = "resnet56_cifar"
 
 
-def profiled(path: Path, archs: int, seed: int, folder: Path) -> object:
-    """The latency model in ``path``, profiled in this process first when the file is absent."""
+def profiled(path: Path, archs: int, seed: int, folder: Path, progress: TextIO) -> object:
+    """The latency model in ``path``, profiled in this process first when the file is absent
+    (a line per architecture to ``progress``)."""
     if path.is_file():
         return load_latency_model(path)
     target = Target()
@@ -52,7 +55,7 @@ def profiled(path: Path, archs: int, seed: int, folder: Path) -> object:
     options = profile_options(unpruned)
     timed = lambda p: measure(p, target, options=options).to_metrics()  # noqa: E731
     model = profile_latency(MODEL, target, Settings.load(), timed, archs=archs, seed=seed, unpruned_onnx=unpruned,
-                            on_progress=lambda line: print(line, flush=True))
+                            on_progress=lambda line: print(line, file=progress, flush=True))
     model.save(path)
     return model
 
@@ -88,9 +91,10 @@ def main() -> None:
     rows, noise = [], []
     with tempfile.TemporaryDirectory(prefix="latency-model-bench-") as name:
         folder = Path(name)
-        model = profiled(args.model_file, args.archs, args.profile_seed, folder)
-        if not args.json:
-            print(format_summary(model), flush=True)
+        # With --json, stdout is the one JSON object; progress goes to stderr.
+        progress = sys.stderr if args.json else sys.stdout
+        model = profiled(args.model_file, args.archs, args.profile_seed, folder, progress)
+        print(format_summary(model), file=progress, flush=True)
         unpruned_path = export_unpruned(MODEL, folder / "reference.onnx")
         unpruned = open_engine(unpruned_path, model.target, options)
         twin = open_engine(unpruned_path, model.target, options)
@@ -107,10 +111,9 @@ def main() -> None:
                    "measured_ratio": ratio, "predicted_ms": predicted,
                    "predicted_ratio": predicted / model.reference_ms}
             rows.append(row)
-            if not args.json:
-                print(f"arch {index + 1}/{len(held_out)}: measured {row['measured_ratio']:.3f}x "
-                      f"({arch_ms:.3f} ms), predicted {row['predicted_ratio']:.3f}x ({predicted:.3f} ms)",
-                      flush=True)
+            print(f"arch {index + 1}/{len(held_out)}: measured {row['measured_ratio']:.3f}x "
+                  f"({arch_ms:.3f} ms), predicted {row['predicted_ratio']:.3f}x ({predicted:.3f} ms)",
+                  file=progress, flush=True)
     ratio_errors = [abs(r["predicted_ratio"] / r["measured_ratio"] - 1.0) for r in rows]
     ms_errors = [abs(r["predicted_ms"] / r["measured_ms"] - 1.0) for r in rows]
     rho = spearmanr([r["predicted_ratio"] for r in rows], [r["measured_ratio"] for r in rows]).statistic

@@ -43,10 +43,11 @@ def unpruned_onnx(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def profiled(folder: Path) -> tuple[Path, str]:
-    """``edgeprune latency profile`` of ResNet20 on 8 random architectures (in-process: each
+    """``edgeprune latency profile`` of ResNet20 on 24 random architectures (8 leave ResNet20's 13
+    coefficients underdetermined: 1 in 8 fits then missed a pruned model by 10-16%) (in-process: each
     timed against the unpruned model in alternation), and what it printed."""
     out = folder / "lm.json"
-    result = CliRunner().invoke(cli, ["latency", "profile", "--model", MODEL, "--archs", "8",
+    result = CliRunner().invoke(cli, ["latency", "profile", "--model", MODEL, "--archs", "24",
                                       "--cache-dir", str(folder / "cache"), "--out", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return out, result.output
@@ -81,6 +82,30 @@ def test_random_schedules_cover_any_depth_and_round_to() -> None:
         assert report.macs_after <= report.macs_before
 
 
+def test_fit_recovers_a_known_law_with_partial_padding() -> None:
+    """No timing: latencies made by a known law, in which stage 1 is never padded and stages 2-3
+    pay for channels rounded up to 16, are fitted from 24 architectures and predict 12 others to
+    within 1% (the form of features.py; measured noise is the benchmark's business)."""
+    from pipeline.latency.features import FeatureSpec, groups_of
+    from pipeline.latency.profiling import Sample, fit_latency_model
+
+    def law(shapes: list) -> float:
+        x = FeatureSpec(tuple(groups_of(shapes)), 16).vector(shapes)
+        names = FeatureSpec(tuple(groups_of(shapes)), 16).names
+        price = {"const": 0.2, "count": 0.01, "macs": 0.02, "padding": 0.02}
+        return float(sum(v * price[n.split(":")[0]] * (0.0 if n == "padding:conv@32x32" else 1.0)
+                         for n, v in zip(names, x)))
+
+    unpruned = shapes_of_module(build_architecture(MODEL))
+    architectures = [shapes_of_module(build_architecture(MODEL, text))
+                     for text, _ in random_schedules(MODEL, 36, seed=11)]
+    samples = [Sample(unpruned, 1.0, anchor=True)] + [Sample(a, law(a) / law(unpruned)) for a in architectures[:24]]
+    model = fit_latency_model(samples, law(unpruned), Target(), MODEL)
+    assert model.simd_block == 16 and model.fit.loo_median < 0.01
+    errors = [abs(model.predict(a) / law(a) - 1.0) for a in architectures[24:]]
+    assert max(errors) < 0.01, errors
+
+
 def _alternating_ratio(path: Path, reference: Path) -> float:
     """The model's latency over the unpruned model's, short windows of both in alternation."""
     options = MeasureOptions(warmup=20, min_iters=50, min_time_s=0.1)
@@ -112,8 +137,8 @@ def test_json_round_trip(latency_model: LatencyModel, folder: Path) -> None:
     data = json.loads(path.read_text())
     assert data["feature_names"][0] == "const" and len(data["coefficients"]) == len(data["feature_names"])
     assert data["target"] == {"backend": "openvino", "device": "CPU", "precision": "fp32"}
-    assert data["fit"]["n_architectures"] == 9 and data["fit"]["n_measurements"] == 12
-    assert data["fit"]["engine_version"] and len(data["fit"]["ratios"]) == 9
+    assert data["fit"]["n_architectures"] == 25 and data["fit"]["n_measurements"] == 33
+    assert data["fit"]["engine_version"] and len(data["fit"]["ratios"]) == 25
 
 
 @pytest.mark.parametrize("content", [None, "not json", "[1, 2]", '{"version": 1}'])
@@ -142,7 +167,7 @@ def test_wrong_target_or_model_is_refused_in_one_line(latency_model: LatencyMode
 def test_cli_profile_and_predict(profiled: tuple[Path, str], unpruned_onnx: Path) -> None:
     out, printed = profiled
     # A progress line per job (the unpruned model first, every 4th and last), then the summary.
-    assert printed.count("unpruned: Total_Latency") == 4 and "arch 8/8 (" in printed
+    assert printed.count("unpruned: Total_Latency") == 9 and "arch 24/24 (" in printed
     assert "leave-one-out" in printed and f"wrote {out}" in printed
     runner = CliRunner()
     result = runner.invoke(cli, ["latency", "predict", str(out), str(unpruned_onnx), "--json"])

@@ -32,9 +32,10 @@ GROUPS = ["conv@32x32", "conv@16x16", "conv@8x8", "linear@1x1"]
 def _latency_model_json(model_name: str = "resnet20_cifar", precision: str = "fp32") -> str:
     """A small hand-written latency model: 0.1 ms, plus per group and per term (TERMS) 0.02 ms a unit."""
     from pipeline.latency.features import TERMS
+    from pipeline.latency.model import FORMAT_VERSION
 
     coefficients = [0.1] + [0.02 for _ in GROUPS for _ in TERMS]
-    return json.dumps({"version": 1, "target": {"backend": "openvino", "device": "CPU", "precision": precision},
+    return json.dumps({"version": FORMAT_VERSION, "target": {"backend": "openvino", "device": "CPU", "precision": precision},
                        "model_name": model_name, "groups": GROUPS, "simd_block": 16,
                        "coefficients": coefficients, "reference_ms": 1.0})
 

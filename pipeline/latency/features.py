@@ -1,11 +1,14 @@
-"""What a latency model is linear in: per output resolution, a layer count and padded MACs.
+"""What a latency model is linear in: per output resolution, a layer count, MACs and padding MACs.
 
 OpenVINO's CPU plugin stores activations in channel blocks of the SIMD width (``nChw16c`` with
-AVX-512, ``nChw8c`` with AVX2), so a convolution of 17 channels costs about what one of 32 does:
-channels are rounded up to the block before counting MACs. Per resolution (32x32, 16x16, 8x8 on
-CIFAR) because a kernel's efficiency depends on the image size it runs over; the count prices
-each layer's fixed overhead (and the ReLU/Add beside it). Total = const + sum over groups of
-(a_group x layers + b_group x padded MMACs).
+AVX-512, ``nChw8c`` with AVX2), so a convolution of 17 channels can cost what one of 32 does. But
+not everywhere: measured on ResNet20 (AMD EPYC, AVX-512, 2026-12-01), stage 1 sped up step by step
+from 16 to 14, 12, 10, 8 filters while stage 3 went in steps of 16. So the padding is a term of
+its own, the MACs a convolution would add if its channels were rounded up to the block, which the
+fit prices per resolution between 0 (no padding) and the price of a MAC (full padding). Per
+resolution (32x32, 16x16, 8x8 on CIFAR) because a kernel's efficiency depends on the image size it
+runs over; the count prices each layer's fixed overhead (and the ReLU/Add beside it).
+Total = const + sum over groups of (a_group x layers + b_group x MMACs + p_group x padding MMACs).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ SIMD_BLOCKS = (1, 8, 16)
 #: MACs are counted in millions, so that the coefficients read as ms per MMAC.
 MACS_UNIT = 1e6
 #: Features per group, in ``FeatureSpec.names`` order.
-TERMS = ("count", "macs")
+TERMS = ("count", "macs", "padding")
 
 
 def cpu_simd_block(cpuinfo: Path = Path("/proc/cpuinfo")) -> int:
@@ -39,6 +42,12 @@ def cpu_simd_block(cpuinfo: Path = Path("/proc/cpuinfo")) -> int:
 def padded(channels: int, block: int) -> int:
     """``channels`` rounded up to a multiple of ``block``."""
     return math.ceil(channels / block) * block
+
+
+def _mmacs(shape: LayerShape, in_ch: int, out_ch: int) -> float:
+    """Millions of MACs of ``shape`` with ``in_ch`` input and ``out_ch`` output channels."""
+    return (out_ch * (in_ch // shape.groups) * shape.kernel * shape.kernel
+            * shape.out_h * shape.out_w) / MACS_UNIT
 
 
 def group_of(shape: LayerShape) -> str:
@@ -71,10 +80,10 @@ class FeatureSpec:
         b = self.simd_block
         for s in shapes:
             column = 1 + len(TERMS) * index[group_of(s)]
-            in_ch, out_ch = padded(s.in_ch, b), padded(s.out_ch, b)
+            macs = _mmacs(s, s.in_ch, s.out_ch)
             x[column] += 1.0
-            x[column + 1] += (out_ch * (in_ch // s.groups) * s.kernel * s.kernel
-                              * s.out_h * s.out_w) / MACS_UNIT
+            x[column + 1] += macs
+            x[column + 2] += _mmacs(s, padded(s.in_ch, b), padded(s.out_ch, b)) - macs
         return x
 
     def matrix(self, architectures: Sequence[Sequence[LayerShape]]) -> np.ndarray:

@@ -23,7 +23,7 @@ from .features import FeatureSpec, group_of
 from .shapes import LayerShape, shapes_of_module, shapes_of_onnx
 
 #: Version of the JSON layout; a file of another version is refused with the fix.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class LatencyModelError(UserError):
