@@ -199,5 +199,5 @@ def format_summary(model: LatencyModel) -> str:
         f"leave-one-out median {fit.loo_median:.1%} p90 {fit.loo_p90:.1%}; noise floor "
         f"{fit.noise_floor:.1%} (the unpruned model against itself)",
         f"normalisation: {fit.normalisation}",
-        f"non-zero terms (ms per layer / per padded MMAC): {terms}",
+        f"non-zero terms (ms per layer / MMAC / padding MMAC): {terms}",
     ])
