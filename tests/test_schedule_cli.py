@@ -79,6 +79,21 @@ def test_good_schedule_checks_ok(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert out.startswith(f"OK: {path}: 1 pruners, 1 lr schedulers, 1 extensions, 2 policies")
 
 
+@pytest.mark.parametrize("arch, expected", [("resnet20_cifar", "resnet20_cifar"), ("simplenet_mnist", "resnet56_cifar"),
+                                            (None, "resnet56_cifar")])
+def test_check_defaults_to_the_network_the_schedule_names(arch: str | None, expected: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    """Without --model, the schedule's net_thinner arch (when edgeprune has that network), else ResNet56."""
+    path = tmp_path / "named.yaml"
+    path.write_text(GOOD.replace("thin: {class: FilterRemover}", f"thin: {{class: FilterRemover, arch: {arch}}}"
+                                 if arch else "thin: {class: FilterRemover}"))
+    code, out, err = run_cli(monkeypatch, capsys, "schedule", "check", str(path))
+    assert (code, err) == (0, "") and out.rstrip().endswith(f"valid for {expected} (shortcut A)")
+    code, out, _ = run_cli(monkeypatch, capsys, "schedule", "show", str(path), "--json")
+    assert code == 0 and json.loads(out)["model"] == expected
+
+
 @pytest.mark.parametrize("name, edit, fragment", MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_malformed_schedule_is_one_error_line(name: str, edit: tuple[str, str], fragment: str, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:

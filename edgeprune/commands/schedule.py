@@ -18,9 +18,13 @@ if TYPE_CHECKING:
     from pipeline.schedule import Schedule
     from torch import nn
 
+#: The network checked against when neither --model nor the schedule names one.
+DEFAULT_MODEL = "resnet56_cifar"
 _FILE = click.argument("schedule_file", metavar="FILE", type=click.Path(path_type=Path))
-_MODEL = click.option("--model", default="resnet56_cifar", show_default=True, type=click.Choice(MODEL_NAMES),
-                      help="Network the schedule is checked against (a fresh one; no checkpoint needed).")
+_MODEL = click.option("--model", default=None, type=click.Choice(MODEL_NAMES),
+                      help="Network the schedule is checked against (a fresh one; no checkpoint needed) "
+                           "[default: the network the schedule names (net_thinner's arch), else "
+                           f"{DEFAULT_MODEL}].")
 _SHORTCUT = click.option("--shortcut", default="A", show_default=True, type=click.Choice(["A", "B"]),
                          help="Residual shortcut of the network: A zero-padding (the pretrained "
                               "checkpoints), B 1x1 conv + BatchNorm (Distiller's ResNet56).")
@@ -39,13 +43,14 @@ def schedule() -> None:
 @_MODEL
 @_SHORTCUT
 @_SET
-def check(schedule_file: Path, model: str, shortcut: str, overrides: tuple[str, ...]) -> None:
+def check(schedule_file: Path, model: str | None, shortcut: str, overrides: tuple[str, ...]) -> None:
     """Validate FILE against the model, without pruning: exit 0 and "OK: ...", or one error line (exit 2)."""
     from pipeline.models import create_model
     from pipeline.pruning import load_schedule, validate_schedule
     from pipeline.schedule import parse_overrides
 
     loaded = load_schedule(schedule_file, parse_overrides(overrides))
+    model = model or _named_model(loaded)
     validate_schedule(loaded, create_model(model, shortcut=shortcut))
     click.echo(f"OK: {schedule_file}: {len(loaded.pruners)} pruners, {len(loaded.lr_schedulers)} lr schedulers, "
                f"{len(loaded.extensions)} extensions, {len(loaded.policies)} policies; valid for {model} "
@@ -59,7 +64,7 @@ def check(schedule_file: Path, model: str, shortcut: str, overrides: tuple[str, 
 @_SET
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (per-layer and totals).")
 @settings_options
-def show(schedule_file: Path, model: str, shortcut: str, overrides: tuple[str, ...], as_json: bool,
+def show(schedule_file: Path, model: str | None, shortcut: str, overrides: tuple[str, ...], as_json: bool,
          settings: Settings) -> None:
     """Prune a fresh model with FILE's one-shot pruners and print each pruned layer's channels
     and MACs before/after, with model totals, and the residual blocks removed and kept.
@@ -75,6 +80,7 @@ def show(schedule_file: Path, model: str, shortcut: str, overrides: tuple[str, .
     from pipeline.schedule import parse_overrides
 
     loaded = load_schedule(schedule_file, parse_overrides(overrides))
+    model = model or _named_model(loaded)
     net = create_model(model, shortcut=shortcut)
     report = prune_one_shot(net, loaded, calibration=_block_calibration(loaded, net, model, settings))
     if as_json:
@@ -85,6 +91,12 @@ def show(schedule_file: Path, model: str, shortcut: str, overrides: tuple[str, .
                f"{', '.join(report.pruners_applied) or 'none'}")
     click.echo(report.table())
     click.echo(f"architecture: {report.arch_after}")
+
+
+def _named_model(loaded: "Schedule") -> str:
+    """The network ``loaded`` names when it is one edgeprune has, else the default."""
+    named = loaded.written_for()
+    return named if named in MODEL_NAMES else DEFAULT_MODEL
 
 
 def _block_calibration(loaded: "Schedule", net: "nn.Module", model: str, settings: Settings) -> "Calibration | None":

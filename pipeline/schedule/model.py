@@ -129,6 +129,11 @@ class Schedule:
     #: Names of blocks deeper than the model are dropped and reported instead of refused.
     cross_depth: bool = False
 
+    def written_for(self) -> str | None:
+        """The network the schedule names (Distiller's ``arch`` argument of an extension, e.g.
+        ``net_thinner``), or None."""
+        return next((str(spec.args["arch"]) for spec in self.extensions.values() if spec.args.get("arch")), None)
+
     def defaults(self) -> dict[str, Any]:
         """Schedule-wide argument defaults (``round_to``) for classes that take them."""
         return {"round_to": self.round_to} if self.round_to is not None else {}
