@@ -35,7 +35,8 @@ def _latency_model_json(model_name: str = "resnet20_cifar", precision: str = "fp
     from pipeline.latency.model import FORMAT_VERSION
 
     coefficients = [0.1] + [0.02 for _ in GROUPS for _ in TERMS]
-    return json.dumps({"version": FORMAT_VERSION, "target": {"backend": "openvino", "device": "CPU", "precision": precision},
+    return json.dumps({"version": FORMAT_VERSION,
+                       "target": {"backend": "openvino", "device": "CPU", "precision": precision},
                        "model_name": model_name, "groups": GROUPS, "simd_block": 16,
                        "coefficients": coefficients, "reference_ms": 1.0})
 
