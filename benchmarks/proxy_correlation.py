@@ -6,7 +6,12 @@ fine-tuned with one short fixed budget. Prints Spearman rho of the fine-tuned To
 (a) the Top1 right after pruning and (b) the Top1 after re-estimating BatchNorm statistics on a
 few hundred train images (EagleEye's adaptive BN), with the budget, machine and date.
 
-    python benchmarks/proxy_correlation.py [--archs 20] [--steps 20] [--out runs/proxy.jsonl]
+No proxy can rank the architectures better than the fine-tuned figure ranks itself: with
+``--repeats 2`` each architecture is fine-tuned twice (training seeds 0 and 1) and the rho between
+the two runs is printed as that ceiling; the proxies are then scored against the mean of the runs.
+Each rho comes with a 95% bootstrap interval over the architectures (20 of them leave a wide one).
+
+    python benchmarks/proxy_correlation.py [--archs 20] [--steps 20] [--repeats 1] [--out runs/proxy.jsonl]
 
 Rows are appended to --out as they finish (a rerun resumes); the figures are on the JPEG
 re-encoding of CIFAR-10 (pretrained ResNet56: 83.2% vs 93.4% on the original set).
@@ -15,6 +20,7 @@ re-encoding of CIFAR-10 (pretrained ResNet56: 83.2% vs 93.4% on the original set
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import json
 import os
@@ -24,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
+from scipy.stats import bootstrap, spearmanr
 
 from _resnet56 import budget_arguments, pretrained_resnet56
 
@@ -38,17 +44,33 @@ from pipeline.training import TrainConfig, evaluate, train
 
 
 def measure_one(schedule: str, data: DataSplits, eval_split, calibration: Calibration, steps: int,
-                batch_size: int, lr: float) -> dict:
+                batch_size: int, lr: float, repeats: int) -> dict:
     model = pretrained_resnet56()
     report = prune_one_shot(model, load_schedule(schedule))
     raw = evaluate(model, eval_split).top1
     recalibrate_bn(model, calibration.images)
     adaptive = evaluate(model, eval_split).top1
-    started = time.perf_counter()
-    train(model, data, TrainConfig(epochs=1, lr=lr, batch_size=batch_size, max_steps_per_epoch=steps))
-    seconds = time.perf_counter() - started
-    return {"raw_top1": raw, "adaptive_bn_top1": adaptive, "finetuned_top1": evaluate(model, eval_split).top1,
-            "macs": report.macs_after, "arch": report.arch_after, "finetune_seconds": round(seconds, 1)}
+    pruned = copy.deepcopy(model.state_dict())
+    runs, seconds = [], 0.0
+    for seed in range(repeats):
+        model.load_state_dict(pruned)
+        started = time.perf_counter()
+        train(model, data, TrainConfig(epochs=1, lr=lr, batch_size=batch_size, max_steps_per_epoch=steps,
+                                       seed=seed))
+        seconds += time.perf_counter() - started
+        runs.append(evaluate(model, eval_split).top1)
+    return {"raw_top1": raw, "adaptive_bn_top1": adaptive, "finetuned_top1": float(np.mean(runs)),
+            "finetuned_top1_runs": runs, "macs": report.macs_after, "arch": report.arch_after,
+            "finetune_seconds": round(seconds / repeats, 1)}
+
+
+def rho_with_interval(x: list[float], y: list[float]) -> str:
+    """Spearman rho of ``x`` against ``y`` and its 95% percentile-bootstrap interval over the pairs."""
+    def statistic(a, b):
+        return spearmanr(a, b).statistic
+    interval = bootstrap((x, y), statistic, paired=True, vectorized=False, n_resamples=2000,
+                         method="percentile", random_state=0).confidence_interval
+    return f"{statistic(x, y):.3f} (95% interval {interval.low:.2f}-{interval.high:.2f})"
 
 
 def main() -> None:
@@ -57,7 +79,10 @@ def main() -> None:
     # The budget fits a shared 2-core VM (docs/results.md): 20 steps of 32 images per architecture.
     budget_arguments(parser, steps=20, batch_size=32, eval_images=500)
     parser.add_argument("--recalibrate", type=int, default=256, help="train images for adaptive BN")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="fine-tunings per architecture (training seeds 0..N-1); 2 or more also "
+                             "print the ceiling: rho between two runs of the same architectures")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random architectures")
     parser.add_argument("--out", type=Path, default=Path("runs/proxy_correlation.jsonl"))
     args = parser.parse_args()
 
@@ -77,19 +102,26 @@ def main() -> None:
         if index < len(done):
             continue
         row = {"index": index, **spec, **measure_one(schedule, data, eval_split, calibration, args.steps,
-                                                      args.batch_size, args.lr)}
+                                                      args.batch_size, args.lr, args.repeats)}
         print(json.dumps(row), flush=True)
         with args.out.open("a") as stream:
             stream.write(json.dumps(row) + "\n")
         done.append(row)
     finetuned = [r["finetuned_top1"] for r in done]
-    rho_raw = spearmanr([r["raw_top1"] for r in done], finetuned).statistic
-    rho_abn = spearmanr([r["adaptive_bn_top1"] for r in done], finetuned).statistic
     print(f"{len(done)} random pruned ResNet56 architectures (0-12 blocks removed, 0-60% conv1 filters per stage)")
     print(f"budget: {args.steps} SGD steps of {args.batch_size} train images (lr {args.lr}, momentum 0.9, "
           f"augmented) per architecture; adaptive BN on {args.recalibrate} train images; Top1 on the first "
           f"{len(eval_split)} test images of the JPEG CIFAR-10 (lower than on the original set)")
-    print(f"Spearman rho, fine-tuned Top1 vs (a) raw pruned Top1: {rho_raw:.3f}; (b) adaptive-BN Top1: {rho_abn:.3f}")
+    runs = "the mean of its fine-tunings" if args.repeats > 1 else "fine-tuned Top1"
+    print(f"Spearman rho of {runs} against (a) raw pruned Top1: "
+          f"{rho_with_interval([r['raw_top1'] for r in done], finetuned)}")
+    print(f"                 against (b) adaptive-BN Top1: "
+          f"{rho_with_interval([r['adaptive_bn_top1'] for r in done], finetuned)}")
+    if args.repeats > 1:
+        first, second = ([r["finetuned_top1_runs"][k] for r in done] for k in (0, 1))
+        print(f"ceiling: fine-tuning seed 0 against seed 1 of the same architectures: "
+              f"{rho_with_interval(first, second)}; mean |difference| "
+              f"{np.mean(np.abs(np.subtract(first, second))):.2f} points")
     print(f"machine: {platform.node()} ({os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}); "
           f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
 
