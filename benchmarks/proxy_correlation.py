@@ -4,7 +4,8 @@ Random pruned ResNet56 architectures (width and depth: 0-12 of the 25 identity b
 at random, then 0-60% of the conv1 filters of each stage's remaining blocks, L1-ranked), each
 fine-tuned with one short fixed budget. Prints Spearman rho of the fine-tuned Top1 against
 (a) the Top1 right after pruning and (b) the Top1 after re-estimating BatchNorm statistics on a
-few hundred train images (EagleEye's adaptive BN), with the budget, machine and date.
+few hundred train images (EagleEye's adaptive BN), with the budget, machine and date; (c) the
+MACs of the pruned model, the signal a proxy must beat to be worth its evaluation.
 
 No proxy can rank the architectures better than the fine-tuned figure ranks itself: with
 ``--repeats 2`` each architecture is fine-tuned twice (training seeds 0 and 1) and the rho between
@@ -117,6 +118,7 @@ def main() -> None:
           f"{rho_with_interval([r['raw_top1'] for r in done], finetuned)}")
     print(f"                 against (b) adaptive-BN Top1: "
           f"{rho_with_interval([r['adaptive_bn_top1'] for r in done], finetuned)}")
+    print(f"    (for comparison) against (c) MACs: {rho_with_interval([r['macs'] for r in done], finetuned)}")
     if args.repeats > 1:
         first, second = ([r["finetuned_top1_runs"][k] for r in done] for k in (0, 1))
         print(f"ceiling: fine-tuning seed 0 against seed 1 of the same architectures: "
