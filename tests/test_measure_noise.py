@@ -96,7 +96,10 @@ def test_a_flagged_real_measurement_is_timed_again_and_shows_its_flag(resnet20_o
     steady = measure(resnet20_onnx, Target(), options=MeasureOptions(
         warmup=20, min_iters=400, min_time_s=0.5, quiet_window=50, throughput=False,
         profile_repeats=20, remeasure=1, tail_limit=1e9)).to_metrics()
-    assert steady["measure_attempts"] == 1 or "Latency (sum of layers)" in steady["measurement_flag"]
+    # At this limit the p90 rule cannot trip; the engine's own check (sum of layers above the total)
+    # still may, and then a second timing is taken and the unflagged one kept.
+    assert steady["measurement_flag"] is None or "Latency (sum of layers)" in steady["measurement_flag"]
+    assert "p90" not in (steady["measurement_flag"] or "")
 
 
 def test_the_search_never_ranks_on_a_flagged_figure_not_timed_again(tmp_path):
