@@ -5,7 +5,8 @@ at random, then 0-60% of the conv1 filters of each stage's remaining blocks, L1-
 fine-tuned with one short fixed budget. Prints Spearman rho of the fine-tuned Top1 against
 (a) the Top1 right after pruning and (b) the Top1 after re-estimating BatchNorm statistics on a
 few hundred train images (EagleEye's adaptive BN), with the budget, machine and date; (c) the
-MACs of the pruned model, the signal a proxy must beat to be worth its evaluation.
+MACs of the pruned model, the signal a proxy must beat to be worth its evaluation; (d) the
+cross-entropy of (b)'s evaluation, the same forward passes read without rounding to right/wrong.
 
 No proxy can rank the architectures better than the fine-tuned figure ranks itself: with
 ``--repeats 2`` each architecture is fine-tuned twice (training seeds 0 and 1) and the rho between
@@ -50,7 +51,7 @@ def measure_one(schedule: str, data: DataSplits, eval_split, calibration: Calibr
     report = prune_one_shot(model, load_schedule(schedule))
     raw = evaluate(model, eval_split).top1
     recalibrate_bn(model, calibration.images)
-    adaptive = evaluate(model, eval_split).top1
+    adaptive = evaluate(model, eval_split)
     pruned = copy.deepcopy(model.state_dict())
     runs, seconds = [], 0.0
     for seed in range(repeats):
@@ -60,7 +61,8 @@ def measure_one(schedule: str, data: DataSplits, eval_split, calibration: Calibr
                                        seed=seed))
         seconds += time.perf_counter() - started
         runs.append(evaluate(model, eval_split).top1)
-    return {"raw_top1": raw, "adaptive_bn_top1": adaptive, "finetuned_top1": float(np.mean(runs)),
+    return {"raw_top1": raw, "adaptive_bn_top1": adaptive.top1, "adaptive_bn_loss": adaptive.loss,
+            "finetuned_top1": float(np.mean(runs)),
             "finetuned_top1_runs": runs, "macs": report.macs_after, "arch": report.arch_after,
             "finetune_seconds": round(seconds / repeats, 1)}
 
@@ -119,6 +121,11 @@ def main() -> None:
     print(f"                 against (b) adaptive-BN Top1: "
           f"{rho_with_interval([r['adaptive_bn_top1'] for r in done], finetuned)}")
     print(f"    (for comparison) against (c) MACs: {rho_with_interval([r['macs'] for r in done], finetuned)}")
+    # Cross-entropy keeps what Top1 rounds away (how wrong the wrong answers are); rows from before
+    # it was recorded have none.
+    if all("adaptive_bn_loss" in r for r in done):
+        print(f"                 against (d) adaptive-BN cross-entropy (lower first): "
+              f"{rho_with_interval([-r['adaptive_bn_loss'] for r in done], finetuned)}")
     if args.repeats > 1:
         first, second = ([r["finetuned_top1_runs"][k] for r in done] for k in (0, 1))
         print(f"ceiling: fine-tuning seed 0 against seed 1 of the same architectures: "
