@@ -10,6 +10,9 @@ pruned architectures at 0.13x and 1.22x the unpruned model, so a burst inside on
 Prints the median and 90th-percentile absolute relative error of the prediction, on the ratio to
 the unpruned model and in ms, Spearman rho of predicted against measured ratios, and beside them
 the noise floor: the unpruned model timed against a second compiled copy of itself the same way.
+An existing model of another precision (``edgeprune latency profile --precision int8``) is judged at
+its own precision: with int8 every model, the unpruned one too, is quantized (NNCF) on 300 train
+images before it is timed.
 
     python benchmarks/latency_model.py [--model-file runs/lm56.json] [--archs 40] [--held-out 30] [--json]
 
@@ -95,6 +98,12 @@ def main() -> None:
         progress = sys.stderr if args.json else sys.stdout
         model = profiled(args.model_file, args.archs, args.profile_seed, folder, progress)
         print(format_summary(model), file=progress, flush=True)
+        if model.target.precision == "int8":  # quantized on train images, as the consumer does
+            from pipeline.data import load_data
+
+            settings = Settings.load()
+            calibration = load_data(settings.data_path, settings.cache_dir).calibration_images()
+            options = MeasureOptions(warmup=20, calibration_images=calibration)
         unpruned_path = export_unpruned(MODEL, folder / "reference.onnx")
         unpruned = open_engine(unpruned_path, model.target, options)
         twin = open_engine(unpruned_path, model.target, options)
@@ -120,7 +129,8 @@ def main() -> None:
     figures = {
         "held_out": len(rows), "ratio_error": stats(ratio_errors), "ms_error": stats(ms_errors),
         "spearman_rho": round(float(rho), 4), "noise_floor": stats(noise),
-        "fit": model.to_dict()["fit"], "simd_block": model.simd_block, "reference_ms": model.reference_ms,
+        "precision": model.target.precision, "fit": model.to_dict()["fit"],
+        "simd_block": model.simd_block, "reference_ms": model.reference_ms,
         "machine": f"{platform.node()} ({os.cpu_count()} CPU cores)", "cpu": model.fit.device_name,
         "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         "seconds": round(time.perf_counter() - started, 1), "rows": rows,
@@ -129,7 +139,7 @@ def main() -> None:
         print(json.dumps(figures))
         return
     print(f"{len(rows)} held-out random ResNet56 architectures (0-12 blocks removed, 0-60% conv1 filters "
-          f"per stage, round_to 1/4/8/16), OpenVINO CPU fp32, {args.polls} alternating windows of "
+          f"per stage, round_to 1/4/8/16), OpenVINO CPU {model.target.precision}, {args.polls} alternating windows of "
           f"{args.window} requests with the unpruned model")
     print(f"abs. relative error on the ratio to the unpruned model: median {figures['ratio_error']['median']:.1%}"
           f", p90 {figures['ratio_error']['p90']:.1%}; in ms: median {figures['ms_error']['median']:.1%}, "

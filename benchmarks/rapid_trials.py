@@ -70,17 +70,20 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
 
-    latency_model = None
+    latency_model = latency_models = None
     if args.latency_model is not None:
-        from pipeline.latency import load_latency_model
+        from pipeline.latency import LatencyModels, load_latency_model
 
         latency_model = load_latency_model(args.latency_model)
         latency_model.check(latency_model.target, "resnet56_cifar")
+        latency_models = LatencyModels((latency_model,))
+    # The trials run at the model's target, whichever precision it was profiled at.
+    base = RunConfig(schedule=SCHEDULE, bn_recalibrate=args.bn_images,
+                     **({"target": latency_model.target} if latency_model else {}))
     load_before = os.getloadavg()
     start = time.perf_counter()
     settings = Settings.load()
-    evaluator = RapidEvaluator(RunConfig(schedule=SCHEDULE, bn_recalibrate=args.bn_images), settings,
-                               latency_model, args.images)
+    evaluator = RapidEvaluator(base, settings, latency_models, args.images)
     rng = np.random.default_rng(args.seed)
     print(f"data and model loaded in {time.perf_counter() - start:.1f} s; first trial (ranks the "
           "residual blocks once: minutes on a loaded machine) ...", file=sys.stderr, flush=True)

@@ -30,7 +30,7 @@ from .status import TrialStatus
 from .training import evaluate
 
 if TYPE_CHECKING:
-    from .latency import LatencyModel
+    from .latency import LatencyModels
 
 #: Validation images a rapid trial's Top1 is measured on (standard error about 2 points at 70%).
 DEFAULT_RAPID_IMAGES = 500
@@ -55,11 +55,11 @@ class RapidEvaluator:
     """Rapid trials of one base configuration; ``evaluator(config)`` runs one (``config.overrides``
     and ``config.model`` say which architecture; data and calibration are the base's)."""
 
-    def __init__(self, base: RunConfig, settings: Settings, latency_model: "LatencyModel | None" = None,
+    def __init__(self, base: RunConfig, settings: Settings, latency_models: "LatencyModels | None" = None,
                  images: int = DEFAULT_RAPID_IMAGES):
         self.base = base
         self.settings = settings
-        self.latency_model = latency_model
+        self.latency_models = latency_models
         if settings.threads:
             torch.set_num_threads(settings.threads)
         self.device = settings.torch_device()
@@ -101,9 +101,10 @@ class RapidEvaluator:
                                    "macs": facts.macs, "params": facts.params,
                                    "blocks_removed": report.blocks_removed, "bn_recalibrate": bn_images,
                                    "eval_images": len(self.val)}
-        if self.latency_model is not None:
-            with stage("predict"):
-                metrics[PREDICTED] = round(float(self.latency_model.predict_module(model)), 4)
+        if self.latency_models is not None:
+            with stage("predict"):  # priced at the trial's own precision
+                latency_model = self.latency_models.require(config.target, self.base.model)
+                metrics[PREDICTED] = round(float(latency_model.predict_module(model)), 4)
         reason = collapse_reason(accuracy, len(self.data.classes))
         status = TrialStatus.COLLAPSED if reason else TrialStatus.RAPID
         return RapidResult(status, reason, metrics, facts, stage.seconds)

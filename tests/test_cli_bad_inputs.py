@@ -4,7 +4,6 @@ hang or a run blamed on the wrong stage."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess

@@ -104,10 +104,13 @@ def test_layer_sum_is_within_the_single_inference_time(fp32) -> None:
     assert all(layer.ms >= 0 for layer in profile.layers)
 
 
-def test_int8_quantizes_and_records_accuracy(onnx_path, test_split, train_images, fp32) -> None:
+def test_int8_quantizes_and_records_accuracy(onnx_path, test_split, train_images, fp32, capsys) -> None:
     images, labels = test_split
     options = MeasureOptions.fast(throughput=False, calibration_images=train_images)
     int8 = measure(onnx_path, Target(precision="int8"), images, labels, options).to_metrics()
+    # NNCF's progress bars go to stderr: stdout stays the one JSON object of a --json command.
+    printed = capsys.readouterr()
+    assert "Statistics collection" not in printed.out and "Statistics collection" in printed.err
     assert int8["precision"] == "int8"
     assert int8["runtime_precisions"].get("u8", 0) + int8["runtime_precisions"].get("i8", 0) > 0
     assert 0 <= int8["Top1"] <= 100 and int8["eval_count"] == 1000

@@ -76,15 +76,18 @@ def redis_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def latency_model_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --latency-model FILE (a ``pipeline.latency`` LatencyModel JSON), passed as ``latency_model``."""
+    """Add --latency-model FILE, repeatable (``pipeline.latency`` LatencyModel JSONs), passed as
+    the tuple ``latency_models``."""
     return click.option(
-        "--latency-model", "latency_model", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-        default=None,
+        "--latency-model", "latency_models", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        multiple=True,
         help="Latency model JSON fitted for this target and base model: the latency gate (and "
              "rapid trials) predict Total_Latency from the pruned model instead of exporting and "
              "measuring it; models that are retrained are still measured, and the measured figure "
-             "ranks them (the prediction is kept as Total_Latency_predicted). Stored in the study "
-             "on first use: other workers of the study reuse it without the file.",
+             "ranks them (the prediction is kept as Total_Latency_predicted). Give it once per "
+             "precision the trials run at (e.g. an fp32 and an int8 profile for a sweep that "
+             "searches precision): each trial is priced by the model of its own precision. Stored "
+             "in the study on first use: other workers of the study reuse them without the files.",
     )(func)
 
 

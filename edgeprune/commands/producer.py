@@ -76,7 +76,7 @@ def producer(ctx: click.Context, settings: Settings, schedule_path: Path, overri
              target: Target, timeout: float, out_dir: Path | None, as_json: bool, fast: bool,
              redis_url: str | None, prefix: str, queue_config: QueueConfig, tracker: str | None,
              loop: bool, sweep_path: Path | None, storage: str | None, study_name: str | None,
-             n_trials: int, latency_model: Path | None, latency_limit: float | None,
+             n_trials: int, latency_models: tuple[Path, ...], latency_limit: float | None,
              **options: Any) -> None:
     """Prune, retrain and export one model, queue it for a consumer and wait for its figures.
 
@@ -103,7 +103,7 @@ def producer(ctx: click.Context, settings: Settings, schedule_path: Path, overri
     if loop:
         _serve_study(settings, RunConfig(schedule=schedule_path, overrides=edits, target=target,
                                          **options), sweep_path, storage, study_name, n_trials, out_dir,
-                     redis_url, prefix, queue_config, timeout, measure_options, latency_model)
+                     redis_url, prefix, queue_config, timeout, measure_options, latency_models)
         return
     sweep_params = parse_extra_args(ctx.args)
     all_overrides, params = edits, {}
@@ -127,7 +127,7 @@ def producer(ctx: click.Context, settings: Settings, schedule_path: Path, overri
                                queue_config=queue_config, tracker=_tracker(settings, schedule_path),
                                measure_options=measure_options, on_stage=lines.stage,
                                on_epoch=lines.on_epoch(),
-                               gate=_predicting_gate(latency_model, latency_limit, config))
+                               gate=_predicting_gate(latency_models, latency_limit, config))
         record = json.loads(outcome.result_path.read_text())
     click.echo(json.dumps(record, indent=2) if as_json else format_record(record, out_dir))
     if outcome.timed_out:
@@ -139,19 +139,20 @@ def producer(ctx: click.Context, settings: Settings, schedule_path: Path, overri
         ctx.exit(EXIT_JOB_FAILED)
 
 
-def _predicting_gate(path: Path | None, limit: float | None, config: RunConfig) -> Any:
-    """The gate on ``path``'s prediction (checked against the run's target and model), or None."""
-    if path is None:
+def _predicting_gate(paths: tuple[Path, ...], limit: float | None, config: RunConfig) -> Any:
+    """The gate on the prediction of the model in ``paths`` of the run's target (checked against
+    its model), or None."""
+    if not paths:
         if limit is not None:
             raise UserError("--latency-limit needs --latency-model FILE: the limit is judged on its prediction")
         return None
-    from pipeline.latency import load_latency_model
+    from pipeline.latency import LatencyModels, load_latency_model
     from pipeline.flow import PREDICTED_METRIC
     from pipeline.search.config import GateOptions
     from pipeline.search.gate import PredictingGate
 
-    model = load_latency_model(path)
-    model.check(config.target, config.model)
+    model = LatencyModels(tuple(load_latency_model(p) for p in paths)).require(config.target, config.model)
+    model.check(config.target, config.model)  # of this base network, too
     return PredictingGate(GateOptions(PREDICTED_METRIC, limit), config.target, model)
 
 
@@ -165,7 +166,7 @@ def _tracker(settings: Settings, schedule_path: Path) -> Any:
 def _serve_study(settings: Settings, base: RunConfig, sweep_path: Path | None, storage: str | None,
                  study_name: str | None, n_trials: int, out_dir: Path, redis_url: str | None,
                  prefix: str, queue_config: QueueConfig, timeout: float, measure_options: Any,
-                 latency_model: Path | None) -> None:
+                 latency_models: tuple[Path, ...]) -> None:
     """``--loop``: run trials of the sweep's shared study until it holds ``n_trials``."""
     from pipeline.search.loop import LoopSpec, run_loop
 
@@ -176,5 +177,5 @@ def _serve_study(settings: Settings, base: RunConfig, sweep_path: Path | None, s
                                 redis_url=redis_url, queue_prefix=prefix, queue_config=queue_config,
                                 timeout=timeout, tracker=settings.tracker_kind(),
                                 measure_options=measure_options,
-                                latency_model=str(latency_model) if latency_model else None))
+                                latency_models=tuple(map(str, latency_models))))
     click.echo(f"this producer ran {len(records)} trial(s) of the study; see edgeprune report {out_dir}")

@@ -87,7 +87,7 @@ def sweep(settings: Settings, sweep_file: Path, n_trials: int | None, storage: s
           study_name: str | None, workers: int, out_dir: Path | None, schedule_path: Path | None,
           model: str | None, target: Target, timeout: float, fast_measure: bool, quiet_wait: float,
           seed: int, tracker: str, no_baselines: bool, as_json: bool, redis_url: str | None, prefix: str,
-          queue_config: QueueConfig, latency_model: Path | None, **options: Any) -> None:
+          queue_config: QueueConfig, latency_models: tuple[Path, ...], **options: Any) -> None:
     """Run SWEEP_FILE (a W&B sweep YAML, e.g. sweeps/01_rapid_latency.yaml) on a local Optuna study.
 
     method bayes uses a Gaussian process (Optuna's GPSampler after 3 random trials, never trying a
@@ -132,7 +132,7 @@ Pareto front), then wall time beside compute time. Without
                     queue_prefix=prefix, queue_config=queue_config, timeout=timeout, seed=seed,
                     tracker=tracker, progress=not as_json,
                     measure_options=measure_options(fast_measure, quiet_wait),
-                    latency_model=str(latency_model) if latency_model else None,
+                    latency_models=tuple(map(str, latency_models)),
                     baselines=not no_baselines)
     started, started_at = time.monotonic(), time.time()
     records = run_sweep(spec, workers)

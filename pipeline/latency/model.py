@@ -172,6 +172,55 @@ class LatencyModel:
         return atomic_write_text(Path(path), self.to_json() + "\n")
 
 
+@dataclass(frozen=True)
+class LatencyModels:
+    """The latency models of one search, at most one per target: a sweep whose trials run at
+    several precisions predicts each trial with the model of its own precision."""
+
+    models: tuple[LatencyModel, ...]
+
+    def __post_init__(self) -> None:
+        seen: dict[str, str] = {}
+        for model in self.models:
+            key = _target_text(model.target)
+            if key in seen:
+                raise LatencyModelError(f"{seen[key]} and {model.source} are both latency models of "
+                                        f"{key}: give one --latency-model per target")
+            seen[key] = model.source
+
+    def for_target(self, target: Target) -> LatencyModel | None:
+        """The model profiled on ``target`` (backend, device and precision), or None."""
+        return next((m for m in self.models if _target_text(m.target) == _target_text(target)), None)
+
+    def require(self, target: Target, model_name: str) -> LatencyModel:
+        """The model of ``target``; a one-line LatencyModelError with the profile command if none."""
+        model = self.for_target(target)
+        if model is None and len(self.models) == 1:
+            self.models[0].check(target, model_name)  # one model: say what it was profiled for
+        if model is None:
+            held = ", ".join(f"{m.source} ({_target_text(m.target)})" for m in self.models) or "none"
+            raise LatencyModelError(
+                f"no latency model of {_target_text(target)} for {model_name} (given: {held}): profile "
+                f"it with `edgeprune latency profile --model {model_name} --backend {target.backend} "
+                f"--device {target.device} --precision {target.precision} --out lm.json` and pass "
+                "that file with another --latency-model")
+        return model
+
+    def check(self, target: Target, model_name: str, precisions: Sequence[str]) -> None:
+        """A one-line LatencyModelError unless every model is of ``model_name`` on ``target``'s
+        backend and device at one of ``precisions`` (those the search's trials can run at)."""
+        for model in self.models:
+            if model.target.precision in precisions:
+                model.check(dataclasses.replace(target, precision=model.target.precision), model_name)
+            elif len(precisions) == 1:
+                model.check(dataclasses.replace(target, precision=precisions[0]), model_name)
+            else:
+                raise LatencyModelError(
+                    f"{model.source} was profiled at {model.target.precision}, a precision this "
+                    f"search's trials never run at ({', '.join(precisions)}): leave it out or add "
+                    "that precision to the sweep's `precision` parameter")
+
+
 def load_latency_model(path: Path | str) -> LatencyModel:
     """The latency model in ``path``; a missing or unreadable file is one LatencyModelError line."""
     path = Path(path)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 
 import numpy as np
 
@@ -29,4 +31,6 @@ def quantize_int8(model, calibration_images: np.ndarray | None,
     images = np.ascontiguousarray(calibration_images[:subset_size], dtype=np.float32)
     dataset = nncf.Dataset(list(images), lambda image: image[None])
     log.info("quantizing to INT8 with %d calibration images", len(images))
-    return nncf.quantize(model, dataset, subset_size=len(images))
+    # NNCF draws its progress bars on stdout, which --json keeps for the one JSON object.
+    with contextlib.redirect_stdout(sys.stderr):
+        return nncf.quantize(model, dataset, subset_size=len(images))

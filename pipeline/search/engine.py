@@ -46,7 +46,7 @@ from .space import SearchSpace
 from .storage import INTERRUPTED, RECORD_ATTR, json_safe, record_of, was_interrupted
 
 if TYPE_CHECKING:
-    from pipeline.latency import LatencyModel
+    from pipeline.latency import LatencyModels
 
 log = logging.getLogger(__name__)
 
@@ -195,12 +195,12 @@ class SweepRunner:
     def __init__(self, config: SweepConfig, study: optuna.Study, trial_fn: TrialFunction,
                  out_dir: Path, n_trials: int, measure: MeasureFn | None = None,
                  target: Target | None = None, on_record: Callable[[TrialRecord], None] | None = None,
-                 heartbeat_s: float | None = None, latency_model: "LatencyModel | None" = None):
+                 heartbeat_s: float | None = None, latency_models: "LatencyModels | None" = None):
         """``heartbeat_s``: the storage's trial heartbeat interval (``storage.heartbeat_interval``);
         with one, a worker whose budget is spent waits for the running trials of others, as their
-        worker may have died (their trials are then failed and rerun). ``latency_model``
-        (``predictor.study_latency_model``): the gate predicts on it instead of measuring, for
-        trials on its target."""
+        worker may have died (their trials are then failed and rerun). ``latency_models``
+        (``predictor.study_latency_models``): the gate predicts on the one of a trial's target
+        instead of measuring."""
         self.config = config
         self.study = study
         self.trial_fn = trial_fn
@@ -210,7 +210,7 @@ class SweepRunner:
         self.target = target or Target()
         self.on_record = on_record
         self.heartbeat_s = heartbeat_s
-        self.latency_model = latency_model
+        self.latency_models = latency_models
         self.space = SearchSpace(config)
         #: Fresh latency measurements made by this runner's gates (cache hits excluded).
         self.gate_measurements = 0
@@ -342,9 +342,9 @@ class SweepRunner:
         precision = params.get("precision", self.target.precision)
         target = Target(self.target.backend, self.target.device, str(precision))
         # A searched precision the model was not fitted for is measured, not predicted.
-        if self.latency_model is not None and self.latency_model.target == target:
-            return PredictingGate(self.config.gate, target, self.latency_model,
-                                  finished=self.finished_records)
+        model = self.latency_models.for_target(target) if self.latency_models is not None else None
+        if model is not None:
+            return PredictingGate(self.config.gate, target, model, finished=self.finished_records)
         if self.measure is None:
             return None
         return LatencyGate(self.config.gate, target, self.measure, StudyLatencyCache(self.study),

@@ -31,7 +31,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import optuna
 
@@ -49,7 +49,7 @@ from .storage import json_safe, rung_entries, rung_key
 from .trials import run_config_for
 
 if TYPE_CHECKING:
-    from pipeline.latency import LatencyModel
+    from pipeline.latency import LatencyModels
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +73,13 @@ def rapid_config(config: SweepConfig) -> SweepConfig:
                                early_terminate=None, early_stop_rule="", fidelity=None)
 
 
-def make_rapid_trial_function(base: RunConfig, settings: Settings, latency_model: "LatencyModel",
+def make_rapid_trial_function(base: RunConfig, settings: Settings, latency_models: "LatencyModels",
                               images: int) -> TrialFunction:
     """Rung 0's trial function: the trial's parameters on ``base``, one ``RapidEvaluator`` call
     (data and the pretrained model loaded once, here)."""
     from pipeline.rapid import RapidEvaluator
 
-    evaluator = RapidEvaluator(base, settings, latency_model, images)
+    evaluator = RapidEvaluator(base, settings, latency_models, images)
     schedule = load_base_schedule(base.schedule)
 
     def run(context: TrialContext) -> TrialOutcome:

@@ -31,7 +31,7 @@ from .engine import SweepRunner, open_study, study_name_of
 from .fidelity import MultiFidelityRunner, make_rapid_trial_function, rapid_config
 from .gate import queue_measure
 from .mapping import check_mapping
-from .predictor import study_latency_model
+from .predictor import study_latency_models, trial_precisions
 from .progress import ProgressTable
 from .references import measure_references
 from .storage import heartbeat_interval, load_trials, open_storage
@@ -61,8 +61,9 @@ class LoopSpec:
     progress: bool = True
     #: How consumers in this process measure (None: MeasureOptions defaults).
     measure_options: MeasureOptions | None = None
-    #: A latency model file stored in the study on first open (None: the study's stored one, if any).
-    latency_model: str | None = None
+    #: Latency model files, one per precision the trials run at, stored in the study on first
+    #: open (empty: the study's stored ones, if any).
+    latency_models: tuple[str, ...] = ()
     #: Measure the unpruned model (and the hand-picked schedule) once per target, stored in the
     #: study for reports (``pipeline.search.references``); off with ``--no-baselines``.
     baselines: bool = True
@@ -73,15 +74,15 @@ def run_sweep(spec: LoopSpec, workers: int = 1) -> list[TrialRecord]:
     ``n_trials``; returns every trial the study holds, this run's and earlier ones.
 
     The study is created here, once, before any worker starts, so the workers do not race to
-    create it; ``spec.latency_model`` is stored in it here too, and every worker reads it from
-    the study.
+    create it; ``spec.latency_models`` are stored in it here too, and every worker reads them
+    from the study.
     """
     config = load_sweep(Path(spec.sweep))
     name = spec.study_name or study_name_of(config)
     study = open_study(config, open_storage(spec.storage, Path(spec.out_dir)), name, spec.seed)
-    study_latency_model(study, Path(spec.latency_model) if spec.latency_model else None,
-                        spec.base.target, spec.base.model)
-    spec = dataclasses.replace(spec, study_name=name, latency_model=None)
+    study_latency_models(study, [Path(p) for p in spec.latency_models], spec.base.target, spec.base.model,
+                         trial_precisions(config, spec.base.target), require_each=config.fidelity is not None)
+    spec = dataclasses.replace(spec, study_name=name, latency_models=())
     if workers == 1:
         run_loop(spec)
     else:
@@ -95,8 +96,9 @@ def run_loop(spec: LoopSpec) -> list[TrialRecord]:
     check_mapping(config.parameters, spec.base.schedule, spec.base.shortcut)
     storage = open_storage(spec.storage, Path(spec.out_dir))
     study = open_study(config, storage, spec.study_name or study_name_of(config), spec.seed)
-    latency_model = study_latency_model(study, Path(spec.latency_model) if spec.latency_model else None,
-                                        spec.base.target, spec.base.model)
+    latency_models = study_latency_models(study, [Path(p) for p in spec.latency_models], spec.base.target,
+                                          spec.base.model, trial_precisions(config, spec.base.target),
+                                          require_each=config.fidelity is not None)
     with open_queue(spec.redis_url, measure_work(spec.settings, spec.measure_options), spec.base.target,
                     spec.queue_config, spec.queue_prefix) as queue:
         tracker = (lambda: make_tracker(spec.tracker, project=config.project or None,
@@ -105,13 +107,13 @@ def run_loop(spec: LoopSpec) -> list[TrialRecord]:
         trial_fn = make_trial_function(spec.base, spec.settings, queue, spec.timeout, tracker,
                                        stage_lines=spec.progress)
         if config.fidelity is not None:
-            return _run_fidelity(spec, config, study, trial_fn, latency_model, heartbeat_interval(storage),
+            return _run_fidelity(spec, config, study, trial_fn, latency_models, heartbeat_interval(storage),
                                  queue)
         runner = SweepRunner(
             config, study, trial_fn,
             Path(spec.out_dir), spec.n_trials, measure=queue_measure(queue, spec.timeout),
             target=spec.base.target, on_record=ProgressTable(config) if spec.progress else None,
-            heartbeat_s=heartbeat_interval(storage), latency_model=latency_model)
+            heartbeat_s=heartbeat_interval(storage), latency_models=latency_models)
         # A database study recovers dead workers' trials by heartbeat; a journal (one machine) by pid.
         recovered = 0 if runner.heartbeat_s else runner.recover_interrupted()
         if recovered:
@@ -129,15 +131,15 @@ def _references(spec: LoopSpec, study: Any, queue: ResultQueue, budget_left: boo
                            stage_lines=spec.progress)
 
 
-def _run_fidelity(spec: LoopSpec, config: SweepConfig, study: Any, trial_fn: Any, latency_model: Any,
+def _run_fidelity(spec: LoopSpec, config: SweepConfig, study: Any, trial_fn: Any, latency_models: Any,
                   heartbeat_s: float | None, queue: ResultQueue) -> list[TrialRecord]:
-    """A multi-fidelity sweep: rapid trials on the latency model, then the promoted rungs."""
-    if latency_model is None:
+    """A multi-fidelity sweep: rapid trials on the latency models, then the promoted rungs."""
+    if latency_models is None:
         raise UserError(f"{spec.sweep}: fidelity ranks rapid trials on predicted latency: pass "
                         "--latency-model FILE (fitted for this target and model)")
     assert config.fidelity is not None
     runner = MultiFidelityRunner(
-        config, study, make_rapid_trial_function(spec.base, spec.settings, latency_model, config.fidelity.rapid),
+        config, study, make_rapid_trial_function(spec.base, spec.settings, latency_models, config.fidelity.rapid),
         trial_fn, Path(spec.out_dir), spec.n_trials, seed=spec.seed,
         on_record=ProgressTable(rapid_config(config)) if spec.progress else None, heartbeat_s=heartbeat_s)
     if not heartbeat_s:

@@ -29,7 +29,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState

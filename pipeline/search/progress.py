@@ -126,7 +126,7 @@ class ProgressTable:
 
     def _print_row(self, cells: Sequence[str], header: bool = False) -> None:
         from rich.console import Console
-        from rich.table import Table, box
+        from rich.table import Table
 
         table = Table(box=None, show_header=header, padding=(0, 1, 0, 0), show_edge=False,
                       pad_edge=False, header_style="bold")
