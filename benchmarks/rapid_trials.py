@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.batchnorm import DEFAULT_RECALIBRATION_IMAGES  # noqa: E402
 from pipeline.flow import PREDICTED, RunConfig  # noqa: E402
+from pipeline.messages import Target  # noqa: E402
 from pipeline.rapid import DEFAULT_RAPID_IMAGES, RAPID_STAGES, RapidEvaluator  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.status import TrialStatus  # noqa: E402
@@ -79,7 +80,7 @@ def main() -> None:
         latency_models = LatencyModels((latency_model,))
     # The trials run at the model's target, whichever precision it was profiled at.
     base = RunConfig(schedule=SCHEDULE, bn_recalibrate=args.bn_images,
-                     **({"target": latency_model.target} if latency_model else {}))
+                     target=latency_model.target if latency_model else Target())
     load_before = os.getloadavg()
     start = time.perf_counter()
     settings = Settings.load()

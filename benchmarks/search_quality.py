@@ -209,8 +209,8 @@ def search_front(settings: Settings, args: argparse.Namespace, refs: list[Candid
         models[-1].check(Target(precision="int8"), REFERENCE)
     base = RunConfig(schedule=str(SWEEP_SCHEDULE), model=REFERENCE, subset=args.train_images,
                      bn_recalibrate=args.bn_images, seed=args.seed)
-    usable = {m.target.precision: rapid_search(settings, args, m.target.precision, LatencyModels(tuple(models)), base)
-              for m in models}
+    priced = LatencyModels(tuple(models))
+    usable = {m.target.precision: rapid_search(settings, args, m.target.precision, priced, base) for m in models}
     budgets = {(f"<{ref.name}", "fp32"): predicted_ratio(latency_model, ref.model, ref.schedule) for ref in refs}
     budgets[(f">={TARGET_SPEEDUP}x", "fp32")] = 1 / TARGET_SPEEDUP / BUDGET_MARGIN
     if args.int8_latency_model:
@@ -452,14 +452,13 @@ def main() -> None:
             print(f"[{index + 1}/{len(candidates)}] fine-tuning {candidate.name} ({candidate.model}), seed {seed}",
                   flush=True)
             runs.append(finetune(candidate, args, settings, args.out, seed))
-        rows.append({**runs[0], "onnx_runs": [run["onnx"] for run in runs],
+        # The precision is the candidate's, whatever a kept fine-tuning from an older run recorded.
+        rows.append({**runs[0], "precision": candidate.precision, "onnx_runs": [run["onnx"] for run in runs],
                      "Top1_torch_runs": [run["Top1_torch"] for run in runs]})
     data = load_data(settings.data_path, settings.cache_dir)
     test = data.test.head(args.test_images)
     images, labels = to_tensor_batch(test.images), test.labels
     calibration = data.calibration_images() if args.int8 or args.int8_latency_model else None
-    for row in rows:
-        row.setdefault("precision", "fp32")  # fine-tunings kept from before the field existed
     rows += [{**row, "name": f"{row['name']}-int8", "precision": "int8"} for row in rows
              if args.int8 and row["precision"] == "fp32"]
     for row in rows:

@@ -80,8 +80,7 @@ def run_sweep(spec: LoopSpec, workers: int = 1) -> list[TrialRecord]:
     config = load_sweep(Path(spec.sweep))
     name = spec.study_name or study_name_of(config)
     study = open_study(config, open_storage(spec.storage, Path(spec.out_dir)), name, spec.seed)
-    study_latency_models(study, [Path(p) for p in spec.latency_models], spec.base.target, spec.base.model,
-                         trial_precisions(config, spec.base.target), require_each=config.fidelity is not None)
+    _latency_models(spec, config, study)
     spec = dataclasses.replace(spec, study_name=name, latency_models=())
     if workers == 1:
         run_loop(spec)
@@ -96,9 +95,7 @@ def run_loop(spec: LoopSpec) -> list[TrialRecord]:
     check_mapping(config.parameters, spec.base.schedule, spec.base.shortcut)
     storage = open_storage(spec.storage, Path(spec.out_dir))
     study = open_study(config, storage, spec.study_name or study_name_of(config), spec.seed)
-    latency_models = study_latency_models(study, [Path(p) for p in spec.latency_models], spec.base.target,
-                                          spec.base.model, trial_precisions(config, spec.base.target),
-                                          require_each=config.fidelity is not None)
+    latency_models = _latency_models(spec, config, study)
     with open_queue(spec.redis_url, measure_work(spec.settings, spec.measure_options), spec.base.target,
                     spec.queue_config, spec.queue_prefix) as queue:
         tracker = (lambda: make_tracker(spec.tracker, project=config.project or None,
@@ -121,6 +118,14 @@ def run_loop(spec: LoopSpec) -> list[TrialRecord]:
                         study.study_name)
         _references(spec, study, queue, runner.budget_left())
         return runner.run()
+
+
+def _latency_models(spec: LoopSpec, config: SweepConfig, study: Any) -> Any:
+    """The study's latency models (``spec.latency_models`` stored on first use), checked against
+    the precisions the sweep's trials run at; a multi-fidelity sweep must price each of them."""
+    return study_latency_models(study, [Path(p) for p in spec.latency_models], spec.base.target,
+                                spec.base.model, trial_precisions(config, spec.base.target),
+                                require_each=config.fidelity is not None)
 
 
 def _references(spec: LoopSpec, study: Any, queue: ResultQueue, budget_left: bool) -> None:

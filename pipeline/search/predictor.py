@@ -69,11 +69,16 @@ def study_latency_models(study: optuna.Study, paths: Sequence[Path], target: Tar
             models.require(dataclasses.replace(target, precision=precision), model_name)
     if not paths:
         return models
-    given = sorted((json.loads(m.to_json()) for m in models.models), key=lambda d: json.dumps(d, sort_keys=True))
+    given = _in_order([json.loads(m.to_json()) for m in models.models])
     if stored is None:
         study.set_user_attr(LATENCY_MODELS_ATTR, given)
-    elif sorted(stored, key=lambda d: json.dumps(d, sort_keys=True)) != given:
+    elif _in_order(stored) != given:
         raise SweepError(f"study {study.study_name!r} already holds other latency models than "
                          f"{', '.join(map(str, paths))}: leave out --latency-model to use the stored "
                          "ones, or give the sweep another --study")
     return models
+
+
+def _in_order(models: list[dict]) -> list[dict]:
+    """Model JSONs in one order, so that the same set given in another order compares equal."""
+    return sorted(models, key=lambda data: json.dumps(data, sort_keys=True))
