@@ -100,6 +100,10 @@ class Candidate:
     rapid: dict[str, Any] = field(default_factory=dict)
     #: The precision it is deployed at (fine-tuning is fp32 either way).
     precision: str = "fp32"
+    #: What the fine-tuning starts from (front models): base network, blocks removed and channel
+    #: counts of the rapid trial's pruned model. Two finalists with the same start get the same
+    #: fine-tunings (they are deterministic per seed), so the second reuses the first's.
+    pruned_as: list[Any] = field(default_factory=list)
 
 
 def uniform_l1_schedule(sparsity: float) -> str:
@@ -241,10 +245,14 @@ def _finalist(record: Any, base: RunConfig, label: str, reference_ms: float) -> 
     print(f"  budget {label}: trial {record.number} {run.model} {precision}, predicted "
           f"{ratio:.3f}, proxy Top1 {record.metrics['Top1_before']:.1f}", flush=True)
     name = f"front-{record.number}" if precision == "fp32" else f"front-{precision}-{record.number}"
+    # Rapid records of older runs carry no signature: their finalists are never taken as twins.
+    signature = record.metrics.get("arch_signature")
     return Candidate(name, run.model, str(SWEEP_SCHEDULE), [str(o) for o in run.overrides],
                      kind="front", params=dict(record.params), precision=precision,
                      rapid={"Top1_before": record.metrics["Top1_before"], "predicted_ratio": round(ratio, 4),
-                            "budget": label})
+                            "budget": label},
+                     pruned_as=[run.model, list(record.metrics.get("blocks_removed") or []), signature]
+                     if signature else [])
 
 
 def _rapid_line(record: Any) -> None:
@@ -446,12 +454,21 @@ def main() -> None:
     refs = references(settings)
     candidates = refs + search_front(settings, args, refs)
     rows = []
+    finetuned: dict[str, list[dict[str, Any]]] = {}  # pruned_as -> fine-tunings
     for index, candidate in enumerate(candidates):
-        runs = []
-        for seed in range(args.seed, args.seed + args.repeats):
-            print(f"[{index + 1}/{len(candidates)}] fine-tuning {candidate.name} ({candidate.model}), seed {seed}",
-                  flush=True)
-            runs.append(finetune(candidate, args, settings, args.out, seed))
+        twin = finetuned.get(json.dumps(candidate.pruned_as)) if candidate.pruned_as else None
+        if twin is not None:
+            print(f"[{index + 1}/{len(candidates)}] {candidate.name}: the same pruned {candidate.model} as "
+                  f"{twin[0]['name']}, whose fine-tunings it reuses", flush=True)
+            runs = [{**run, **asdict(candidate)} for run in twin]
+        else:
+            runs = []
+            for seed in range(args.seed, args.seed + args.repeats):
+                print(f"[{index + 1}/{len(candidates)}] fine-tuning {candidate.name} ({candidate.model}), seed {seed}",
+                      flush=True)
+                runs.append(finetune(candidate, args, settings, args.out, seed))
+            if candidate.pruned_as:
+                finetuned[json.dumps(candidate.pruned_as)] = runs
         # The precision is the candidate's, whatever a kept fine-tuning from an older run recorded.
         rows.append({**runs[0], "precision": candidate.precision, "onnx_runs": [run["onnx"] for run in runs],
                      "Top1_torch_runs": [run["Top1_torch"] for run in runs]})

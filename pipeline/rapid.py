@@ -45,7 +45,8 @@ class RapidResult:
     status: TrialStatus
     reason: str
     #: Top1_before/Top5_before (adaptive BN, on ``eval_images`` val images), Total_Latency_predicted
-    #: (absent without a latency model), macs, params, blocks_removed, bn_recalibrate, eval_images.
+    #: (absent without a latency model), macs, params, blocks_removed, arch_signature,
+    #: bn_recalibrate, eval_images.
     metrics: dict[str, Any]
     facts: ModelFacts
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -99,7 +100,8 @@ class RapidEvaluator:
             accuracy = evaluate(model, self.val, device=self.device)
         metrics: dict[str, Any] = {"Top1_before": accuracy.top1, "Top5_before": accuracy.top5,
                                    "macs": facts.macs, "params": facts.params,
-                                   "blocks_removed": report.blocks_removed, "bn_recalibrate": bn_images,
+                                   "blocks_removed": report.blocks_removed, "arch_signature": facts.arch_signature,
+                                   "bn_recalibrate": bn_images,
                                    "eval_images": len(self.val)}
         if self.latency_models is not None:
             with stage("predict"):  # priced at the trial's own precision

@@ -174,6 +174,8 @@ def test_rapid_trial_gives_adaptive_bn_top1_and_predicted_latency_without_export
     # More pruning: fewer MACs, a lower predicted latency.
     assert heavy.metrics["macs"] < light.metrics["macs"]
     assert heavy.metrics[PREDICTED] < light.metrics[PREDICTED]
+    # The record names the pruned architecture (search_quality keys twin finalists on it).
+    assert light.metrics["arch_signature"] == light.facts.arch_signature != heavy.metrics["arch_signature"]
 
 
 def test_promote_takes_the_best_share_by_pareto_layer():
