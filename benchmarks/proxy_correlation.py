@@ -42,11 +42,11 @@ from pipeline.latency.architectures import random_schedule
 from pipeline.pruning import load_schedule, prune_one_shot
 from pipeline.pruning.blocks import identity_blocks
 from pipeline.settings import Settings
-from pipeline.training import TrainConfig, evaluate, train
+from pipeline.training import LR_ANNEALS, TrainConfig, evaluate, train
 
 
 def measure_one(schedule: str, data: DataSplits, eval_split, calibration: Calibration, steps: int,
-                batch_size: int, lr: float, repeats: int) -> dict:
+                batch_size: int, lr: float, repeats: int, lr_anneal: str = "none") -> dict:
     model = pretrained_resnet56()
     report = prune_one_shot(model, load_schedule(schedule))
     raw = evaluate(model, eval_split).top1
@@ -58,7 +58,7 @@ def measure_one(schedule: str, data: DataSplits, eval_split, calibration: Calibr
         model.load_state_dict(pruned)
         started = time.perf_counter()
         train(model, data, TrainConfig(epochs=1, lr=lr, batch_size=batch_size, max_steps_per_epoch=steps,
-                                       seed=seed))
+                                       seed=seed, lr_anneal=lr_anneal))
         seconds += time.perf_counter() - started
         runs.append(evaluate(model, eval_split).top1)
     return {"raw_top1": raw, "adaptive_bn_top1": adaptive.top1, "adaptive_bn_loss": adaptive.loss,
@@ -86,6 +86,8 @@ def main() -> None:
                         help="fine-tunings per architecture (training seeds 0..N-1); 2 or more also "
                              "print the ceiling: rho between two runs of the same architectures")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random architectures")
+    parser.add_argument("--lr-anneal", choices=LR_ANNEALS, default="none",
+                        help="cosine: anneal each fine-tuning's lr to 0 over its steps (none: constant)")
     parser.add_argument("--out", type=Path, default=Path("runs/proxy_correlation.jsonl"))
     args = parser.parse_args()
 
@@ -100,19 +102,26 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.is_file() else []
+    budget = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "lr_anneal": args.lr_anneal,
+              "recalibrate": args.recalibrate, "repeats": args.repeats, "seed": args.seed}
+    for row in done:
+        if row.get("budget", budget) != budget:
+            raise SystemExit(f"{args.out} holds rows measured with {row['budget']}, not {budget}: give another --out")
     for index in range(args.archs):
         schedule, spec = random_schedule(rng, blocks)
         if index < len(done):
             continue
-        row = {"index": index, **spec, **measure_one(schedule, data, eval_split, calibration, args.steps,
-                                                      args.batch_size, args.lr, args.repeats)}
+        row = {"index": index, **spec, "budget": budget,
+               **measure_one(schedule, data, eval_split, calibration, args.steps, args.batch_size, args.lr,
+                             args.repeats, args.lr_anneal)}
         print(json.dumps(row), flush=True)
         with args.out.open("a") as stream:
             stream.write(json.dumps(row) + "\n")
         done.append(row)
     finetuned = [r["finetuned_top1"] for r in done]
     print(f"{len(done)} random pruned ResNet56 architectures (0-12 blocks removed, 0-60% conv1 filters per stage)")
-    print(f"budget: {args.steps} SGD steps of {args.batch_size} train images (lr {args.lr}, momentum 0.9, "
+    print(f"budget: {args.steps} SGD steps of {args.batch_size} train images (lr {args.lr}, "
+          f"{'annealed to 0 on a cosine' if args.lr_anneal == 'cosine' else 'constant'}, momentum 0.9, "
           f"augmented) per architecture; adaptive BN on {args.recalibrate} train images; Top1 on the first "
           f"{len(eval_split)} test images of the JPEG CIFAR-10 (lower than on the original set)")
     runs = "the mean of its fine-tunings" if args.repeats > 1 else "fine-tuned Top1"

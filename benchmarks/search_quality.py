@@ -70,6 +70,7 @@ from pipeline.messages import Target, TrialRecord  # noqa: E402
 from pipeline.models import count_macs_params  # noqa: E402
 from pipeline.pruning import load_schedule, prune_one_shot  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
+from pipeline.training import LR_ANNEALS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 HAND_PICKED = ROOT / "schedules" / "resnet56_filter_rank.yaml"
@@ -267,18 +268,24 @@ def finetune(candidate: Candidate, args: argparse.Namespace, settings: Settings,
     """Prune, fine-tune with the fixed budget and export through ``pipeline.flow.produce``; resumable."""
     run_dir = out / (candidate.name if seed == args.seed else f"{candidate.name}-seed{seed}")
     done = run_dir / "finetuned.json"
+    budget = {"epochs": args.epochs, "train_images": args.train_images, "lr": args.lr,
+              "lr_anneal": args.lr_anneal, "kd_weight": args.kd_weight}
     if done.is_file():
-        return json.loads(done.read_text())
+        kept = json.loads(done.read_text())
+        if kept.get("budget", budget) != budget:
+            raise SystemExit(f"{done} was fine-tuned with {kept['budget']}, not {budget}: give another --out")
+        return kept
     run_dir.mkdir(parents=True, exist_ok=True)
     config = RunConfig(schedule=candidate.schedule, overrides=candidate.overrides, model=candidate.model,
-                       epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, subset=args.train_images,
+                       epochs=args.epochs, lr=args.lr, lr_anneal=args.lr_anneal, batch_size=args.batch_size,
+                       subset=args.train_images,
                        eval_split="test", eval_subset=args.test_images, bn_recalibrate=args.bn_images, kd_weight=args.kd_weight,
                        kd_temperature=args.kd_temperature, seed=seed, params=candidate.params)
     started = time.perf_counter()
     produced = produce(config, settings, run_dir)
     if produced.onnx_path is None:
         raise SystemExit(f"{candidate.name}: {produced.status} ({produced.reason})")
-    row = {**asdict(candidate), "onnx": str(produced.onnx_path), "status": str(produced.status),
+    row = {**asdict(candidate), "onnx": str(produced.onnx_path), "status": str(produced.status), "budget": budget,
            "finetune_s": round(time.perf_counter() - started, 1),
            "n_params": produced.metrics.get("params"),
            **{k: produced.metrics.get(k) for k in ("macs", "Top1_torch", "Top5_torch", "Top1_before",
@@ -418,6 +425,8 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=10000, help="train images of the fine-tuning budget")
     parser.add_argument("--epochs", type=int, default=1, help="epochs of the fine-tuning budget")
     parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--lr-anneal", choices=LR_ANNEALS, default="none",
+                        help="cosine: anneal every model's lr to 0 over its fine-tuning (none: constant)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--bn-images", type=int, default=512, help="train images for adaptive BN")
     parser.add_argument("--kd-weight", type=float, default=0.0, help="distillation weight for every model (0: off)")
@@ -490,6 +499,7 @@ def main() -> None:
         "machine": f"{platform.node()} ({os.cpu_count()} CPU cores, {platform.processor() or platform.machine()})",
         "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         "budget": {"epochs": args.epochs, "train_images": args.train_images, "lr": args.lr,
+                   "lr_anneal": args.lr_anneal,
                    "batch_size": args.batch_size, "bn_images": args.bn_images, "kd_weight": args.kd_weight,
                    "rapid_trials": args.rapid_trials, "int8": args.int8,
                    "int8_searched": bool(args.int8_latency_model), "repeats": args.repeats},

@@ -171,7 +171,7 @@ def run_baselines(settings: Any, out_dir: Path, model: str = "resnet56_cifar",
     settings with per-layer profiles kept, so reports can compare layers against the unpruned model.
     Each row's ``result.json`` flags a deployed Top1 more than 0.5 points off PyTorch's
     (``accuracy_gap_flagged``, ``pipeline.flow.result_record``).
-    ``recovery`` holds ``RunConfig``'s ``bn_recalibrate``/``kd_*`` fields; distillation applies to
+    ``recovery`` holds ``RunConfig``'s ``bn_recalibrate``/``kd_*``/``lr_anneal`` fields; distillation applies to
     the pruned rows only (the unpruned fine-tuned row is what the default teacher is).
     """
     from .flow import RunConfig, measure_work

@@ -71,6 +71,8 @@ class RunConfig:
     checkpoint: Path | None = None
     epochs: int = 0
     lr: float = 0.01
+    #: ``cosine``: anneal the lr to 0 over the retraining's steps (``training.LR_ANNEALS``).
+    lr_anneal: str = "none"
     batch_size: int = 128
     max_steps_per_epoch: int | None = None
     val_fraction: float = 0.1
@@ -290,12 +292,12 @@ def produce(config: RunConfig, settings: Settings, out_dir: Path, gate: GateFn |
             hooks = CompressionScheduler(model, schedule, after=report)
             train_config = TrainConfig(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
                                        max_steps_per_epoch=config.max_steps_per_epoch, device=device,
-                                       seed=config.seed)
+                                       seed=config.seed, lr_anneal=config.lr_anneal)
             loss_fn = _distillation(config, settings, data, train_config, stage)
             trained = train(model, data, train_config, hooks=hooks, on_epoch=on_epoch, loss_fn=loss_fn)
             facts = model_facts(model, data)
         metrics.update(epochs_run=trained.epochs_run, macs=facts.macs, params=facts.params,
-                       retrain_seconds=round(trained.seconds, 3))
+                       retrain_seconds=round(trained.seconds, 3), lr_anneal=config.lr_anneal)
         if loss_fn is not None:
             metrics.update(kd_weight=config.kd_weight, kd_temperature=config.kd_temperature,
                            kd_teacher_model=config.kd_teacher_model,

@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 #: ``(images, student_logits, labels) -> loss`` of one training batch (e.g. ``distill.Distillation``).
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
+#: Within-run lr annealing: ``none`` keeps the lr the schedule sets each epoch; ``cosine``
+#: multiplies it, step by step, by a half cosine from 1 to 0 over the whole retraining.
+LR_ANNEALS = ("none", "cosine")
+
 
 @dataclass
 class Accuracy:
@@ -53,6 +57,19 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     device: str = "cpu"
     seed: int = 0
+    #: One of ``LR_ANNEALS``. A schedule's lr_schedulers step at epoch ends, so a fine-tuning of an
+    #: epoch or two never decays and ends on a noisy iterate; ``cosine`` anneals it within the budget.
+    lr_anneal: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.lr_anneal not in LR_ANNEALS:
+            raise ValueError(f"lr_anneal={self.lr_anneal!r}: use one of {', '.join(LR_ANNEALS)}")
+
+    def anneal_factor(self, step: int, total_steps: int) -> float:
+        """What multiplies the epoch's lr at global step ``step`` (from 0) of ``total_steps``."""
+        if self.lr_anneal == "none" or total_steps <= 0:
+            return 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
 
 
 @dataclass
@@ -175,7 +192,8 @@ def train(
     for epoch in range(config.epochs):
         if hooks is not None and hooks.on_epoch_begin(epoch, optimizer):
             optimizer = _rebuild_optimizer(model, optimizer)
-        optimizer = _train_epoch(model, splits.train, config, epoch, steps_per_epoch, optimizer, hooks, loss_fn)
+        optimizer = _train_epoch(model, splits.train, config, epoch, steps_per_epoch, optimizer, hooks, loss_fn,
+                                 total_steps=config.epochs * steps_per_epoch)
         if hooks is not None and hooks.on_epoch_end(epoch, optimizer):
             optimizer = _rebuild_optimizer(model, optimizer)
         accuracy = evaluate(model, splits.val, device=config.device)
@@ -192,9 +210,14 @@ def train(
 
 def _train_epoch(model: nn.Module, split: Split, config: TrainConfig, epoch: int, steps: int,
                  optimizer: torch.optim.Optimizer, hooks: TrainingHooks | None,
-                 loss_fn: LossFn | None = None) -> torch.optim.Optimizer:
-    """One pass of at most ``steps`` minibatches; returns the optimizer (rebuilt if a hook asked)."""
+                 loss_fn: LossFn | None = None, total_steps: int = 0) -> torch.optim.Optimizer:
+    """One pass of at most ``steps`` minibatches; returns the optimizer (rebuilt if a hook asked).
+
+    With annealing each step's lr is the epoch's lr times ``config.anneal_factor``; the epoch's lr
+    is put back at the end, so the schedule's lr_schedulers step from it, not from the annealed one."""
     model.train()
+    annealed = config.lr_anneal != "none"
+    epoch_lrs = [group["lr"] for group in optimizer.param_groups]
     seen = correct = 0
     loss_sum = 0.0
     stream = batches(split, config.batch_size, shuffle=True, augment=True, seed=config.seed * 100_003 + epoch)
@@ -206,6 +229,8 @@ def _train_epoch(model: nn.Module, split: Split, config: TrainConfig, epoch: int
             loss = loss_fn(images, logits, labels) if loss_fn else nn.functional.cross_entropy(logits, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if annealed:
+                _set_lrs(optimizer, epoch_lrs, config.anneal_factor(epoch * steps + step, total_steps))
             optimizer.step()
             seen += len(labels)
             correct += logits.argmax(dim=1).eq(labels).sum().item()
@@ -214,7 +239,14 @@ def _train_epoch(model: nn.Module, split: Split, config: TrainConfig, epoch: int
                 optimizer = _rebuild_optimizer(model, optimizer)
             progress.update()
             progress.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100.0 * correct / seen:.1f}")
+    if annealed:
+        _set_lrs(optimizer, epoch_lrs, 1.0)
     return optimizer
+
+
+def _set_lrs(optimizer: torch.optim.Optimizer, lrs: list[float], factor: float) -> None:
+    for group, lr in zip(optimizer.param_groups, lrs):
+        group["lr"] = lr * factor
 
 
 def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

@@ -111,3 +111,8 @@ def test_produce_recalibrates_and_distils_from_a_cached_teacher(settings, tmp_pa
     assert len(set(teachers.glob("*.pt")) - found_before) == 1
     # The second run read the teacher from the cache instead of fine-tuning it again.
     assert runs[1].stage_seconds["teacher"] < runs[0].stage_seconds["teacher"]
+    (tmp_path / "annealed").mkdir()
+    annealed = produce(RunConfig(**common, kd_weight=0.7, lr_anneal="cosine"), settings, tmp_path / "annealed")
+    assert annealed.metrics["lr_anneal"] == "cosine" and runs[0].metrics["lr_anneal"] == "none"
+    # The teacher is fine-tuned with the run's budget, annealing included, so it gets one of its own.
+    assert len(set(teachers.glob("*.pt")) - found_before) == 2

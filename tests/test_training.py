@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,30 @@ def test_on_epoch_false_stops_early(resnet20: nn.Module, small_splits: DataSplit
     assert report.epochs_run == 2 and report.stopped_early
     assert [a for _, a in seen] == report.history
     assert seen[0][1].count == len(small_splits.val)
+
+
+def test_cosine_anneal_scales_every_step_and_hands_the_schedule_its_epoch_lr(
+        resnet20: nn.Module, small_splits: DataSplits) -> None:
+    step_lrs: list[float] = []
+    end_lrs: list[float] = []
+
+    class HalvingHooks(RecordingHooks):
+        def on_minibatch_end(self, epoch, step, steps_per_epoch, optimizer) -> bool:
+            step_lrs.append(optimizer.param_groups[0]["lr"])  # the lr the step just used
+            return False
+
+        def on_epoch_end(self, epoch, optimizer) -> bool:
+            end_lrs.append(optimizer.param_groups[0]["lr"])
+            optimizer.param_groups[0]["lr"] /= 2  # as a schedule's StepLR(step_size=1, gamma=0.5) would
+            return False
+
+    config = TrainConfig(epochs=2, lr=0.1, batch_size=8, max_steps_per_epoch=2, lr_anneal="cosine")
+    train(resnet20, small_splits, config, HalvingHooks())
+    cosine = [0.5 * (1 + math.cos(math.pi * t / 4)) for t in range(4)]
+    assert step_lrs == pytest.approx([0.1 * cosine[0], 0.1 * cosine[1], 0.05 * cosine[2], 0.05 * cosine[3]])
+    assert end_lrs == pytest.approx([0.1, 0.05])
+
+
+def test_unknown_lr_anneal_is_refused() -> None:
+    with pytest.raises(ValueError, match="lr_anneal='linear': use one of none, cosine"):
+        TrainConfig(epochs=1, lr_anneal="linear")

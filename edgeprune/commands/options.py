@@ -138,9 +138,11 @@ def target_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def recovery_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add --bn-recalibrate, --raw-eval, --kd-teacher, --kd-teacher-model, --kd-weight, --kd-temperature,
-    passed under ``pipeline.flow.RunConfig``'s field names (adaptive BN and knowledge distillation)."""
+    --lr-anneal, passed under ``pipeline.flow.RunConfig``'s field names (adaptive BN, knowledge
+    distillation and the retraining's lr annealing)."""
     from pipeline.batchnorm import DEFAULT_RECALIBRATION_IMAGES
     from pipeline.models import MODEL_NAMES
+    from pipeline.training import LR_ANNEALS
 
     options = [
         click.option("--bn-recalibrate", default=DEFAULT_RECALIBRATION_IMAGES, show_default=True,
@@ -166,6 +168,11 @@ def recovery_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--kd-temperature", default=4.0, show_default=True,
                      type=FiniteFloat(min=0, min_open=True),
                      help="Distillation temperature T (softens both networks' outputs)."),
+        click.option("--lr-anneal", default="none", show_default=True, type=click.Choice(LR_ANNEALS),
+                     help="cosine: multiply the retraining lr, step by step, by a half cosine from 1 "
+                          "to 0 over all its steps (the schedule's lr_schedulers step only at epoch "
+                          "ends, so a one- or two-epoch fine-tuning otherwise never decays); none: "
+                          "the lr the schedule sets."),
     ]
     for option in reversed(options):
         func = option(func)
