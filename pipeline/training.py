@@ -192,8 +192,7 @@ def train(
     for epoch in range(config.epochs):
         if hooks is not None and hooks.on_epoch_begin(epoch, optimizer):
             optimizer = _rebuild_optimizer(model, optimizer)
-        optimizer = _train_epoch(model, splits.train, config, epoch, steps_per_epoch, optimizer, hooks, loss_fn,
-                                 total_steps=config.epochs * steps_per_epoch)
+        optimizer = _train_epoch(model, splits.train, config, epoch, steps_per_epoch, optimizer, hooks, loss_fn)
         if hooks is not None and hooks.on_epoch_end(epoch, optimizer):
             optimizer = _rebuild_optimizer(model, optimizer)
         accuracy = evaluate(model, splits.val, device=config.device)
@@ -210,7 +209,7 @@ def train(
 
 def _train_epoch(model: nn.Module, split: Split, config: TrainConfig, epoch: int, steps: int,
                  optimizer: torch.optim.Optimizer, hooks: TrainingHooks | None,
-                 loss_fn: LossFn | None = None, total_steps: int = 0) -> torch.optim.Optimizer:
+                 loss_fn: LossFn | None = None) -> torch.optim.Optimizer:
     """One pass of at most ``steps`` minibatches; returns the optimizer (rebuilt if a hook asked).
 
     With annealing each step's lr is the epoch's lr times ``config.anneal_factor``; the epoch's lr
@@ -230,7 +229,7 @@ def _train_epoch(model: nn.Module, split: Split, config: TrainConfig, epoch: int
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if annealed:
-                _set_lrs(optimizer, epoch_lrs, config.anneal_factor(epoch * steps + step, total_steps))
+                _set_lrs(optimizer, epoch_lrs, config.anneal_factor(epoch * steps + step, config.epochs * steps))
             optimizer.step()
             seen += len(labels)
             correct += logits.argmax(dim=1).eq(labels).sum().item()
