@@ -31,6 +31,6 @@ def export(model: torch.nn.Module, path: Path) -> Path:
 def budget_arguments(parser: argparse.ArgumentParser, steps: int, batch_size: int, eval_images: int) -> None:
     """The retraining budget and evaluation size flags of the recovery benchmarks."""
     parser.add_argument("--steps", type=int, default=steps, help="SGD steps (per epoch)")
-    parser.add_argument("--batch-size", type=int, default=batch_size)
-    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--batch-size", type=int, default=batch_size, help="train images per SGD step")
+    parser.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (momentum 0.9)")
     parser.add_argument("--eval-images", type=int, default=eval_images, help="first N test images")

@@ -11,9 +11,12 @@ cross-entropy of (b)'s evaluation, the same forward passes read without rounding
 No proxy can rank the architectures better than the fine-tuned figure ranks itself: with
 ``--repeats 2`` each architecture is fine-tuned twice (training seeds 0 and 1) and the rho between
 the two runs is printed as that ceiling; the proxies are then scored against the mean of the runs.
-Each rho comes with a 95% bootstrap interval over the architectures (20 of them leave a wide one).
+Each rho comes with a 95% bootstrap interval over the architectures (20 of them leave a wide one),
+and so does the gap (b) - (a). ``--pool`` scores earlier runs' rows (other ``--seed`` draws, the
+same budget) together with this run's, for an interval that 20 architectures cannot give.
 
     python benchmarks/proxy_correlation.py [--archs 20] [--steps 20] [--repeats 1] [--out runs/proxy.jsonl]
+        [--pool runs/proxy_seed1.jsonl ...]
 
 Rows are appended to --out as they finish (a rerun resumes); the figures are on the JPEG
 re-encoding of CIFAR-10 (pretrained ResNet56: 83.2% vs 93.4% on the original set).
@@ -76,9 +79,39 @@ def rho_with_interval(x: list[float], y: list[float]) -> str:
     return f"{statistic(x, y):.3f} (95% interval {interval.low:.2f}-{interval.high:.2f})"
 
 
+def rho_gap_with_interval(better: list[float], worse: list[float], target: list[float]) -> str:
+    """rho(better, target) - rho(worse, target) and its 95% paired-bootstrap interval over the rows."""
+    def statistic(b, w, t):
+        return spearmanr(b, t).statistic - spearmanr(w, t).statistic
+    interval = bootstrap((better, worse, target), statistic, paired=True, vectorized=False,
+                         n_resamples=2000, method="percentile", random_state=0).confidence_interval
+    return f"{statistic(better, worse, target):+.3f} (95% interval {interval.low:+.2f} to {interval.high:+.2f})"
+
+
+def pooled_rows(paths: list[Path], budget: dict) -> list[dict]:
+    """The rows of earlier runs in ``paths``, refused unless each was measured with ``budget`` on
+    another architecture seed (the same draw twice would count its architectures twice)."""
+    rows, seeds = [], {budget["seed"]}
+    for path in paths:
+        if not path.is_file():
+            raise SystemExit(f"--pool {path}: no such file; give the --out of an earlier run of this benchmark")
+        file_rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        other = {**file_rows[0]["budget"], "seed": budget["seed"]} if file_rows else budget
+        if other != budget:
+            raise SystemExit(f"--pool {path}: measured with {file_rows[0]['budget']}, not this run's budget "
+                             f"{budget} (the seed may differ); pool only runs of one budget")
+        seed = file_rows[0]["budget"]["seed"]
+        if seed in seeds:
+            raise SystemExit(f"--pool {path}: architecture seed {seed} is already in the pool; "
+                             "pool only different draws")
+        seeds.add(seed)
+        rows += file_rows
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--archs", type=int, default=20)
+    parser.add_argument("--archs", type=int, default=20, help="random architectures to measure")
     # The budget fits a shared 2-core VM (docs/results.md): 20 steps of 32 images per architecture.
     budget_arguments(parser, steps=20, batch_size=32, eval_images=500)
     parser.add_argument("--recalibrate", type=int, default=256, help="train images for adaptive BN")
@@ -88,7 +121,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random architectures")
     parser.add_argument("--lr-anneal", choices=LR_ANNEALS, default="none",
                         help="cosine: anneal each fine-tuning's lr to 0 over its steps (none: constant)")
-    parser.add_argument("--out", type=Path, default=Path("runs/proxy_correlation.jsonl"))
+    parser.add_argument("--out", type=Path, default=Path("runs/proxy_correlation.jsonl"),
+                        help="JSON lines, one per architecture, appended as they finish (a rerun resumes)")
+    parser.add_argument("--pool", type=Path, nargs="+", default=[],
+                        help="--out files of earlier runs with the same budget and other --seed draws: "
+                             "the figures are printed over their architectures and this run's together")
     args = parser.parse_args()
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -118,8 +155,11 @@ def main() -> None:
         with args.out.open("a") as stream:
             stream.write(json.dumps(row) + "\n")
         done.append(row)
+    done += pooled_rows(args.pool, budget)
     finetuned = [r["finetuned_top1"] for r in done]
-    print(f"{len(done)} random pruned ResNet56 architectures (0-12 blocks removed, 0-60% conv1 filters per stage)")
+    draws = sorted({r["budget"]["seed"] for r in done})
+    print(f"{len(done)} random pruned ResNet56 architectures (0-12 blocks removed, 0-60% conv1 filters per stage; "
+          f"architecture seed{'s' if len(draws) > 1 else ''} {', '.join(map(str, draws))})")
     print(f"budget: {args.steps} SGD steps of {args.batch_size} train images (lr {args.lr}, "
           f"{'annealed to 0 on a cosine' if args.lr_anneal == 'cosine' else 'constant'}, momentum 0.9, "
           f"augmented) per architecture; adaptive BN on {args.recalibrate} train images; Top1 on the first "
@@ -129,6 +169,8 @@ def main() -> None:
           f"{rho_with_interval([r['raw_top1'] for r in done], finetuned)}")
     print(f"                 against (b) adaptive-BN Top1: "
           f"{rho_with_interval([r['adaptive_bn_top1'] for r in done], finetuned)}")
+    print(f"                 (b) minus (a): "
+          f"{rho_gap_with_interval([r['adaptive_bn_top1'] for r in done], [r['raw_top1'] for r in done], finetuned)}")
     print(f"    (for comparison) against (c) MACs: {rho_with_interval([r['macs'] for r in done], finetuned)}")
     # Cross-entropy keeps what Top1 rounds away (how wrong the wrong answers are); rows from before
     # it was recorded have none.

@@ -80,10 +80,12 @@ def test_distillation_gives_the_teacher_no_gradient() -> None:
 
 def test_reserved_sweep_parameters_reach_the_run() -> None:
     base = RunConfig(schedule=SCHEDULES / "resnet20_filter_rank.yaml", model="resnet20_cifar")
-    config = run_config_for(base, {"kd_weight": 0.6, "kd_temperature": "3", "epochs": 2})
-    assert (config.kd_weight, config.kd_temperature, config.epochs) == (0.6, 3.0, 2)
+    config = run_config_for(base, {"kd_weight": 0.6, "kd_temperature": "3", "epochs": 2, "lr_anneal": "cosine"})
+    assert (config.kd_weight, config.kd_temperature, config.epochs, config.lr_anneal) == (0.6, 3.0, 2, "cosine")
     with pytest.raises(SweepError, match="kd_weight=1.5 is not valid"):
         map_params({"kd_weight": 1.5}, SCHEDULES / "resnet20_filter_rank.yaml")
+    with pytest.raises(SweepError, match="lr_anneal='step' is not valid: use one of none, cosine"):
+        map_params({"lr_anneal": "step"}, SCHEDULES / "resnet20_filter_rank.yaml")
 
 
 @pytest.mark.slow

@@ -2,7 +2,8 @@
 
 Instance names contain underscores themselves (``filter_pruner_70``), so a parameter is matched
 against the base schedule's instance names, longest first. A few names are reserved for run
-settings instead (``model``, ``epochs``, ``lr``, ``precision``, ``kd_weight``, ``kd_temperature``),
+settings instead (``model``, ``epochs``, ``lr``, ``lr_anneal``, ``precision``, ``kd_weight``,
+``kd_temperature``),
 and ``edgeprune`` holds our extension. ``model`` searches the pretrained network itself
 (``resnet20_cifar`` ... ``resnet56_cifar``): the base schedule must fit every depth named, which
 ``cross_depth: true`` lets one ResNet56 schedule do (``pipeline.pruning.depths``).
@@ -24,8 +25,8 @@ from .config import EXTENSION_PARAM, ParamSpec
 from .space import UNBOUNDED, extreme_values
 
 #: Sweep parameters that set the run rather than the schedule, with their type.
-RUN_SETTINGS: dict[str, type] = {"model": str, "epochs": int, "lr": float, "precision": str, "kd_weight": float,
-                                  "kd_temperature": float}
+RUN_SETTINGS: dict[str, type] = {"model": str, "epochs": int, "lr": float, "lr_anneal": str, "precision": str,
+                                  "kd_weight": float, "kd_temperature": float}
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "auto")
 
 
@@ -35,7 +36,8 @@ class MappedParams:
 
     #: Schedule edits, for ``RunConfig.overrides``.
     overrides: list[Override] = field(default_factory=list)
-    #: ``model``, ``epochs``, ``lr``, ``precision``, ``kd_weight``, ``kd_temperature`` when the sweep sets them.
+    #: ``model``, ``epochs``, ``lr``, ``lr_anneal``, ``precision``, ``kd_weight``, ``kd_temperature`` when the
+    #: sweep sets them.
     run_settings: dict[str, Any] = field(default_factory=dict)
     #: The parameters as given (extension removed), for ``RunConfig.params`` and the trial record.
     params: dict[str, Any] = field(default_factory=dict)
@@ -182,10 +184,12 @@ def _run_setting(name: str, value: Any) -> Any:
         converted = None
     if converted is None or (kind is int and converted != value) or \
             (name == "precision" and converted not in PRECISIONS) or \
+            (name == "lr_anneal" and converted not in _lr_anneals()) or \
             (name == "model" and converted not in _model_names()) or \
             (name in ("epochs", "lr") and converted < 0) or \
             (name == "kd_weight" and not 0 <= converted <= 1) or (name == "kd_temperature" and converted <= 0):
-        fix = {"model": f"one of {', '.join(_model_names())}", "epochs": "a whole number >= 0", "lr": "a positive number such as 0.01",
+        fix = {"model": f"one of {', '.join(_model_names())}", "epochs": "a whole number >= 0",
+               "lr": "a positive number such as 0.01", "lr_anneal": f"one of {', '.join(_lr_anneals())}",
                "precision": f"one of {', '.join(PRECISIONS)}", "kd_weight": "a number in [0, 1] such as 0.7",
                "kd_temperature": "a positive number such as 4"}[name]
         raise SweepError(f"sweep parameter {name}={value!r} is not valid: use {fix}")
@@ -197,6 +201,12 @@ def _model_names() -> tuple[str, ...]:
     from pipeline.models import MODEL_NAMES
 
     return MODEL_NAMES
+
+
+def _lr_anneals() -> tuple[str, ...]:
+    from pipeline.training import LR_ANNEALS  # torch, as above
+
+    return LR_ANNEALS
 
 
 def _parse(raw: Any) -> Any:
