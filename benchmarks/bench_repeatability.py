@@ -24,13 +24,15 @@ from pipeline.messages import Target
 def main() -> None:
     defaults = MeasureOptions()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--threads", type=int, default=defaults.threads)
-    parser.add_argument("--no-pin", action="store_true")
-    parser.add_argument("--min-iters", type=int, default=defaults.min_iters)
-    parser.add_argument("--min-time", type=float, default=defaults.min_time_s)
-    parser.add_argument("--window", type=int, default=defaults.quiet_window)
+    parser.add_argument("--runs", type=int, default=5, help="compilations and timings of the same model")
+    parser.add_argument("--precision", default="fp32", help="inference precision (fp32, bf16, int8)")
+    parser.add_argument("--threads", type=int, default=defaults.threads,
+                        help="OpenVINO inference threads (0: its default)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin inference threads to cores")
+    parser.add_argument("--min-iters", type=int, default=defaults.min_iters, help="fewest timed requests per run")
+    parser.add_argument("--min-time", type=float, default=defaults.min_time_s, help="fewest seconds of timed requests per run")
+    parser.add_argument("--window", type=int, default=defaults.quiet_window,
+                        help="consecutive requests whose lowest median is the quiet median")
     args = parser.parse_args()
     options = MeasureOptions(threads=args.threads, pin=not args.no_pin, min_iters=args.min_iters,
                              min_time_s=args.min_time, quiet_window=args.window)

@@ -39,9 +39,9 @@ def benchmark_app_median(onnx_path: Path, precision: str, seconds: float) -> flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of ours and benchmark_app")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="inference precision of both")
+    parser.add_argument("--seconds", type=int, default=3, help="seconds of timing per measurement")
     args = parser.parse_args()
     options = MeasureOptions(min_time_s=args.seconds)
     ours, theirs = [], []

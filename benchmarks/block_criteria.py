@@ -34,8 +34,8 @@ from pipeline.training import evaluate
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--random-seeds", type=int, default=3)
-    parser.add_argument("--eval-images", type=int, default=2000)
+    parser.add_argument("--random-seeds", type=int, default=3, help="random choices of blocks to compare with")
+    parser.add_argument("--eval-images", type=int, default=2000, help="first N test images for Top1")
     parser.add_argument("--recalibrate", type=int, default=512, help="train images for adaptive BN")
     parser.add_argument("--counts", default="6,12", help="blocks removed")
     parser.add_argument("--sizes", default="64,128,256,512,1024", help="recalibration sizes to compare")

@@ -26,7 +26,7 @@ from pipeline.messages import Target
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=90.0)
+    parser.add_argument("--seconds", type=float, default=90.0, help="how long to alternate the two")
     args = parser.parse_args()
     kernel = ReferenceKernel()
     options = MeasureOptions(warmup=20, min_iters=100, min_time_s=0.2)

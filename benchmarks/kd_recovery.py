@@ -61,11 +61,12 @@ def pruned_model(schedule: str, calibration: Calibration, given_blocks: list[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=2, help="retraining epochs of each model")
     budget_arguments(parser, steps=100, batch_size=64, eval_images=1000)
-    parser.add_argument("--kd-weight", type=float, default=0.7)
-    parser.add_argument("--kd-temperature", type=float, default=4.0)
-    parser.add_argument("--blocks-removed", type=int, default=4)
+    parser.add_argument("--kd-weight", type=float, default=0.7, help="distillation weight w of the KD runs")
+    parser.add_argument("--kd-temperature", type=float, default=4.0, help="distillation temperature T")
+    parser.add_argument("--blocks-removed", type=int, default=4,
+                        help="residual blocks the depth-pruned model loses (sensitivity-ranked)")
     parser.add_argument("--blocks", default="", help="comma-separated blocks to remove instead of ranking "
                         "them (e.g. the first of block_criteria.py's sensitivity ranking)")
     args = parser.parse_args()

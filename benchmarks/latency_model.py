@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--model-file", type=Path, default=Path("runs/latency_model_resnet56.json"),
                         help="latency model to judge; profiled and written here when absent")
     parser.add_argument("--archs", type=int, default=40, help="architectures to profile (when profiling)")
-    parser.add_argument("--profile-seed", type=int, default=0)
+    parser.add_argument("--profile-seed", type=int, default=0, help="seed of the profiled architectures (when profiling)")
     parser.add_argument("--held-out", type=int, default=30, help="architectures to judge it on")
     parser.add_argument("--seed", type=int, default=1000, help="seed of the held-out architectures")
     parser.add_argument("--polls", type=int, default=20, help="alternating windows of each model")

@@ -39,9 +39,9 @@ def interleaved_medians(engines: list, sample: np.ndarray, rounds: int) -> list[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--chunk-time", type=float, default=0.5)
-    parser.add_argument("--precisions", default="fp32,bf16,int8")
+    parser.add_argument("--rounds", type=int, default=6, help="alternating timing chunks of each model")
+    parser.add_argument("--chunk-time", type=float, default=0.5, help="seconds of requests per chunk")
+    parser.add_argument("--precisions", default="fp32,bf16,int8", help="comma-separated precisions to measure")
     args = parser.parse_args()
     settings = Settings.load()
     unpruned = pretrained_resnet56(settings)

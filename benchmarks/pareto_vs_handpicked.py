@@ -136,8 +136,9 @@ def _line(name: str, metrics: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="resnet20_cifar")
-    parser.add_argument("--schedule", type=Path, default=REPO / "schedules/resnet20_filter_rank.yaml")
+    parser.add_argument("--model", default="resnet20_cifar", help="pretrained network to prune")
+    parser.add_argument("--schedule", type=Path, default=REPO / "schedules/resnet20_filter_rank.yaml",
+                        help="the hand-picked schedule, also the sweep's base")
     parser.add_argument("--trials", type=int, default=10, help="sweep trials")
     parser.add_argument("--epochs", type=int, default=1, help="retraining epochs per model")
     parser.add_argument("--max-steps", type=int, default=40,

@@ -23,9 +23,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--schedule", default=str(REPO / "schedules" / "resnet56_filter_rank.yaml"))
-    parser.add_argument("--epochs", type=int, default=0)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--schedule", default=str(REPO / "schedules" / "resnet56_filter_rank.yaml"),
+                        help="schedule of the timed run")
+    parser.add_argument("--epochs", type=int, default=0, help="retraining epochs of the timed run")
+    parser.add_argument("--repeat", type=int, default=2, help="runs to time (the first may decode the data)")
     args, extra = parser.parse_known_args()
     for i in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:

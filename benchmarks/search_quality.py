@@ -424,13 +424,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train-images", type=int, default=10000, help="train images of the fine-tuning budget")
     parser.add_argument("--epochs", type=int, default=1, help="epochs of the fine-tuning budget")
-    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--lr", type=float, default=0.01, help="SGD learning rate of every fine-tuning")
     parser.add_argument("--lr-anneal", choices=LR_ANNEALS, default="none",
                         help="cosine: anneal every model's lr to 0 over its fine-tuning (none: constant)")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=128, help="train images per SGD step")
     parser.add_argument("--bn-images", type=int, default=512, help="train images for adaptive BN")
     parser.add_argument("--kd-weight", type=float, default=0.0, help="distillation weight for every model (0: off)")
-    parser.add_argument("--kd-temperature", type=float, default=4.0)
+    parser.add_argument("--kd-temperature", type=float, default=4.0, help="distillation temperature T")
     parser.add_argument("--rapid-trials", type=int, default=300, help="rapid trials of the search")
     parser.add_argument("--rapid-images", type=int, default=500, help="val images of a rapid trial's Top1")
     parser.add_argument("--latency-model", type=Path, required=True,
@@ -450,7 +450,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1,
                         help="fine-tunings of every final model (seeds SEED..SEED+N-1); Top1 is their "
                              "mean and the seed-to-seed spread is printed with the verdicts")
-    parser.add_argument("--out", type=Path, default=Path("runs/search_quality"))
+    parser.add_argument("--out", type=Path, default=Path("runs/search_quality"),
+                        help="folder of the results, models and plot (a rerun resumes)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON only")
     args = parser.parse_args()
     if args.repeats < 1:
