@@ -147,13 +147,14 @@ def references(settings: Settings) -> list[Candidate]:
 
 def search_space(args: argparse.Namespace, precision: str) -> Any:
     """sweeps/06 as the rapid rung sees it at one ``precision``, and every model with the
-    benchmark's one KD setting (equal fine-tuning)."""
+    benchmark's one KD and lr-anneal setting (equal fine-tuning)."""
     from pipeline.search.config import load_sweep
     from pipeline.yaml_input import safe_load
 
     data = safe_load(SWEEP.read_text())
     data["parameters"]["precision"] = {"value": precision}
     data["parameters"]["kd_weight"] = {"value": args.kd_weight}
+    data["parameters"]["lr_anneal"] = {"value": args.lr_anneal}
     return load_sweep(data)
 
 
