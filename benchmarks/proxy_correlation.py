@@ -70,41 +70,55 @@ def measure_one(schedule: str, data: DataSplits, eval_split, calibration: Calibr
             "finetune_seconds": round(seconds / repeats, 1)}
 
 
+def _with_interval(samples: tuple[list[float], ...], statistic, signed: bool) -> str:
+    """``statistic`` of the paired ``samples`` and its 95% percentile-bootstrap interval over the rows
+    (``signed``: a difference, printed with its sign)."""
+    interval = bootstrap(samples, statistic, paired=True, vectorized=False, n_resamples=2000,
+                         method="percentile", random_state=0).confidence_interval
+    sign, separator = ("+", " to ") if signed else ("", "-")
+    return (f"{statistic(*samples):{sign}.3f} (95% interval "
+            f"{interval.low:{sign}.2f}{separator}{interval.high:{sign}.2f})")
+
+
 def rho_with_interval(x: list[float], y: list[float]) -> str:
     """Spearman rho of ``x`` against ``y`` and its 95% percentile-bootstrap interval over the pairs."""
-    def statistic(a, b):
-        return spearmanr(a, b).statistic
-    interval = bootstrap((x, y), statistic, paired=True, vectorized=False, n_resamples=2000,
-                         method="percentile", random_state=0).confidence_interval
-    return f"{statistic(x, y):.3f} (95% interval {interval.low:.2f}-{interval.high:.2f})"
+    return _with_interval((x, y), lambda a, b: spearmanr(a, b).statistic, signed=False)
 
 
 def rho_gap_with_interval(better: list[float], worse: list[float], target: list[float]) -> str:
     """rho(better, target) - rho(worse, target) and its 95% paired-bootstrap interval over the rows."""
     def statistic(b, w, t):
         return spearmanr(b, t).statistic - spearmanr(w, t).statistic
-    interval = bootstrap((better, worse, target), statistic, paired=True, vectorized=False,
-                         n_resamples=2000, method="percentile", random_state=0).confidence_interval
-    return f"{statistic(better, worse, target):+.3f} (95% interval {interval.low:+.2f} to {interval.high:+.2f})"
+    return _with_interval((better, worse, target), statistic, signed=True)
+
+
+def read_rows(path: Path, budget: dict, fix: str, any_seed: bool = False) -> list[dict]:
+    """The rows of an earlier run in ``path``, refused with ``fix`` unless every one was measured
+    with ``budget`` (with ``any_seed``, on any architecture seed). Rows from before the budget was
+    recorded are taken as measured with it."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for row in rows:
+        theirs = row.setdefault("budget", budget)
+        if (dict(theirs, seed=budget["seed"]) if any_seed else theirs) != budget:
+            raise SystemExit(f"{path} holds rows measured with {theirs}, not {budget}: {fix}")
+    return rows
 
 
 def pooled_rows(paths: list[Path], budget: dict) -> list[dict]:
-    """The rows of earlier runs in ``paths``, refused unless each was measured with ``budget`` on
-    another architecture seed (the same draw twice would count its architectures twice)."""
+    """The rows of the earlier runs in ``paths``, each measured with ``budget`` on an architecture
+    seed of its own (the same draw twice would count its architectures twice)."""
     rows, seeds = [], {budget["seed"]}
     for path in paths:
         if not path.is_file():
             raise SystemExit(f"--pool {path}: no such file; give the --out of an earlier run of this benchmark")
-        file_rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        other = {**file_rows[0]["budget"], "seed": budget["seed"]} if file_rows else budget
-        if other != budget:
-            raise SystemExit(f"--pool {path}: measured with {file_rows[0]['budget']}, not this run's budget "
-                             f"{budget} (the seed may differ); pool only runs of one budget")
-        seed = file_rows[0]["budget"]["seed"]
-        if seed in seeds:
-            raise SystemExit(f"--pool {path}: architecture seed {seed} is already in the pool; "
+        file_rows = read_rows(path, budget, "pool only runs of this budget (the seed may differ)", any_seed=True)
+        if not file_rows:
+            raise SystemExit(f"--pool {path}: holds no rows; give the --out of a run that measured some")
+        file_seeds = {row["budget"]["seed"] for row in file_rows}
+        if file_seeds & seeds:
+            raise SystemExit(f"--pool {path}: architecture seed {min(file_seeds & seeds)} is already in the pool; "
                              "pool only different draws")
-        seeds.add(seed)
+        seeds |= file_seeds
         rows += file_rows
     return rows
 
@@ -138,12 +152,9 @@ def main() -> None:
     blocks = identity_blocks(pretrained_resnet56())
     rng = np.random.default_rng(args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.is_file() else []
     budget = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "lr_anneal": args.lr_anneal,
               "recalibrate": args.recalibrate, "repeats": args.repeats, "seed": args.seed}
-    for row in done:
-        if row.get("budget", budget) != budget:
-            raise SystemExit(f"{args.out} holds rows measured with {row['budget']}, not {budget}: give another --out")
+    done = read_rows(args.out, budget, "give another --out") if args.out.is_file() else []
     for index in range(args.archs):
         schedule, spec = random_schedule(rng, blocks)
         if index < len(done):
@@ -156,7 +167,7 @@ def main() -> None:
             stream.write(json.dumps(row) + "\n")
         done.append(row)
     done += pooled_rows(args.pool, budget)
-    finetuned = [r["finetuned_top1"] for r in done]
+    finetuned, raw, adaptive = ([r[key] for r in done] for key in ("finetuned_top1", "raw_top1", "adaptive_bn_top1"))
     draws = sorted({r["budget"]["seed"] for r in done})
     print(f"{len(done)} random pruned ResNet56 architectures (0-12 blocks removed, 0-60% conv1 filters per stage; "
           f"architecture seed{'s' if len(draws) > 1 else ''} {', '.join(map(str, draws))})")
@@ -166,11 +177,11 @@ def main() -> None:
           f"{len(eval_split)} test images of the JPEG CIFAR-10 (lower than on the original set)")
     runs = "the mean of its fine-tunings" if args.repeats > 1 else "fine-tuned Top1"
     print(f"Spearman rho of {runs} against (a) raw pruned Top1: "
-          f"{rho_with_interval([r['raw_top1'] for r in done], finetuned)}")
+          f"{rho_with_interval(raw, finetuned)}")
     print(f"                 against (b) adaptive-BN Top1: "
-          f"{rho_with_interval([r['adaptive_bn_top1'] for r in done], finetuned)}")
+          f"{rho_with_interval(adaptive, finetuned)}")
     print(f"                 (b) minus (a): "
-          f"{rho_gap_with_interval([r['adaptive_bn_top1'] for r in done], [r['raw_top1'] for r in done], finetuned)}")
+          f"{rho_gap_with_interval(adaptive, raw, finetuned)}")
     print(f"    (for comparison) against (c) MACs: {rho_with_interval([r['macs'] for r in done], finetuned)}")
     # Cross-entropy keeps what Top1 rounds away (how wrong the wrong answers are); rows from before
     # it was recorded have none.
