@@ -115,7 +115,7 @@ def estimate_run_epoch(config: "RunConfig", settings: "Settings", architecture: 
     calibration = Calibration.from_split(data.train, config.bn_recalibrate or DEFAULT_RECALIBRATION_IMAGES,
                                          device)
     prune_one_shot(model, read_schedule(config, model), torch.zeros(1, 3, 32, 32, device=device),
-                   calibration=calibration)
+                   calibration=calibration, cache_dir=settings.cache_dir)
     train_images = data.train if config.max_steps_per_epoch is None else \
         data.train.head(config.max_steps_per_epoch * config.batch_size)
     estimate = estimate_epoch(model, train_images, data.val, config.batch_size, device)
