@@ -59,7 +59,7 @@ def _digest(key: dict[str, Any]) -> str:
 
 def _announce(config: "RunConfig", folder: Path, export: bool) -> None:
     """Say what the first run (for this model, checkpoint and images) spends its first seconds on, and why."""
-    images = f"the first {config.eval_subset}" if config.eval_subset else "all"
+    images = f"up to {config.eval_subset}" if config.eval_subset else "all"
     work = f"ONNX export and PyTorch Top1 on {images}" if export else f"PyTorch Top1 on {images}"
     announce(f"building the unpruned {config.model}'s reference once ({work} {config.eval_split} images; "
              f"kept in {folder}): the pruned model is timed beside the unpruned one and their Top1 compared")
