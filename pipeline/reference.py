@@ -57,7 +57,7 @@ def _digest(key: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _announce(config: "RunConfig", folder: Path, export: bool) -> None:
+def _announce(config: RunConfig, folder: Path, export: bool) -> None:
     """Say what the first run (for this model, checkpoint and images) spends its first seconds on, and why."""
     images = f"up to {config.eval_subset}" if config.eval_subset else "all"
     work = f"ONNX export and PyTorch Top1 on {images}" if export else f"PyTorch Top1 on {images}"

@@ -144,7 +144,7 @@ def run_trial(config: "RunConfig", queue: ResultQueue, settings: "Settings", out
     return outcome
 
 
-def _logging_epochs(tracker: Tracker, on_epoch: "EpochFn | None", logged: list[int]) -> "EpochFn":
+def _logging_epochs(tracker: Tracker, on_epoch: EpochFn | None, logged: list[int]) -> EpochFn:
     """``on_epoch`` that first logs the epoch's ``EPOCH_METRICS`` to ``tracker`` (appending the
     epoch, from 1, to ``logged``), then asks ``on_epoch`` (early stopping) whether to go on."""
     def logging_on_epoch(epoch: int, accuracy: Any) -> bool:

@@ -28,8 +28,9 @@ def _sweeps_0_2_stops(curves: list[list[float]], running: list[bool], hyperband:
     """Which running runs the installed ``sweeps.hyperband_stop_runs`` stops (non-strict only)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from sweeps import RunState, SweepRun
         from sweeps.hyperband_stopping import hyperband_stop_runs
+
+        from sweeps import RunState, SweepRun
 
     early = {"type": "hyperband", "eta": hyperband.eta}
     early.update({"min_iter": hyperband.min_iter} if hyperband.min_iter is not None

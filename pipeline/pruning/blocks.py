@@ -29,8 +29,9 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -39,8 +40,8 @@ from ..batchnorm import Calibration, calibration_loss, recalibrate_bn
 from ..errors import ScheduleError
 from ..files import atomic_write_text
 from ..models import canonical_name
-from ..progress import ItemLines, announce
 from ..models.resnet_cifar import BasicBlock
+from ..progress import ItemLines, announce
 from .base import Pruner, PruningContext
 from .registry import ArgSpec, register_pruner
 from .structured import structures_to_prune
