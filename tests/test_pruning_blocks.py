@@ -115,6 +115,17 @@ def test_sensitivity_ranking_prints_a_line_per_block_and_is_cached_per_weights_a
     assert probed == names
 
 
+@pytest.mark.parametrize("text", ["[1, 2]", "{}", "not json", '{"blocks": ["layer1.1"], "scores": [NaN]}',
+                                  '{"blocks": ["layer1.2"], "scores": [1.0]}'])
+def test_a_cached_ranking_that_is_not_one_of_these_blocks_is_computed_again(tmp_path: Path, text: str) -> None:
+    from pipeline.pruning.blocks import _read_scores
+
+    (tmp_path / "entry.json").write_text(text)
+    assert _read_scores(tmp_path / "entry.json", ["layer1.1"]) is None
+    (tmp_path / "entry.json").write_text('{"blocks": ["layer1.1"], "scores": [0.5]}')
+    assert _read_scores(tmp_path / "entry.json", ["layer1.1"]) == [0.5]
+
+
 def test_sensitivity_without_train_images_is_one_error_line() -> None:
     with pytest.raises(ScheduleError, match="criterion sensitivity ranks blocks on train images") as info:
         prune_one_shot(create_model("resnet20_cifar"), load_schedule(block_schedule(["layer1.1", "layer1.2"], 0.5, "sensitivity")))

@@ -157,7 +157,8 @@ def _read_scores(path: Path, blocks: Sequence[str]) -> list[float] | None:
         entry = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    scores = entry.get("scores") if isinstance(entry, dict) else None
+    entry = entry if isinstance(entry, dict) else {}
+    scores = entry.get("scores")
     if entry.get("blocks") != list(blocks) or not isinstance(scores, list) or len(scores) != len(blocks) \
             or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in scores):
         log.warning("%s: not a ranking of these blocks; computing it again", path)
