@@ -118,3 +118,34 @@ def test_hyperband_judges_the_best_so_far_unless_strict_and_says_why():
     reason = strict.judge([70.0, 52.0], peers)
     assert "val Top1 52.00% at epoch 2" in reason and "needs 60.00%" in reason
     assert "best val Top1 55.00% by epoch 2" in lenient.judge([30.0, 55.0], peers)
+
+
+def test_the_engine_judges_each_trial_against_the_others_whole_curves(tmp_path):
+    from pipeline.search.config import load_sweep
+    from pipeline.search.engine import SweepRunner, TrialOutcome, open_study
+    from pipeline.search.storage import open_storage
+
+    config = load_sweep("""
+method: random
+metric: {name: Top1, goal: maximize}
+early_terminate: {type: hyperband, min_iter: 2, eta: 3}
+parameters:
+  curve: {values: ["80 85 90", "70 86 95", "60 70 99"]}
+  edgeprune: {value: {early_stop: hyperband}}
+""")
+    study = open_study(config, open_storage(tmp_path), "hyperband", seed=0)
+
+    def train_like(context):
+        # A stand-in for retraining: the trial's per-epoch validation Top1 is its parameter.
+        for epoch, top1 in enumerate(float(v) for v in context.params["curve"].split()):
+            if not context.on_epoch(epoch, top1):
+                return TrialOutcome("early_stopped", {"epochs_run": epoch + 1})
+        return TrialOutcome("ok", {"Top1": top1})
+
+    for curve in ("80 85 90", "70 86 95", "60 70 99"):
+        study.enqueue_trial({"curve": curve})
+    records = SweepRunner(config, study, train_like, tmp_path, n_trials=3).run()
+    # Band 2 (epoch 2): 86 ranks first of 86, 85 and goes on; 70 ranks last of 86, 85, 70, below
+    # the threshold at int(3/3) = 1, 85, and stops there, at the band, not at epoch 1 (no band).
+    assert [r.status for r in records] == ["ok", "ok", "early_stopped"]
+    assert records[2].metrics["epochs_run"] == 2 and "at epoch 2 (needs 85.00%)" in records[2].reason
