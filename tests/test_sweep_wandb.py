@@ -60,7 +60,8 @@ def _wandb_bands(max_iter=None, min_iter=None, s=None, eta=3) -> list[int]:
     early = {"type": "hyperband", "eta": eta}
     early.update({k: v for k, v in (("max_iter", max_iter), ("min_iter", min_iter), ("s", s))
                   if v is not None})
-    run = SweepRun(name="r", state=RunState.running, history=[{"loss": 1.0}] * 3)
+    # sampledHistory: the field's alias (under pydantic 2, sweeps 0.2.0 drops a history= keyword).
+    run = SweepRun(name="r", state=RunState.running, sampledHistory=[{"loss": 1.0}] * 3)
     hyperband_stop_runs([run], {"method": "random", "metric": {"name": "loss"},
                                 "early_terminate": early, "parameters": {"a": {"values": [1]}}})
     return run.early_terminate_info["bands"]
