@@ -133,9 +133,12 @@ def sensitivity_scores(model: nn.Module, blocks: Sequence[str], calibration: Cal
         scores.append(_probe_loss(model, block, probe_set))
         lines.item(block, f"loss {scores[-1]:.4f}")
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps({"version": SENSITIVITY_VERSION, "blocks": list(blocks),
-                                            "scores": scores, "images": len(probe_set)}, indent=1))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps({"version": SENSITIVITY_VERSION, "blocks": list(blocks),
+                                                "scores": scores, "images": len(probe_set)}, indent=1))
+        except OSError as exc:  # the ranking stands; only the next run pays for it again
+            log.warning("block ranking not kept in %s: %s", path.parent, exc)
     return scores
 
 
