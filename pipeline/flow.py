@@ -255,7 +255,8 @@ def produce(config: RunConfig, settings: Settings, out_dir: Path, gate: GateFn |
     # Train images for data-driven pruning criteria and for adaptive BN.
     calibration = Calibration.from_split(data.train, config.bn_recalibrate or DEFAULT_RECALIBRATION_IMAGES, device)
     with stage("prune"):
-        report = prune_one_shot(model, schedule, torch.zeros(1, 3, 32, 32, device=device), calibration=calibration)
+        report = prune_one_shot(model, schedule, torch.zeros(1, 3, 32, 32, device=device), calibration=calibration,
+                                cache_dir=settings.cache_dir)
         facts = model_facts(model, data)
     metrics: dict[str, Any] = {"model": config.model, "macs": facts.macs, "params": facts.params,
                                "macs_before": macs_before, "params_before": params_before,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from typing import Any, Callable, TextIO
 
 #: What each of ``pipeline.flow``'s stages is called on screen.
@@ -89,3 +90,29 @@ class StageLines:
 
     def line(self, text: str) -> None:
         print(f"{self.prefix}{text}", file=self.stream or sys.stderr, flush=True)
+
+
+def announce(text: str, stream: TextIO | None = None, prefix: str = "  ") -> None:
+    """One line (stderr by default) saying what is about to take a while, and why."""
+    print(f"{prefix}{text}", file=stream or sys.stderr, flush=True)
+
+
+class ItemLines:
+    """A line as each item of a long loop ends: ``<what> 3/25: <item> <detail> (1 min 05 s)``,
+    the time counted from the object's creation. For loops whose items each take seconds, where a
+    bar that vanishes off a terminal would leave a log silent."""
+
+    def __init__(self, what: str, total: int, stream: TextIO | None = None, prefix: str = "  ") -> None:
+        self.what = what
+        self.total = total
+        self.stream = stream
+        self.prefix = prefix
+        self.done = 0
+        self.started = time.perf_counter()
+
+    def item(self, name: str, detail: str = "") -> None:
+        """Count ``name`` as done and print its line."""
+        self.done += 1
+        elapsed = format_duration(time.perf_counter() - self.started)
+        text = f"{self.what} {self.done}/{self.total}: {name}{' ' + detail if detail else ''} ({elapsed})"
+        announce(text, self.stream, self.prefix)

@@ -90,7 +90,7 @@ class RapidEvaluator:
             base, rankings = self._base_model(config)
             model = copy.deepcopy(base)
             report = prune_one_shot(model, schedule, self.example, calibration=self.calibration,
-                                    block_rankings=rankings)
+                                    block_rankings=rankings, cache_dir=self.settings.cache_dir)
             facts = model_facts(model, self.data)
         bn_images = config.bn_recalibrate
         if bn_images:

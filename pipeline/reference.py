@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .files import atomic_output, atomic_write_text
+from .progress import announce
 
 if TYPE_CHECKING:
     from .flow import RunConfig
@@ -56,6 +57,14 @@ def _digest(key: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _announce(config: RunConfig, folder: Path, export: bool) -> None:
+    """Say what the first run (for this model, checkpoint and images) spends its first seconds on, and why."""
+    images = f"up to {config.eval_subset}" if config.eval_subset else "all"
+    work = f"ONNX export and PyTorch Top1 on {images}" if export else f"PyTorch Top1 on {images}"
+    announce(f"building the unpruned {config.model}'s reference once ({work} {config.eval_split} images; "
+             f"kept in {folder}): the pruned model is timed beside the unpruned one and their Top1 compared")
+
+
 def unpruned_reference(config: "RunConfig", settings: "Settings") -> UnprunedReference:
     """The unpruned ``config.model`` exported to ONNX and evaluated on ``config.eval_split``
     (first ``config.eval_subset`` images), each computed once and then read from the cache."""
@@ -76,7 +85,7 @@ def unpruned_reference(config: "RunConfig", settings: "Settings") -> UnprunedRef
     if onnx_path.is_file() and data_key in accuracies:
         cached = accuracies[data_key]
         return UnprunedReference(onnx_path, cached["top1"], config.eval_split, cached["count"])
-    log.info("exporting and evaluating the unpruned %s once (cached in %s)", config.model, folder)
+    _announce(config, folder, export=not onnx_path.is_file())
     data = load_data(settings.data_path, settings.cache_dir, val_fraction=config.val_fraction,
                      seed=config.seed)
     model = load_model(config, settings, num_classes=len(data.classes)).eval()

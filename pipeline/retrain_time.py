@@ -24,6 +24,7 @@ from torch import nn
 
 from .data import Split, batches
 from .files import atomic_write_text
+from .progress import announce
 from .training import evaluate
 
 if TYPE_CHECKING:
@@ -86,13 +87,15 @@ def estimate_epoch(model: nn.Module, train_split: Split, val_split: Split, batch
                          timed_steps=steps)
 
 
-def estimate_run_epoch(config: "RunConfig", settings: "Settings", architecture: str = "") -> EpochEstimate:
+def estimate_run_epoch(config: "RunConfig", settings: "Settings", architecture: str = "", why: str = ""
+                       ) -> EpochEstimate:
     """``estimate_epoch`` for the pruned model of ``config`` (pruned again here: one-shot pruning
     takes well under a second, and ``produce`` keeps no model once it has exported it).
 
     With ``architecture`` (the pruned model's ``arch_signature``) the estimate is cached in
     ``<cache_dir>/retrain_time.json`` per architecture, batch, torch device and threads and host:
-    a rerun of the same pruned model reads it instead of timing again.
+    a rerun of the same pruned model reads it instead of timing again. When it times, it says so
+    first on stderr, with ``why`` (what the estimate is for).
     """
     from .batchnorm import DEFAULT_RECALIBRATION_IMAGES, Calibration
     from .data import load_data
@@ -109,13 +112,15 @@ def estimate_run_epoch(config: "RunConfig", settings: "Settings", architecture: 
     cached = json.loads(cache_path.read_text()) if architecture and cache_path.is_file() else {}
     if key in cached:
         return EpochEstimate(**cached[key])
+    announce(f"estimating how long one retraining epoch takes here{f' ({why})' if why else ''}: "
+             f"pruning again and timing {TIMED_STEPS + 1} training steps and {TIMED_EVAL_IMAGES} validation images")
     data = load_data(settings.data_path, settings.cache_dir, val_fraction=config.val_fraction,
                      subset=config.subset, seed=config.seed)
     model = load_model(config, settings, num_classes=len(data.classes)).to(device)
     calibration = Calibration.from_split(data.train, config.bn_recalibrate or DEFAULT_RECALIBRATION_IMAGES,
                                          device)
     prune_one_shot(model, read_schedule(config, model), torch.zeros(1, 3, 32, 32, device=device),
-                   calibration=calibration)
+                   calibration=calibration, cache_dir=settings.cache_dir)
     train_images = data.train if config.max_steps_per_epoch is None else \
         data.train.head(config.max_steps_per_epoch * config.batch_size)
     estimate = estimate_epoch(model, train_images, data.val, config.batch_size, device)

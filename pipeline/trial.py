@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: What each retraining epoch logs (validation Top1 and mean cross-entropy, step = the epoch, from 1).
+#: Under ``wandb agent`` W&B's hyperband reads the sweep metric's history, so ``Top1``'s history
+#: is these values alone: the deployed model's ``Top1`` goes to the run summary.
+EPOCH_METRICS = ("Top1", "loss")
+
 
 class Tracker(Protocol):
     """Where a trial reports its parameters and figures (W&B in sweeps; nothing by default)."""
@@ -29,6 +34,8 @@ class Tracker(Protocol):
     def log_params(self, params: dict[str, Any]) -> None: ...
 
     def log_metrics(self, metrics: dict[str, Any]) -> None: ...
+
+    def log_epoch(self, epoch: int, metrics: dict[str, Any]) -> None: ...
 
     def finish(self, summary: dict[str, Any]) -> None: ...
 
@@ -40,6 +47,9 @@ class NullTracker:
         pass
 
     def log_metrics(self, metrics: dict[str, Any]) -> None:
+        pass
+
+    def log_epoch(self, epoch: int, metrics: dict[str, Any]) -> None:
         pass
 
     def finish(self, summary: dict[str, Any]) -> None:
@@ -100,9 +110,13 @@ def run_trial(config: "RunConfig", queue: ResultQueue, settings: "Settings", out
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tracker.log_params(dict(config.params))
-    produced = produce(config, settings, out_dir, gate=gate, on_epoch=on_epoch, on_stage=on_stage)
+    epochs_logged: list[int] = []
+    produced = produce(config, settings, out_dir, gate=gate, on_stage=on_stage,
+                       on_epoch=_logging_epochs(tracker, on_epoch, epochs_logged))
+    history_row = (lambda m: {k: v for k, v in m.items() if k not in EPOCH_METRICS}) if epochs_logged \
+        else dict
     # Pre-retraining figures (Top1_before, MACs) are visible while the job waits for a consumer.
-    tracker.log_metrics(dict(produced.metrics))
+    tracker.log_metrics(history_row(produced.metrics))
     result: Result | None = None
     job_id, timed_out = "", False
     if produced.onnx_path is not None:
@@ -124,7 +138,18 @@ def run_trial(config: "RunConfig", queue: ResultQueue, settings: "Settings", out
     outcome = RunOutcome(produced=produced, result=result, result_path=path, job_id=job_id,
                            timed_out=timed_out)
     metrics = outcome.metrics()
-    tracker.log_metrics(metrics)
+    tracker.log_metrics(history_row(metrics))
     # str(): W&B would show a TrialStatus by its enum name ("OK").
     tracker.finish({**metrics, "status": str(outcome.status), "reason": outcome.reason, "job_id": job_id})
     return outcome
+
+
+def _logging_epochs(tracker: Tracker, on_epoch: EpochFn | None, logged: list[int]) -> EpochFn:
+    """``on_epoch`` that first logs the epoch's ``EPOCH_METRICS`` to ``tracker`` (appending the
+    epoch, from 1, to ``logged``), then asks ``on_epoch`` (early stopping) whether to go on."""
+    def logging_on_epoch(epoch: int, accuracy: Any) -> bool:
+        logged.append(epoch + 1)
+        tracker.log_epoch(epoch + 1, {"Top1": float(accuracy.top1), "loss": float(accuracy.loss)})
+        return True if on_epoch is None else on_epoch(epoch, accuracy)
+
+    return logging_on_epoch

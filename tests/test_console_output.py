@@ -83,14 +83,23 @@ def test_run_shows_speedup_over_unpruned_and_a_retraining_hint(tmp_path: Path, s
     assert f"retrain: --epochs 1 takes about {format_duration(hint['epoch_seconds'])}" in stdout
     for word in ("unpruned reference ready", "pruned", "exported", "measured", "retraining time estimated"):
         assert any(line.strip().startswith(word) for line in stderr.splitlines()), (word, stderr)
+    # The estimate says, before it runs, that it runs and why (only then: the hint is printed).
+    said = next(line for line in stderr.splitlines() if "estimating how long one retraining epoch" in line)
+    assert f"Top1 fell {hint['top1_drop']:.1f} points below the unpruned model's" in said
+    assert stderr.index(said) < stderr.index("retraining time estimated")
 
 
-def test_unpruned_reference_is_made_once_then_read_from_the_cache(settings) -> None:
+def test_unpruned_reference_is_made_once_then_read_from_the_cache(settings, capsys) -> None:
     config = RunConfig(schedule=SCHEDULE, model="resnet20_cifar", eval_subset=100)
     first = unpruned_reference(config, settings)
+    # Said while it is made (this test alone evaluates 100 images), and why; not when read back.
+    said = capsys.readouterr().err
+    assert "building the unpruned resnet20_cifar's reference once" in said
+    assert "Top1 on up to 100 test images" in said and "timed beside the unpruned one" in said
     written = first.onnx_path.stat().st_mtime_ns
     again = unpruned_reference(config, settings)
     assert again == first and again.onnx_path.stat().st_mtime_ns == written
+    assert capsys.readouterr().err == ""
     assert first.eval_count == 100 and 0 < first.top1 <= 100
 
 

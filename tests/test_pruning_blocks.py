@@ -79,6 +79,53 @@ def test_sensitivity_removes_the_blocks_whose_lone_removal_costs_least(settings,
     assert sorted(report.blocks_removed) == sorted(expected)
 
 
+def test_sensitivity_ranking_prints_a_line_per_block_and_is_cached_per_weights_and_images(
+        settings, shared_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.pruning import blocks as block_module
+
+    model = pretrained("resnet20_cifar", shared_dir)
+    calibration = Calibration.from_split(load_data(settings.data_path, settings.cache_dir).train, 16)
+    names = identity_blocks(model)[-3:]  # the deepest, cheapest to probe
+    probed: list[str] = []
+    probe = block_module._probe_loss
+    monkeypatch.setattr(block_module, "_probe_loss", lambda m, block, images: probed.append(block) or probe(m, block, images))
+    schedule = load_schedule(block_schedule(names, 0.67, "sensitivity"))
+
+    def removed(net: nn.Module, images: Calibration) -> list[str]:
+        capsys.readouterr()
+        return prune_one_shot(copy.deepcopy(net), schedule, calibration=images, cache_dir=tmp_path).blocks_removed
+
+    first = removed(model, calibration)
+    err = capsys.readouterr().err
+    assert probed == names and f"ranking {len(names)} residual blocks by sensitivity" in err
+    assert all(f"block {i}/{len(names)}: {name}" in err for i, name in enumerate(names, 1))
+    probed.clear()
+    assert removed(model, calibration) == first and probed == []  # read back, nothing probed
+    assert capsys.readouterr().err == ""
+    # Other images, or other weights, are another ranking.
+    flipped = Calibration(calibration.images.flip(0)[:15], calibration.labels.flip(0)[:15])
+    removed(model, flipped)
+    assert probed == names
+    probed.clear()
+    retrained = copy.deepcopy(model)
+    with torch.no_grad():
+        retrained.linear.bias.add_(0.01)
+    removed(retrained, calibration)
+    assert probed == names
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "{}", "not json", '{"blocks": ["layer1.1"], "scores": [NaN]}',
+                                  '{"blocks": ["layer1.2"], "scores": [1.0]}'])
+def test_a_cached_ranking_that_is_not_one_of_these_blocks_is_computed_again(tmp_path: Path, text: str) -> None:
+    from pipeline.pruning.blocks import _read_scores
+
+    (tmp_path / "entry.json").write_text(text)
+    assert _read_scores(tmp_path / "entry.json", ["layer1.1"]) is None
+    (tmp_path / "entry.json").write_text('{"blocks": ["layer1.1"], "scores": [0.5]}')
+    assert _read_scores(tmp_path / "entry.json", ["layer1.1"]) == [0.5]
+
+
 def test_sensitivity_without_train_images_is_one_error_line() -> None:
     with pytest.raises(ScheduleError, match="criterion sensitivity ranks blocks on train images") as info:
         prune_one_shot(create_model("resnet20_cifar"), load_schedule(block_schedule(["layer1.1", "layer1.2"], 0.5, "sensitivity")))
@@ -185,6 +232,12 @@ def test_schedule_show_lists_removed_and_kept_blocks(settings, tmp_path: Path, m
                              "--cache-dir", str(settings.cache_dir))
     assert code == 0, err
     assert "blocks removed: " in out and "blocks kept: " in out and "architecture: 16x" in out
+    # The ranking says that it computes, block by block; the second show reads it from the cache.
+    assert "ranking 3 residual blocks by sensitivity" in err and "block 3/3" in err
+    again = run_cli(monkeypatch, capsys, "schedule", "show", str(path), "--model", "resnet20_cifar",
+                    "--shared", str(settings.shared_dir), "--data", str(settings.data),
+                    "--cache-dir", str(settings.cache_dir))
+    assert again[:2] == (0, out) and "ranking" not in again[2] and "block 1/3" not in again[2]
     assert "sensitivity" in (SCHEDULES / "resnet56_blocks.yaml").read_text()
 
 

@@ -125,9 +125,9 @@ def test_latency_gate_skips_retraining_and_cache_measures_an_architecture_once(s
 
 def test_early_stopper_rules():
     median = EarlyStopper("median", min_peers=2)
-    assert median.judge(1, 50.0, [60.0]) is None  # too few peers
-    assert "below the median 60.00%" in median.judge(1, 50.0, [55.0, 60.0, 70.0])
-    assert median.judge(1, 65.0, [55.0, 60.0, 70.0]) is None
+    assert median.judge([50.0], [[60.0]]) is None  # too few peers
+    assert "below the median 60.00%" in median.judge([50.0], [[55.0], [60.0], [70.0]])
+    assert median.judge([65.0], [[55.0], [60.0], [70.0]]) is None
     config = load_sweep("""
 method: random
 metric: {name: Top1, goal: maximize}
@@ -136,9 +136,11 @@ parameters: {a: {values: [1]}}
 """)
     hyper = EarlyStopper("hyperband", config.early_terminate)
     assert config.early_terminate.brackets(8) == [1, 2, 4, 8]
-    assert hyper.judge(3, 10.0, [50.0, 60.0]) is None  # not a bracket epoch
-    assert "outside the top 50%" in hyper.judge(2, 52.0, [50.0, 60.0, 70.0])
-    assert hyper.judge(2, 66.0, [50.0, 60.0, 70.0]) is None
+    peers = [[50.0, 50.0], [60.0, 60.0], [70.0, 70.0]]
+    assert hyper.judge([10.0, 52.0], peers) is None  # 52 is 3rd of 4 at epoch 2: int(4/2) = 2 ahead
+    # Epoch 3 is no band: judged at band 2 (threshold 60 of 70, 65, 60, 51, 50) by its best, 52.
+    assert "outside the top 50%" in hyper.judge([10.0, 51.0, 52.0], [*peers, [65.0, 65.0]])
+    assert hyper.judge([10.0, 66.0], peers) is None
 
 
 def test_engine_stops_a_trial_below_the_median_and_records_why(tmp_path):

@@ -1,4 +1,5 @@
-"""The W&B tracker in offline mode (no account): a real trial's run holds the summary metrics."""
+"""The W&B tracker in offline mode (no account): a real trial's run holds the summary metrics and
+one history row per retraining epoch."""
 
 from __future__ import annotations
 
@@ -71,6 +72,21 @@ def offline_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return summary, config
 
 
+def offline_history(run_dir: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(step, row) of each history row of an offline run, in the order they were written."""
+    from wandb.proto import wandb_internal_pb2
+
+    rows = []
+    for payload in _payloads(next(run_dir.glob("run-*.wandb"))):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(payload)
+        if record.WhichOneof("record_type") == "history":
+            row = {item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                   for item in record.history.item}
+            rows.append((record.history.step.num, row))
+    return rows
+
+
 def _wait_for_exit_record(run_dir: Path, limit_s: float = 60.0) -> None:
     """wandb's service finishes writing the run file after ``run.finish`` returns: wait for its
     last record (``exit``) before reading it."""
@@ -100,10 +116,11 @@ def wandb_offline(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.mark.slow
-def test_offline_run_holds_the_trial_summary(settings, tmp_path, wandb_offline):
-    base = RunConfig(schedule=REPO / "schedules" / "resnet20_filter_rank.yaml",
-                     model="resnet20_cifar", eval_split="val", eval_subset=100)
-    params = {"filter_pruner_50_desired_sparsity": 0.4, "epochs": 0}
+def test_offline_run_holds_the_summary_and_top1_per_epoch_with_the_epoch_as_step(settings, tmp_path,
+                                                                                  wandb_offline):
+    base = RunConfig(schedule=REPO / "schedules" / "resnet20_filter_rank.yaml", model="resnet20_cifar",
+                     eval_split="val", eval_subset=100, subset=256, max_steps_per_epoch=1, batch_size=32)
+    params = {"filter_pruner_50_desired_sparsity": 0.4, "epochs": 2}
     with open_queue(None, measure_work(settings, MeasureOptions.fast()), base.target) as queue:
         trial = make_trial_function(base, settings, queue, 300,
                                     lambda: WandbTracker(project="edgeprune-test", dir=wandb_offline))
@@ -117,7 +134,17 @@ def test_offline_run_holds_the_trial_summary(settings, tmp_path, wandb_offline):
     for name in ("Latency", "Total_Latency", "Throughput", "Top1", "Top5", "Top1_before", "macs"):
         assert summary[name] == pytest.approx(outcome.metrics[name]), name
     assert summary["status"] == "ok"
-    assert config["filter_pruner_50_desired_sparsity"] == 0.4 and config["epochs"] == 0
+    assert config["filter_pruner_50_desired_sparsity"] == 0.4 and config["epochs"] == 2
+    # What W&B's hyperband reads: the sweep metric's history, one value per retraining epoch.
+    history = offline_history(runs[0])
+    epochs = [(step, row) for step, row in history if "epoch" in row]
+    assert [step for step, _ in epochs] == [1, 2] and [row["epoch"] for _, row in epochs] == [1, 2]
+    for _, row in epochs:
+        assert 0.0 <= row["Top1"] <= 100.0 and row["loss"] > 0.0
+    # Top1's history is the per-epoch curve alone: the deployed Top1 is in the summary only.
+    assert [row["Top1"] for _, row in history if "Top1" in row] == [row["Top1"] for _, row in epochs]
+    steps = [step for step, _ in history]
+    assert steps == sorted(set(steps))  # every row a step of its own, in order
 
 
 @pytest.mark.parametrize("sweep_file", sorted(p.name for p in (REPO / "sweeps").glob("*.yaml")))

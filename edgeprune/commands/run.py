@@ -119,7 +119,8 @@ def _comparison(record: dict, unpruned: Any, config: RunConfig, settings: Settin
         from pipeline.retrain_time import estimate_run_epoch
 
         start = time.perf_counter()
-        estimate = estimate_run_epoch(config, settings, record.get("arch_signature", ""))
+        estimate = estimate_run_epoch(config, settings, record.get("arch_signature", ""),
+                                      why=f"Top1 fell {drop:.1f} points below the unpruned model's")
         estimate_s = time.perf_counter() - start
         lines.stage("retrain_estimate", estimate_s)
         record["stage_seconds"]["retrain_estimate"] = round(estimate_s, 3)

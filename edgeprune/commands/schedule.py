@@ -72,7 +72,8 @@ def show(schedule_file: Path, model: str | None, shortcut: str, overrides: tuple
     Channel counts, MACs and parameters depend only on the schedule, not on the weights (which
     filters go does), so no checkpoint is loaded, except for a ResidualBlockPruner whose criterion
     is sensitivity: which blocks go is then decided as a run would, on the pretrained checkpoint
-    and 256 train images of --data. MACs count conv and linear layers (Distiller's convention);
+    and 256 train images of --data (the first time for them a line per block says it computes;
+    the ranking is then read from --cache-dir, shared with runs). MACs count conv and linear layers (Distiller's convention);
     parameters count every parameter, BatchNorm included.
     """
     from pipeline.models import create_model
@@ -82,7 +83,8 @@ def show(schedule_file: Path, model: str | None, shortcut: str, overrides: tuple
     loaded = load_schedule(schedule_file, parse_overrides(overrides))
     model = model or _named_model(loaded)
     net = create_model(model, shortcut=shortcut)
-    report = prune_one_shot(net, loaded, calibration=_block_calibration(loaded, net, model, settings))
+    report = prune_one_shot(net, loaded, calibration=_block_calibration(loaded, net, model, settings),
+                            cache_dir=settings.cache_dir)
     if as_json:
         click.echo(json.dumps({"schedule": str(schedule_file), "model": model, "shortcut": shortcut,
                                **report.to_dict()}, indent=2))

@@ -24,6 +24,8 @@ from ..models import canonical_name
 from ..models.resnet_cifar import ZeroPadShortcut
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..batchnorm import Calibration
     from ..schedule import Policy
 
@@ -147,7 +149,8 @@ class PruningContext:
 
     def __init__(self, model: nn.Module, example_input: torch.Tensor | None = None,
                  origin: str = "schedule", calibration: "Calibration | None" = None,
-                 block_rankings: dict[tuple[Any, ...], list[str]] | None = None) -> None:
+                 block_rankings: dict[tuple[Any, ...], list[str]] | None = None,
+                 cache_dir: Path | None = None) -> None:
         self.model = model
         self.example_input = example_input if example_input is not None else _default_input(model)
         self.origin = origin
@@ -157,6 +160,8 @@ class PruningContext:
         #: of one base model with one calibration many times passes the same dict (rapid trials:
         #: the sensitivity ranking costs 25 adaptive-BN passes on ResNet56); None computes anew.
         self.block_rankings = block_rankings
+        #: The settings' cache folder, where costly rankings persist across runs (None: not kept).
+        self.cache_dir = cache_dir
         self._graph: tp.DependencyGraph | None = None
         self.original_counts = dense_counts(model)
 

@@ -12,7 +12,11 @@ block of a stage, which downsamples, cannot.
 Block criteria (``criterion:``), low score = removed first:
 - ``sensitivity`` (default): the cross-entropy on (at most 256 of) the context's calibration train images of the
   network with that block alone removed, after re-estimating BatchNorm statistics (adaptive BN);
-  above random's mean with 6 and with 12 blocks removed (docs/results.md);
+  above random's mean with 6 and with 12 blocks removed (docs/results.md). Two passes per block
+  (ResNet56: 25 blocks, minutes on 2 cores), so it prints a line per block to stderr and, given a
+  cache folder (``PruningContext.cache_dir``), keeps the scores in ``<cache>/block_rankings``
+  under a digest of everything they depend on: the blocks, the network's structure and weights,
+  the probe images and labels, and their device;
 - ``l1_bn2``: mean |gamma| of the block's last BatchNorm (the block's output scale); on the
   pretrained ResNet56 below random's mean with 6 blocks removed, above it with 12;
 - ``random``: a seeded random order, the baseline criteria are measured against.
@@ -21,16 +25,23 @@ Block criteria (``criterion:``), low score = removed first:
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
 from ..batchnorm import Calibration, calibration_loss, recalibrate_bn
 from ..errors import ScheduleError
+from ..files import atomic_write_text
 from ..models import canonical_name
 from ..models.resnet_cifar import BasicBlock
+from ..progress import ItemLines, announce
 from .base import Pruner, PruningContext
 from .registry import ArgSpec, register_pruner
 from .structured import structures_to_prune
@@ -42,6 +53,10 @@ log = logging.getLogger(__name__)
 
 #: Train images the ``sensitivity`` criterion probes each block with (at most).
 SENSITIVITY_IMAGES = 256
+#: Part of every cached ranking's digest: bump it when the probe changes, so old scores stop matching.
+SENSITIVITY_VERSION = 1
+#: Cached sensitivity scores, under the settings' cache folder.
+RANKINGS_FOLDER = "block_rankings"
 
 
 class RemovedBlock(nn.Identity):
@@ -72,41 +87,98 @@ def remove_blocks(model: nn.Module, blocks: Sequence[str]) -> None:
         setattr(model.get_submodule(parent_name), child, RemovedBlock())
 
 
-BlockCriterion = Callable[[nn.Module, Sequence[str], "Calibration | None", int], list[float]]
+#: ``(model, blocks, calibration, seed, cache_dir) -> scores``, low = removed first.
+BlockCriterion = Callable[[nn.Module, Sequence[str], "Calibration | None", int, "Path | None"], list[float]]
 
 
-def _l1_bn2(model: nn.Module, blocks: Sequence[str], calibration: Calibration | None, seed: int) -> list[float]:
+def _l1_bn2(model: nn.Module, blocks: Sequence[str], calibration: Calibration | None, seed: int,
+            cache_dir: Path | None = None) -> list[float]:
     return [float(model.get_submodule(b).bn2.weight.detach().abs().mean()) for b in blocks]
 
 
-def _random(model: nn.Module, blocks: Sequence[str], calibration: Calibration | None, seed: int) -> list[float]:
+def _random(model: nn.Module, blocks: Sequence[str], calibration: Calibration | None, seed: int,
+            cache_dir: Path | None = None) -> list[float]:
     return torch.rand(len(blocks), generator=torch.Generator().manual_seed(seed)).tolist()
 
 
-def _sensitivity(model: nn.Module, blocks: Sequence[str], calibration: Calibration | None,
-                 seed: int) -> list[float]:
+def _probe_loss(model: nn.Module, block: str, probe_set: Calibration) -> float:
+    """The loss on ``probe_set`` of a copy of ``model`` without ``block``, BatchNorm re-estimated."""
+    probe = copy.deepcopy(model)
+    remove_blocks(probe, [block])
+    recalibrate_bn(probe, probe_set.images)
+    return calibration_loss(probe, probe_set)
+
+
+def sensitivity_scores(model: nn.Module, blocks: Sequence[str], calibration: Calibration | None, seed: int = 0,
+                       cache_dir: Path | None = None) -> list[float]:
+    """Each block's ``_probe_loss`` on the first ``SENSITIVITY_IMAGES`` calibration images, a
+    line per block on stderr; read from ``cache_dir`` when computed there before for the same
+    blocks, structure, weights, images and device (``seed`` plays no part)."""
     if calibration is None or len(calibration) == 0:
         raise ScheduleError("criterion sensitivity ranks blocks on train images, and none were given: "
                             "prune through `edgeprune run`/`sweep` (which pass them), or use criterion: l1_bn2")
-    # The first images only: each block costs two passes over them (ResNet56: 25 blocks).
     probe_set = Calibration(calibration.images[:SENSITIVITY_IMAGES], calibration.labels[:SENSITIVITY_IMAGES])
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / RANKINGS_FOLDER / f"{_sensitivity_digest(model, blocks, probe_set)}.json"
+        cached = _read_scores(path, blocks)
+        if cached is not None:
+            return cached
+    kept = f", then kept in {path.parent} for these weights and images" if path else ""
+    announce(f"ranking {len(blocks)} residual blocks by sensitivity: each removed alone, BatchNorm "
+             f"re-estimated and the loss taken on {len(probe_set)} train images (two passes a block){kept}")
+    lines = ItemLines("block", len(blocks))
     scores = []
     for block in blocks:
-        probe = copy.deepcopy(model)
-        remove_blocks(probe, [block])
-        recalibrate_bn(probe, probe_set.images)
-        scores.append(calibration_loss(probe, probe_set))
+        scores.append(_probe_loss(model, block, probe_set))
+        lines.item(block, f"loss {scores[-1]:.4f}")
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps({"version": SENSITIVITY_VERSION, "blocks": list(blocks),
+                                                "scores": scores, "images": len(probe_set)}, indent=1))
+        except OSError as exc:  # the ranking stands; only the next run pays for it again
+            log.warning("block ranking not kept in %s: %s", path.parent, exc)
     return scores
 
 
+def _sensitivity_digest(model: nn.Module, blocks: Sequence[str], probe_set: Calibration) -> str:
+    """What the scores depend on, hashed: the probe, the blocks, structure, weights, images."""
+    digest = hashlib.sha256(json.dumps({"version": SENSITIVITY_VERSION, "blocks": list(blocks),
+                                        "structure": repr(model), "device": str(probe_set.images.device)}
+                                       ).encode())
+    tensors = [*model.state_dict().items(), ("images", probe_set.images), ("labels", probe_set.labels)]
+    for name, tensor in tensors:
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def _read_scores(path: Path, blocks: Sequence[str]) -> list[float] | None:
+    """The cached scores of ``blocks`` at ``path``; None when absent or not a well-formed entry."""
+    try:
+        entry = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    entry = entry if isinstance(entry, dict) else {}
+    scores = entry.get("scores")
+    if entry.get("blocks") != list(blocks) or not isinstance(scores, list) or len(scores) != len(blocks) \
+            or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in scores):
+        log.warning("%s: not a ranking of these blocks; computing it again", path)
+        return None
+    return [float(v) for v in scores]
+
+
 #: Block criterion name -> scores of the given blocks (low = removed first).
-BLOCK_CRITERIA: dict[str, BlockCriterion] = {"sensitivity": _sensitivity, "l1_bn2": _l1_bn2, "random": _random}
+BLOCK_CRITERIA: dict[str, BlockCriterion] = {"sensitivity": sensitivity_scores, "l1_bn2": _l1_bn2,
+                                             "random": _random}
 
 
 def rank_blocks(model: nn.Module, blocks: Sequence[str], criterion: str, calibration: Calibration | None = None,
-                seed: int = 0) -> list[str]:
-    """``blocks`` ordered by ``criterion``, the one to remove first leading (ties: module order)."""
-    scores = BLOCK_CRITERIA[criterion](model, blocks, calibration, seed)
+                seed: int = 0, cache_dir: Path | None = None) -> list[str]:
+    """``blocks`` ordered by ``criterion``, the one to remove first leading (ties: module order);
+    ``cache_dir``: where a costly criterion (sensitivity) keeps its scores."""
+    scores = BLOCK_CRITERIA[criterion](model, blocks, calibration, seed, cache_dir)
     return [blocks[i] for i in sorted(range(len(blocks)), key=lambda i: (scores[i], i))]
 
 
@@ -171,7 +243,7 @@ class ResidualBlockPruner(Pruner):
         key = (criterion, seed, tuple(remaining))
         memo = ctx.block_rankings if ctx.block_rankings is not None else {}
         if key not in memo:
-            memo[key] = rank_blocks(ctx.model, remaining, criterion, ctx.calibration, seed)
+            memo[key] = rank_blocks(ctx.model, remaining, criterion, ctx.calibration, seed, ctx.cache_dir)
         return memo[key][:need]
 
 

@@ -23,6 +23,8 @@ from .registry import EXTENSIONS, LR_SCHEDULERS, PRUNERS, ArgSpec, register_exte
 from .report import ModelSnapshot, PruneReport, build_report
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..batchnorm import Calibration
     from ..schedule import Policy, Schedule
 
@@ -141,7 +143,8 @@ class CompressionScheduler:
     def __init__(self, model: nn.Module, schedule: "Schedule", optimizer: torch.optim.Optimizer | None = None,
                  example_input: torch.Tensor | None = None, after: PruneReport | None = None,
                  calibration: "Calibration | None" = None,
-                 block_rankings: dict[tuple[Any, ...], list[str]] | None = None) -> None:
+                 block_rankings: dict[tuple[Any, ...], list[str]] | None = None,
+                 cache_dir: Path | None = None) -> None:
         self.model = model
         # Names of blocks deeper than the model (cross_depth) and weights of removed blocks are
         # skipped and reported alike.
@@ -151,7 +154,7 @@ class CompressionScheduler:
         self.schedule = schedule
         self.optimizer = optimizer
         self.ctx = PruningContext(model, example_input, origin=schedule.source, calibration=calibration,
-                                  block_rankings=block_rankings)
+                                  block_rankings=block_rankings, cache_dir=cache_dir)
         check_schedule(schedule, self.ctx)
         skip = set(after.pruners_applied) if after else set()
         self.pruners = [(p, pol) for p, pol in build_pruners(schedule) if p.name not in skip]
@@ -255,7 +258,8 @@ def first_pruning_epoch(schedule: "Schedule") -> int | None:
 
 def prune_one_shot(model: nn.Module, schedule: "Schedule", example_input: torch.Tensor | None = None,
                    calibration: "Calibration | None" = None,
-                   block_rankings: dict[tuple[Any, ...], list[str]] | None = None) -> PruneReport:
+                   block_rankings: dict[tuple[Any, ...], list[str]] | None = None,
+                   cache_dir: Path | None = None) -> PruneReport:
     """Apply, now, every pruner whose policy fires at the schedule's first pruning epoch.
 
     Validates the schedule against the model first. One-shot structured pruners remove their
@@ -265,10 +269,11 @@ def prune_one_shot(model: nn.Module, schedule: "Schedule", example_input: torch.
     zeros; they are not listed, because the training-time scheduler keeps their masks and ramps.
     ``calibration`` (train images) feeds data-driven criteria (ResidualBlockPruner's sensitivity);
     ``block_rankings`` memoises their rankings across calls on copies of one model
-    (``PruningContext.block_rankings``).
+    (``PruningContext.block_rankings``); ``cache_dir`` (the settings' cache folder) keeps the
+    costly ones (sensitivity) across runs (``PruningContext.cache_dir``).
     """
     scheduler = CompressionScheduler(model, schedule, example_input=example_input, calibration=calibration,
-                                     block_rankings=block_rankings)
+                                     block_rankings=block_rankings, cache_dir=cache_dir)
     epoch = first_pruning_epoch(schedule)
     if epoch is not None:
         scheduler.on_epoch_begin(epoch)

@@ -367,16 +367,24 @@ class SweepRunner:
             top1 = float(getattr(accuracy, "top1", accuracy))
             curve[str(done)] = top1
             trial.set_user_attr(CURVE_ATTR, dict(curve))
-            peers = [float(t.user_attrs[CURVE_ATTR][str(done)])
-                     for t in self.study.get_trials(deepcopy=False)
-                     if t.number != trial.number and str(done) in t.user_attrs.get(CURVE_ATTR, {})]
-            reason = stopper.judge(done, top1, peers, best=max(curve.values()))
+            # Whole curves: W&B's hyperband ranks at the last band reached, not at this epoch.
+            peers = [curve_values(t.user_attrs.get(CURVE_ATTR, {}))
+                     for t in self.study.get_trials(deepcopy=False) if t.number != trial.number]
+            reason = stopper.judge(curve_values(curve), peers)
             if reason:
                 stop_reason.append(reason)
                 return False
             return True
 
         return on_epoch
+
+
+def curve_values(curve: dict[str, float]) -> list[float]:
+    """A stored curve (``{"1": top1, "2": ...}``) as Top1 after epochs 1, 2, ... (stops at a gap)."""
+    values = []
+    while str(len(values) + 1) in curve:
+        values.append(float(curve[str(len(values) + 1)]))
+    return values
 
 
 def best_trials(config: SweepConfig, records: list[TrialRecord]) -> list[TrialRecord]:

@@ -39,6 +39,8 @@ class WandbTracker:
         self.init_kwargs = {"project": project, "entity": entity, "group": group,
                             "dir": str(dir) if dir else None, "job_type": job_type}
         self.run: Any = None
+        #: The next history step: rows after the epochs' (``log_epoch``, step = epoch) follow them.
+        self.step = 0
 
     @property
     def run_path(self) -> str:
@@ -55,7 +57,14 @@ class WandbTracker:
 
     def log_metrics(self, metrics: dict[str, Any]) -> None:
         """Figures as one history step (pre-retraining ones too: Top1_before, macs, params)."""
-        self.run.log({k: v for k, v in _loggable(metrics).items() if not isinstance(v, dict)})
+        self.run.log({k: v for k, v in _loggable(metrics).items() if not isinstance(v, dict)}, step=self.step)
+        self.step += 1
+
+    def log_epoch(self, epoch: int, metrics: dict[str, Any]) -> None:
+        """One retraining epoch's figures with ``epoch`` (from 1) as the step, so that W&B's
+        hyperband (which reads the sweep metric's history) can stop the run."""
+        self.run.log({**_loggable(metrics), "epoch": epoch}, step=epoch)
+        self.step = epoch + 1
 
     def finish(self, summary: dict[str, Any]) -> None:
         """Final metrics (and status, reason) to the run summary, then end the run."""
