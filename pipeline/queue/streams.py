@@ -350,7 +350,14 @@ class JobQueue:
         pipe.hincrby(self.keys.stats, "dead", 1)
         pipe.xack(stream, GROUP, entry_id)
         pipe.xdel(stream, entry_id)
-        pipe.execute()
+        self._execute_all(pipe, entry_id)
+
+    def _execute_all(self, pipe: Any, what: str) -> None:
+        """Run ``pipe``'s transaction; a command Redis refuses (WRONGTYPE: a queue key of another
+        type, e.g. the stats hash replaced by a string) is logged and does not undo the others."""
+        for reply in pipe.execute(raise_on_error=False):
+            if isinstance(reply, redis.exceptions.ResponseError):
+                log.warning("%s: Redis refused part of settling it: %s", what, reply)
 
     def _check_identity(self, job: Job) -> None:
         """Record ``job``'s identity under its id on first sight, or ``BadEntry`` when the id was
@@ -427,9 +434,7 @@ class JobQueue:
         pipe.expire(done, self.config.result_ttl_s)
         # One command refused (a job key of the wrong type, e.g. WRONGTYPE on the done list) must
         # not undo the rest: the job is acknowledged either way.
-        for reply in pipe.execute(raise_on_error=False):
-            if isinstance(reply, redis.exceptions.ResponseError):
-                log.warning("job %s: Redis refused part of finishing it: %s", job_id, reply)
+        self._execute_all(pipe, f"job {job_id}")
         try:
             self.artifacts.delete(claimed.job.artifact, job_id)
         except OSError as exc:

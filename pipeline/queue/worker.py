@@ -185,6 +185,14 @@ class Worker:
                     stop.wait(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF_S)
                     continue
+                except redis.exceptions.ResponseError as exc:
+                    # A queue key (the stream itself, the deliveries hash) of another type or a
+                    # missing ACL permission: no entry to dead-letter; wait for the operator.
+                    log.error("Redis refused the queue's commands (%s): retrying in %.0f s; check the "
+                              "queue's keys and this consumer's ACL user", exc, backoff)
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
+                    continue
                 backoff = 1.0
                 if claimed is not None:
                     last_job = time.monotonic()
@@ -270,7 +278,7 @@ class Worker:
                 if lost and self.current is current:
                     log.warning("job %s was taken over by another consumer; the first result "
                                 "stored wins", current.job.job_id)
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            except redis.exceptions.RedisError as exc:  # unreachable, or a key of another type
                 log.warning("heartbeat failed: %s", exc)
             if stop.wait(self.heartbeat_s):
                 return
