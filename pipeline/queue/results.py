@@ -18,14 +18,13 @@ from .signing import SignatureError, check_signature
 
 #: Largest result message read (metrics with a per-layer profile are tens of KB).
 MAX_RESULT_BYTES = 4 * 1024 * 1024
-#: Figures that must be non-negative numbers when present (``Latency`` may be null: not profiled).
+#: Figures that must be non-negative numbers when present and not null (null: not measured, e.g.
+#: ``Latency`` without a profile, ``Throughput`` without a throughput run).
 NON_NEGATIVE = ("Latency", "Total_Latency", "Throughput", "Top1", "Top5", "Top1_torch", "Top5_torch",
                 "Relative_Latency", "onnx_bytes", "ir_bytes", "params", "macs", "eval_count",
                 "measure_seconds", "onnx_nodes")
 #: Figures that are percentages.
 PERCENT = ("Top1", "Top5", "Top1_torch", "Top5_torch")
-#: Figures that need a value, never null.
-REQUIRED_VALUE = ("Total_Latency", "Throughput", "Top1", "Top5")
 
 
 class BadResult(QueueError):
@@ -63,13 +62,13 @@ def check_result(raw: bytes | str, job_id: str, run_id: str | None, secret: byte
 
 
 def check_metrics(metrics: dict[str, Any]) -> None:
-    """Raise ``BadResult`` unless every number is finite and bounded, the named figures are
-    non-negative numbers and percentages are at most 100."""
+    """Raise ``BadResult`` unless every number is finite and bounded, the named figures are null
+    or non-negative numbers, and percentages are at most 100."""
     problem = number_problem(metrics, "metrics")
     if problem:
         raise BadResult(problem)
     for name in NON_NEGATIVE:
-        if name not in metrics or (metrics[name] is None and name not in REQUIRED_VALUE):
+        if metrics.get(name) is None:
             continue
         value = metrics[name]
         if not _is_number(value) or value < 0:
