@@ -106,6 +106,18 @@ def test_forged_results_never_end_the_wait_and_a_real_one_replaces_them(client, 
     assert result.metrics["onnx_bytes"] == onnx_file.stat().st_size
 
 
+def test_what_a_real_consumer_reports_is_accepted():
+    from pipeline.queue.results import check_result
+
+    metrics = {"Latency": None, "Throughput": None, "Total_Latency": 1.25, "Top1": 100, "Top5": 100.0,
+               "latency": {"median": 1.3, "count": 200}, "per_layer": [{"name": "conv", "ms": 0.1}],
+               "precision": "fp32", "runtime_precisions": ["f32"], "measurement_flag": "", "macs": 0}
+    body = result_body("j1", "r1", metrics=metrics, consumer="host:c1", started_at=1, finished_at=2.5)
+    assert check_result(json.dumps(body), "j1", "r1", None).metrics == metrics
+    failed = result_body("j1", "r1", status="failed", metrics={}, error="BenchmarkError: no device")
+    assert not check_result(json.dumps(failed), "j1", None, None).ok
+
+
 def test_a_valid_result_is_never_replaced(client, redis_prefix, onnx_file):
     queue = JobQueue(client, redis_prefix)
     job = queue.submit(new_job(), onnx_file)
