@@ -276,6 +276,18 @@ def test_an_entry_reusing_the_id_of_a_job_in_flight_is_dead_lettered_alone(redis
     assert queue.wait_result(real.job_id, timeout=5).metrics == {"Top1": 42.0}
 
 
+def test_a_job_the_consumer_reads_normalised_is_not_taken_for_a_hijack(client, redis_prefix, onnx_file):
+    from pipeline.messages import ModelFacts
+
+    queue = JobQueue(client, redis_prefix, QueueConfig(secret=SECRET))
+    job = new_job()
+    # Integers where the message says float: the consumer's parse turns them into floats.
+    job.model = ModelFacts(mean=[0, 1, 1], std=[1, 1, 1])
+    job = queue.submit(job, onnx_file)
+    serve(queue)
+    assert queue.wait_result(job.job_id, timeout=5).ok and queue.dead_letters() == []
+
+
 def test_max_jobs_counts_a_job_whose_result_was_already_stored(client, redis_prefix, onnx_file):
     queue = JobQueue(client, redis_prefix)
     job = queue.submit(new_job(), onnx_file)

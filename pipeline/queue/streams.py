@@ -2,8 +2,8 @@
 
 Life of a job (keys in ``config.QueueKeys``):
 
-1. ``submit`` stores the model file (claim check), records the job id's identity (run id and
-   artifact), adds the job to its target's stream and rings the target's doorbell.
+1. ``submit`` stores the model file (claim check), records what the job id stands for (a hash
+   of the whole job), adds the job to its target's stream and rings the target's doorbell.
 2. ``claim`` first takes over jobs whose consumer went quiet for longer than the visibility
    timeout (XAUTOCLAIM), else reads a new one (XREADGROUP). An entry whose job id was submitted
    with another identity is a hijack and is dead-lettered alone, touching nothing of the real
@@ -35,7 +35,7 @@ from typing import Any
 
 import redis
 
-from ..messages import Job, Result, Target
+from ..messages import Job, Result, Target, parse_checked
 from ..status import JobStatus
 from .artifacts import ArtifactStore
 from .config import GROUP, QueueConfig, QueueKeys
@@ -69,9 +69,13 @@ def _text(value: bytes | str) -> str:
 
 
 def identity(job: Job) -> str:
-    """What a job id stands for: the whole job (run id, artifact sha256, target...), hashed."""
-    text = json.dumps(job.to_dict(), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+    """What a job id stands for: the whole job (run id, artifact sha256, target...), hashed.
+
+    Hashed as a consumer parses it (pydantic turns an int mean into a float...), so the job a
+    producer submits and the job a consumer reads have the same identity.
+    """
+    parsed = parse_checked(Job, job.to_json())
+    return hashlib.sha256(json.dumps(parsed.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
 class JobQueue:
