@@ -21,13 +21,12 @@ from typing import Any
 import numpy as np
 import pytest
 import redis
+from test_queue_security import artifact, dead_reasons, job_message
 
 from pipeline.messages import ArtifactRef, Job, Result, Target
 from pipeline.queue import JobQueue, QueueConfig, Worker, check_only, connect
 from pipeline.queue.signing import signed_json
 from pipeline.status import JobStatus
-
-from test_queue_security import artifact, dead_reasons, job_message
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET = Target()
