@@ -218,12 +218,21 @@ write_compose_inputs() {
     # Nor can an override drop a list: Redis's published port goes here, as host networking
     # admits no port bindings (Redis listens on 127.0.0.1:$REDIS_PORT itself).
     sed -e '/^name:/d' -e '/^    ports:$/,/^      - /d' "$REPO/docker/docker-compose.yml" >"$WORK/docker-compose.yml"
-    local password
-    password=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+    local token='import secrets; print(secrets.token_hex(16))'
+    # The operator's password is kept for queue_status; the agents log in as their ACL users.
+    ADMIN_PASSWORD=$(python3 -c "$token")
+    local producer_password consumer_password queue_secret
+    producer_password=$(python3 -c "$token")
+    consumer_password=$(python3 -c "$token")
+    queue_secret=$(python3 -c "$token")
     # The study (a journal file) and every trial's folder live in the producers' shared runs volume.
     # The agents' build arguments are build_images' own; only Redis's base is read from here.
     cat >"$WORK/smoke.env" <<EOF
-REDIS_PASSWORD=$password
+REDIS_PASSWORD=$ADMIN_PASSWORD
+PRODUCER_PASSWORD=$producer_password
+CONSUMER_PASSWORD=$consumer_password
+QUEUE_SECRET=$queue_secret
+QUEUE_PREFIX=$PREFIX
 REDIS_PORT=$REDIS_PORT
 SHARED_DIR=$SHARED_DIR
 DATA_FILE=cifar10-jpeg-mini.tar.gz
@@ -276,10 +285,12 @@ storage_used() {
 }
 
 queue_status() {
-    # The queue as the consumer container sees it (JSON), or nothing while it is down.
+    # The queue as the operator sees it from the consumer container (JSON), or nothing while it is
+    # down: the consumer's own ACL user may not list keys.
     local consumer
     consumer=$(container_of consumer)
-    [ -n "$consumer" ] && docker exec "$consumer" edgeprune queue status --json --prefix "$PREFIX" 2>/dev/null
+    [ -n "$consumer" ] && docker exec -e EDGEPRUNE_REDIS="redis://:$ADMIN_PASSWORD@127.0.0.1:$REDIS_PORT/0" \
+        "$consumer" edgeprune queue status --json --prefix "$PREFIX" 2>/dev/null
 }
 
 wait_until() {

@@ -124,12 +124,14 @@ def test_named_volumes_are_declared_and_used(compose):
     assert used == declared
 
 
-def test_agents_reach_redis_through_the_service_with_the_password(compose):
+def test_agents_reach_redis_through_the_service_as_their_acl_users(compose):
     env = env_example()
     for name in ("producer", "consumer"):
         service = compose["services"][name]
         url = service["environment"]["EDGEPRUNE_REDIS"]
-        assert url == f"redis://:{env['REDIS_PASSWORD']}@redis:6379/0"
+        assert url == f"redis://{name}:{env[name.upper() + '_PASSWORD']}@redis:6379/0"
+        assert service["environment"]["EDGEPRUNE_QUEUE_SECRET"] == env["QUEUE_SECRET"]
+        assert f"--prefix {env['QUEUE_PREFIX']}" in service["command"]
         assert service["depends_on"]["redis"]["condition"] == "service_healthy"
         assert service["environment"]["EDGEPRUNE_SHARED"] == "/shared"
         assert any(v.endswith(":/shared:ro") for v in service["volumes"])
@@ -282,7 +284,7 @@ def test_local_override_keeps_all_traffic_on_loopback_with_its_own_redis_port(lo
     assert f"-h 127.0.0.1 -p {port} " in local["services"]["redis"]["healthcheck"]["test"][1]
     for name in ("producer", "consumer"):
         url = local["services"][name]["environment"]["EDGEPRUNE_REDIS"]
-        assert url == f"redis://:{env['REDIS_PASSWORD']}@127.0.0.1:{port}/0"
+        assert url == f"redis://{name}:{env[name.upper() + '_PASSWORD']}@127.0.0.1:{port}/0"
     assert smoke_env()["REDIS_PORT"] != "6379", "the host's own Redis holds 6379"
 
 

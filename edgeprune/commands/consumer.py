@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import click
@@ -10,7 +12,7 @@ from pipeline.errors import QueueError
 from pipeline.flow import measure_work
 from pipeline.messages import Job, Result, Target
 from pipeline.queue import check_only as check_only_work
-from pipeline.queue.worker import WorkFn, default_name
+from pipeline.queue.worker import WorkFn, abandoned_work_running, default_name
 from pipeline.redact import redact_url
 from pipeline.settings import Settings
 
@@ -70,8 +72,15 @@ def consumer(settings: Settings, redis_url: str | None, backend: str, target_dev
                f"{redact_url(redis_url)} (prefix {prefix}), {engine}", err=True)
     stats = run_consumer(queue, target, talking(work), name=name, max_jobs=max_jobs,
                          idle_exit=idle_exit)
-    click.echo(f"consumer stopped: {stats.done} done, {stats.failed} failed, "
+    click.echo(f"consumer stopped: {stats.done} done, {stats.failed} failed, {stats.duplicates} duplicate(s), "
                f"{stats.released} released", err=True)
+    if abandoned_work_running():
+        # A measurement abandoned at --job-timeout still runs in native code: the interpreter's
+        # normal exit would destroy its thread under it (the C++ runtime aborts). Everything of
+        # ours is settled and flushed, so leave at once.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def job_line(job: Job, result: Result) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -13,6 +14,7 @@ import click
 from pipeline.errors import QueueError
 from pipeline.queue import JobQueue, QueueConfig, connect
 from pipeline.queue.config import check_prefix
+from pipeline.queue.signing import SECRET_ENV, SECRET_FILE_ENV, load_secret
 
 from .options import FiniteFloat, redis_option
 
@@ -43,9 +45,22 @@ _artifact_size_option = click.option(
     default=_DEFAULTS.max_artifact_bytes / 2**20, show_default=True,
     help="Largest model file, in MiB, a producer queues or a consumer reads (checked before reading).")
 
+_job_timeout_option = click.option(
+    "--job-timeout", type=FiniteFloat(min=0), default=_DEFAULTS.job_timeout_s, show_default=True,
+    help="Seconds one job's measurement may take; past it the job fails with that reason (no "
+         "retry) and the consumer takes the next one. 0: no limit.")
+# The secret itself never goes on the command line (ps and shell history show it): a file, or
+# the environment.
+_secret_option = click.option(
+    "--queue-secret-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+    help=f"File holding the shared secret that signs every job and result (HMAC-SHA256); agents "
+         f"then refuse unsigned or wrongly signed messages. Without it: env {SECRET_FILE_ENV} "
+         f"(a file) or {SECRET_ENV} (the secret); none of them: messages are unsigned.")
+
 #: QueueConfig field for each queue flag's parameter name (MiB converted to bytes).
 _CONFIG_FIELDS = {"visibility_timeout": "visibility_timeout_s", "max_attempts": "max_attempts",
-                  "artifact_store": "artifact_store", "max_artifact_mb": "max_artifact_bytes"}
+                  "artifact_store": "artifact_store", "max_artifact_mb": "max_artifact_bytes",
+                  "job_timeout": "job_timeout_s"}
 
 
 def _with_queue_config(*options: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -57,10 +72,11 @@ def _with_queue_config(*options: Callable[..., Any]) -> Callable[[Callable[..., 
             values = {field: kwargs.pop(name) for name, field in _CONFIG_FIELDS.items() if name in kwargs}
             if "max_artifact_bytes" in values:
                 values["max_artifact_bytes"] = int(values["max_artifact_bytes"] * 2**20)
+            values["secret"] = load_secret(kwargs.pop("queue_secret_file"))
             kwargs["queue_config"] = QueueConfig(**values)
             return func(**kwargs)
 
-        for option in reversed((_prefix_option, *options)):
+        for option in reversed((_prefix_option, *options, _secret_option)):
             wrapper = option(wrapper)
         return wrapper
 
@@ -70,7 +86,7 @@ def _with_queue_config(*options: Callable[..., Any]) -> Callable[[Callable[..., 
 #: Both sides name the artifact store and its size limit; the consumer also how long a claim lasts.
 producer_queue_options = _with_queue_config(_artifacts_option, _artifact_size_option)
 consumer_queue_options = _with_queue_config(_visibility_option, _attempts_option, _artifacts_option,
-                                            _artifact_size_option)
+                                            _artifact_size_option, _job_timeout_option)
 
 
 def server_queue(redis_url: str | None, prefix: str = "edgeprune",

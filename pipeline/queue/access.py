@@ -7,6 +7,7 @@ the latency gate, the sweep) is typed against ``ResultQueue``, so it cannot tell
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Protocol
@@ -15,6 +16,7 @@ from ..messages import Job, Result, Target
 from .client import connect
 from .config import QueueConfig
 from .inprocess import InProcessQueue
+from .signing import load_secret
 from .streams import JobQueue
 from .worker import WorkFn
 
@@ -32,8 +34,12 @@ def open_queue(redis_url: str | None, work: WorkFn, target: Target | None = None
                config: QueueConfig | None = None, prefix: str = "edgeprune") -> Iterator[ResultQueue]:
     """The queue on the Redis at ``redis_url``, or with ``redis_url`` None an ``InProcessQueue``
     running ``work`` on ``target``'s jobs at submission (``prefix`` and all of ``config`` but its
-    artifact size limit apply to Redis only)."""
+    artifact size limit apply to Redis only). Without a secret in ``config``, the queue signs
+    with the one in the environment (``signing.load_secret``), if any."""
     if redis_url:
+        config = config or QueueConfig()
+        if config.secret is None:
+            config = dataclasses.replace(config, secret=load_secret())
         yield JobQueue(connect(redis_url), prefix, config)
     else:
         yield InProcessQueue(work, target, config)

@@ -52,7 +52,9 @@ def check_size(size: int, limit: int, what: str, whose: str = "") -> None:
     """Raise ``ArtifactError`` naming the fix when ``size`` bytes are over ``limit``; ``what`` says
     whose size it is (``"model.onnx is"``), ``whose`` whose limit (``CONSUMER``)."""
     if size > limit:
-        raise ArtifactError(f"{what} {size / _MIB:.1f} MiB, over the {limit / _MIB:.4g} MiB "
+        # Integer division first: a hostile size (10**4000) would overflow a float.
+        shown_mib = f"{size / _MIB:.1f}" if size < 2**53 else f"over {2**53 // _MIB:,}"
+        raise ArtifactError(f"{what} {shown_mib} MiB, over the {limit / _MIB:.4g} MiB "
                             f"artifact limit{whose}: raise --max-artifact-mb")
 
 
@@ -113,6 +115,7 @@ class ArtifactStore:
         self._check_size(ref.size, f"the artifact of job {job_id} is declared", CONSUMER)
         if ref.uri.startswith(REDIS_SCHEME):
             key = self._own_key(ref, job_id)
+            self._check_key_type(key, job_id)
             stored = self.client.strlen(key)
             if stored == 0 and not self.client.exists(key):
                 raise ArtifactError(f"artifact of job {job_id} is gone from Redis (expired after "
@@ -148,7 +151,9 @@ class ArtifactStore:
         other key or file."""
         try:
             if ref.uri.startswith(REDIS_SCHEME):
-                self.client.delete(self._own_key(ref, job_id))
+                key = self._own_key(ref, job_id)
+                self._check_key_type(key, job_id)
+                self.client.delete(key)
             elif ref.uri.startswith(FILE_SCHEME):
                 self._own_file(ref, job_id, must_exist=False).unlink(missing_ok=True)
             else:
@@ -157,6 +162,15 @@ class ArtifactStore:
             log.warning("artifact of job %s left alone: %s", job_id, exc)
             return False
         return True
+
+    def _check_key_type(self, key: str, job_id: str) -> None:
+        """``ArtifactError`` when ``key`` holds anything but a string (or nothing): such a key
+        is not the queue's artifact, so it is neither read nor deleted."""
+        kind = self.client.type(key)
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        if kind not in ("string", "none"):
+            raise ArtifactError(f"the artifact key of job {job_id} holds a Redis {kind}, not a model "
+                                "file: it was not stored by this queue; submit the job again")
 
     def _check_size(self, size: int, what: str, whose: str = "") -> None:
         check_size(size, self.config.max_artifact_bytes, what, whose)

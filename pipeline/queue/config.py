@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import QueueError
 
@@ -49,6 +49,12 @@ class QueueConfig:
     result_ttl_s: int = 7 * 24 * 3600
     #: Dead-letter entries kept (older ones are trimmed).
     dead_letter_max: int = 10_000
+    #: Seconds a consumer gives one job's work; past it the job fails with that reason and the
+    #: consumer takes the next (0: no limit). Well above a full measurement of a large model.
+    job_timeout_s: float = 1800.0
+    #: Shared secret that signs every job and result (``signing``); None: messages are unsigned.
+    #: Kept out of repr so that no log line or traceback shows it.
+    secret: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,11 @@ class QueueKeys:
 
     def artifact(self, job_id: str) -> str:
         return f"{self.prefix}:artifact:{job_id}"
+
+    def claim(self, job_id: str) -> str:
+        """The identity (run id and artifact) a job id was submitted with: a later entry under
+        the same id with another identity is a hijack, not the job."""
+        return f"{self.prefix}:claim:{job_id}"
 
     @property
     def deliveries(self) -> str:

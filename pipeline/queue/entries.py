@@ -8,6 +8,8 @@ it with an excerpt of the raw payload and acknowledges it, so one bad entry neve
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from typing import Any
 
@@ -15,6 +17,7 @@ from pydantic import ValidationError
 
 from ..errors import QueueError
 from ..messages import Job, parse_checked
+from .signing import SignatureError, check_signature
 
 #: Job ids name Redis keys and files: letters, digits, ``_`` and ``-`` only (uuid4 hex in practice),
 #: so no id can climb out of a folder (``../``), name an absolute path or hold a glob or ``:``.
@@ -25,6 +28,14 @@ MAX_MESSAGE_BYTES = 1024 * 1024
 RAW_KEPT_CHARS = 2000
 #: Characters of any value echoed in a refusal reason.
 SHOWN_CHARS = 80
+#: Largest magnitude of any integer in a message: arithmetic on it stays cheap and exact.
+MAX_INT = 2**63
+#: Bounds of the job fields a consumer computes with, so no value overflows or allocates wildly.
+MAX_ARTIFACT_SIZE = 2**53
+MAX_EVAL_SUBSET = 10**9
+MAX_CLASSES = 10**6
+MAX_INPUT_DIMS = 8
+MAX_INPUT_DIM = 10**6
 
 
 class BadEntry(QueueError):
@@ -56,8 +67,26 @@ def raw_payload(fields: dict[Any, Any]) -> str:
     return text if len(text) <= RAW_KEPT_CHARS else text[:RAW_KEPT_CHARS] + "…"
 
 
-def parse_entry(fields: dict[Any, Any], target_name: str) -> Job:
-    """The job in a stream entry's ``job`` field, fully checked, or ``BadEntry`` with the reason."""
+def number_problem(value: Any, where: str) -> str | None:
+    """What is wrong with the numbers in ``value`` (nested lists and dicts too): a non-finite
+    float or an integer beyond ``MAX_INT``; None when nothing is."""
+    stack = [(value, where)]
+    while stack:
+        item, at = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((v, f"{at}.{k}"[:100]) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, at) for v in item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"{at} is {item}: numbers must be finite"
+        elif isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_INT:
+            return f"{at} is an integer of {item.bit_length()} bits: out of range"
+    return None
+
+
+def parse_entry(fields: dict[Any, Any], target_name: str, secret: bytes | None = None) -> Job:
+    """The job in a stream entry's ``job`` field, fully checked (signed with ``secret`` when
+    given), or ``BadEntry`` with the reason."""
     raw = fields.get(b"job", fields.get("job"))
     if not isinstance(raw, (bytes, str)):
         raise BadEntry("the entry has no 'job' field: only JobQueue.submit adds entries to a job stream")
@@ -65,13 +94,48 @@ def parse_entry(fields: dict[Any, Any], target_name: str) -> Job:
         raise BadEntry(f"the job message is {len(raw)} bytes, over {MAX_MESSAGE_BYTES}: "
                        "model files travel as artifacts, not inside the message")
     try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise BadEntry(f"unreadable job message (not JSON: {str(exc)[:120]})") from None
+    if not isinstance(body, dict):
+        raise BadEntry(f"unreadable job message (a JSON {type(body).__name__}, not an object)")
+    if secret is not None:
+        try:
+            check_signature(secret, "job", body)
+        except SignatureError as exc:
+            raise BadEntry(str(exc)) from None
+    problem = number_problem(body, "job")
+    if problem:
+        raise BadEntry(f"unreadable job message ({problem})")
+    try:
         job = parse_checked(Job, raw)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}"
                              for e in exc.errors()[:3])
         raise BadEntry(f"unreadable job message ({problems[:300]})") from None
     check_job_id(job.job_id)
+    check_bounds(job)
     if job.target.name != target_name:
         raise BadEntry(f"job for target {shown(job.target.name)} on the stream of {target_name}: "
                        "submit it through JobQueue.submit")
     return job
+
+
+def check_bounds(job: Job) -> None:
+    """Raise ``BadEntry`` unless the sizes and counts a consumer computes with are in range."""
+    _within("artifact.size", job.artifact.size, 0, MAX_ARTIFACT_SIZE)
+    _within("eval_subset", job.eval_subset, 0, MAX_EVAL_SUBSET)
+    _within("model.num_classes", job.model.num_classes, 1, MAX_CLASSES)
+    shape = job.model.input_shape
+    if not 1 <= len(shape) <= MAX_INPUT_DIMS:
+        raise BadEntry(f"model.input_shape has {len(shape)} dimensions: 1 to {MAX_INPUT_DIMS} expected")
+    for dim in shape:
+        _within("model.input_shape", dim, 1, MAX_INPUT_DIM)
+    _within("model.macs", job.model.macs, 0, MAX_INT)
+    _within("model.params", job.model.params, 0, MAX_INT)
+
+
+def _within(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise BadEntry(f"{name} is {shown(value)}, outside [{low}, {high}]: submit the job through "
+                       "JobQueue.submit")

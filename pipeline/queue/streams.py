@@ -2,15 +2,21 @@
 
 Life of a job (keys in ``config.QueueKeys``):
 
-1. ``submit`` stores the model file (claim check), adds the job to its target's stream and rings
-   the target's doorbell.
+1. ``submit`` stores the model file (claim check), records what the job id stands for (a hash
+   of the whole job), adds the job to its target's stream and rings the target's doorbell.
 2. ``claim`` first takes over jobs whose consumer went quiet for longer than the visibility
-   timeout (XAUTOCLAIM), else reads a new one (XREADGROUP). Each delivery is counted per job; a
-   job delivered more than ``max_attempts`` times is dead-lettered instead of run again.
-3. ``complete`` stores the result under the job id with SET NX (a second result for the same job
-   is ignored), then XACKs, deletes the artifact and notifies the waiting producer. XACK comes
-   only after the result is stored, so a consumer dying in between loses nothing.
+   timeout (XAUTOCLAIM), else reads a new one (XREADGROUP). An entry whose job id was submitted
+   with another identity is a hijack and is dead-lettered alone, touching nothing of the real
+   job. Each delivery is counted per job; a job delivered more than ``max_attempts`` times is
+   dead-lettered instead of run again.
+3. ``complete`` stores the result under the job id with SET NX (a second valid result for the
+   same job is ignored; anything else found there, forged or of another Redis type, is replaced),
+   then XACKs, deletes the artifact and notifies the waiting producer. XACK comes only after the
+   result is stored, so a consumer dying in between loses nothing.
 4. ``fail`` records the error and re-queues the job, or dead-letters it after the last attempt.
+
+A producer believes a stored result only once ``results.check_result`` accepts it (its job id,
+run id, figures and, with a queue secret, its signature); until then it keeps waiting.
 
 The recording rule: a Result with status ``ok`` exists only for a job whose measurement finished.
 A job that did not finish gets, once dead-lettered, a Result with status ``failed``, an error and
@@ -19,6 +25,8 @@ no metrics, so its producer is told why; no figures are ever recorded for it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -27,13 +35,14 @@ from typing import Any
 
 import redis
 
-from ..errors import QueueError
 from ..messages import Job, Result, Target, parse_checked
 from ..status import JobStatus
 from .artifacts import ArtifactStore
 from .config import GROUP, QueueConfig, QueueKeys
 from .entries import BadEntry, check_job_id, parse_entry, raw_payload
 from .reconnect import RedisUnavailable, retry_within
+from .results import BadResult, check_result
+from .signing import signed_json
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +65,17 @@ class ClaimedJob:
 
 
 def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def identity(job: Job) -> str:
+    """What a job id stands for: the whole job (run id, artifact sha256, target...), hashed.
+
+    Hashed as a consumer parses it (pydantic turns an int mean into a float...), so the job a
+    producer submits and the job a consumer reads have the same identity.
+    """
+    parsed = parse_checked(Job, job.to_json())
+    return hashlib.sha256(json.dumps(parsed.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
 class JobQueue:
@@ -69,6 +88,8 @@ class JobQueue:
         self.config = config or QueueConfig()
         self.artifacts = ArtifactStore(client, self.keys, self.config)
         self._groups: set[str] = set()
+        #: Run id of each job submitted through this queue: its result must name it.
+        self._submitted: dict[str, str] = {}
 
     # -- producer side -------------------------------------------------------------------------
 
@@ -86,51 +107,72 @@ class JobQueue:
         stream = self.keys.jobs(job.target.name)
         self._ensure_group(stream)
         pipe = self.client.pipeline(transaction=True)
-        pipe.xadd(stream, {"job": job.to_json()})
+        pipe.set(self.keys.claim(job.job_id), identity(job), ex=self.config.result_ttl_s)
+        pipe.xadd(stream, {"job": self._job_text(job)})
         pipe.sadd(self.keys.targets, job.target.name)
         pipe.hincrby(self.keys.stats, "submitted", 1)
         self._ring(pipe, job.target.name)
         pipe.execute()
+        self._submitted[job.job_id] = job.run_id
         log.info("submitted job %s to %s (%d bytes)", job.job_id, stream, job.artifact.size)
         return job
 
-    def result(self, job_id: str) -> Result | None:
-        """The stored result of ``job_id`` (ok or failed), or None while there is none."""
-        raw = self.client.get(self.keys.result(check_job_id(job_id)))
+    def result(self, job_id: str, run_id: str | None = None) -> Result | None:
+        """The stored result of ``job_id`` (ok or failed), or None while there is none.
+
+        A stored value that is not a valid result of this job (of run ``run_id``, or of the run
+        this queue submitted it with; signed when the queue has a secret) raises ``BadResult``.
+        """
+        key = self.keys.result(check_job_id(job_id))
+        try:
+            raw = self.client.get(key)
+        except redis.exceptions.ResponseError as exc:  # WRONGTYPE: not a string at all
+            raise BadResult(f"the result key holds no result ({str(exc)[:80]})") from None
         if raw is None:
             return None
-        try:
-            return parse_checked(Result, raw)
-        except ValueError:
-            raise QueueError(f"the stored result of job {job_id} is not a valid result message: "
-                             f"inspect {self.keys.result(job_id)} on the queue's Redis") from None
+        return check_result(raw, job_id, run_id or self._submitted.get(job_id), self.config.secret)
 
     def wait_result(self, job_id: str, timeout: float) -> Result | None:
-        """Block until ``job_id`` has a result, for at most ``timeout`` seconds.
+        """Block until ``job_id`` has a valid result, for at most ``timeout`` seconds.
 
         Returns None on timeout; the job stays queued and its result is still stored when it comes.
-        While Redis is unreachable it keeps retrying until the timeout.
+        A stored value that is not a valid result (``result``) is ignored with one warning per
+        distinct value, and the wait goes on. While Redis is unreachable it keeps retrying until
+        the timeout.
         """
         deadline = time.monotonic() + timeout
+        warned: set[str] = set()
 
         def poll() -> Result | None:
-            result = self.result(job_id)
-            remaining = deadline - time.monotonic()
-            if result is None and remaining > 0:
-                # The notification only wakes us; the stored result is the truth. Short slices keep a
-                # lost notification from costing more than a few seconds.
-                self.client.blpop([self.keys.done(job_id)], timeout=min(remaining, MAX_BLOCK_S))
-            return result
-
-        while True:
             try:
-                result = retry_within(max(0.0, deadline - time.monotonic()),
-                                      f"waiting for the result of job {job_id}", poll)
-            except RedisUnavailable as exc:
-                log.warning("%s", exc)
+                return self.result(job_id)
+            except BadResult as exc:
+                if str(exc) not in warned:
+                    warned.add(str(exc))
+                    log.warning("job %s: ignoring what is stored as its result: %s; still waiting "
+                                "for a valid one", job_id, exc)
                 return None
-            if result is not None or time.monotonic() >= deadline:
-                return result
+
+        def sleep() -> None:
+            # The notification only wakes us; the stored result is the truth. Short slices keep a
+            # lost notification from costing more than a few seconds.
+            remaining = min(deadline - time.monotonic(), MAX_BLOCK_S)
+            try:
+                self.client.blpop([self.keys.done(job_id)], timeout=remaining)
+            except redis.exceptions.ResponseError:  # WRONGTYPE: not the queue's list; poll slower
+                time.sleep(remaining)
+
+        what = f"waiting for the result of job {job_id}"
+        try:
+            while True:
+                result = retry_within(max(0.0, deadline - time.monotonic()), what, poll)
+                # Checked once more after the last slice, so a result stored then is not missed.
+                if result is not None or time.monotonic() >= deadline:
+                    return result
+                retry_within(max(0.0, deadline - time.monotonic()), what, sleep)
+        except RedisUnavailable as exc:
+            log.warning("%s", exc)
+            return None
 
     # -- consumer side -------------------------------------------------------------------------
 
@@ -178,7 +220,7 @@ class JobQueue:
             return False
         if not result.consumer:
             result.consumer = claimed.consumer
-        stored = self._store_result(result)
+        stored = self._store_result(result, claimed.job)
         self._finish(claimed, "ok" if stored else "duplicates")
         if not stored:
             log.warning("job %s already had a result: this one from %s is ignored",
@@ -272,24 +314,20 @@ class JobQueue:
         acknowledged: nothing else is read, written or deleted for it.
         """
         entry_id, fields = _text(entry[0]), entry[1]
+        job_id = ""
         try:
-            job = parse_entry(fields, target_name)
-        except BadEntry as exc:
-            log.error("dead-lettering bad entry %s on %s: %s", entry_id, stream, exc)
-            pipe = self.client.pipeline(transaction=True)
-            pipe.xadd(self.keys.dead, {"job_id": "", "error": str(exc), "attempts": 1,
-                                       "at": time.time(), "stream": stream, "entry_id": entry_id,
-                                       "raw": raw_payload(fields)},
-                      maxlen=self.config.dead_letter_max, approximate=True)
-            pipe.hincrby(self.keys.stats, "dead", 1)
-            pipe.xack(stream, GROUP, entry_id)
-            pipe.xdel(stream, entry_id)
-            pipe.execute()
+            job = parse_entry(fields, target_name, self.config.secret)
+            job_id = job.job_id
+            self._check_identity(job)
+            attempt = self.client.hincrby(self.keys.deliveries, job.job_id, 1)
+        except (BadEntry, redis.exceptions.ResponseError) as exc:
+            # A ResponseError here is a job key of the wrong Redis type (WRONGTYPE): the entry
+            # cannot be run, and one dead letter settles it instead of a crash per delivery.
+            self._dead_letter_entry(stream, entry_id, fields, str(exc), job_id)
             return None
-        attempt = self.client.hincrby(self.keys.deliveries, job.job_id, 1)
         claimed = ClaimedJob(job=job, stream=stream, entry_id=entry_id, consumer=consumer,
                              attempt=attempt, reclaimed=reclaimed)
-        if self.client.exists(self.keys.result(job.job_id)):
+        if self._has_result(job):
             # The last consumer stored the result but died before acknowledging it.
             self._finish(claimed, "duplicates")
             return None
@@ -303,9 +341,86 @@ class JobQueue:
             return None
         return claimed
 
-    def _store_result(self, result: Result) -> bool:
+    def _dead_letter_entry(self, stream: str, entry_id: str, fields: dict, error: str,
+                           job_id: str = "") -> None:
+        """Dead-letter one stream entry that must not run, with its raw payload (cut short), and
+        acknowledge it: nothing else is read, written or deleted for it."""
+        log.error("dead-lettering bad entry %s on %s: %s", entry_id, stream, error)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(self.keys.dead, {"job_id": job_id, "error": error, "attempts": 1,
+                                   "at": time.time(), "stream": stream, "entry_id": entry_id,
+                                   "raw": raw_payload(fields)},
+                  maxlen=self.config.dead_letter_max, approximate=True)
+        pipe.hincrby(self.keys.stats, "dead", 1)
+        pipe.xack(stream, GROUP, entry_id)
+        pipe.xdel(stream, entry_id)
+        self._execute_all(pipe, entry_id)
+
+    def _execute_all(self, pipe: Any, what: str) -> None:
+        """Run ``pipe``'s transaction; a command Redis refuses (WRONGTYPE: a queue key of another
+        type, e.g. the stats hash replaced by a string) is logged and does not undo the others."""
+        for reply in pipe.execute(raise_on_error=False):
+            if isinstance(reply, redis.exceptions.ResponseError):
+                log.warning("%s: Redis refused part of settling it: %s", what, reply)
+
+    def _check_identity(self, job: Job) -> None:
+        """Record ``job``'s identity under its id on first sight, or ``BadEntry`` when the id was
+        submitted with another one (a second entry reusing the id of a job in flight)."""
+        key = self.keys.claim(job.job_id)
+        mine = identity(job)
+        if self.client.set(key, mine, nx=True, ex=self.config.result_ttl_s):
+            return
+        known = self.client.get(key)
+        if known is not None and _text(known) != mine:
+            raise BadEntry(f"job id {job.job_id} was submitted as another job (run id, artifact or "
+                           "settings differ): this entry reuses the id of a job in flight and is "
+                           "not run; the real job is left alone")
+
+    def _job_text(self, job: Job) -> str:
+        return signed_json(self.config.secret, "job", job.to_dict())
+
+    def _valid_result(self, raw: bytes | None, job: Job) -> bool:
+        if raw is None:
+            return False
+        try:
+            check_result(raw, job.job_id, job.run_id, self.config.secret)
+        except BadResult:
+            return False
+        return True
+
+    def _has_result(self, job: Job) -> bool:
+        """Whether a valid result of ``job`` is stored (a forged one, or one of another Redis
+        type, does not count: the job still runs)."""
+        try:
+            raw = self.client.get(self.keys.result(job.job_id))
+        except redis.exceptions.ResponseError:
+            return False
+        return self._valid_result(raw, job)
+
+    def _store_result(self, result: Result, job: Job) -> bool:
+        """Store ``result`` for ``job`` unless a valid one is there already; a stored value that
+        is no valid result of this job (forged, or of another Redis type) is replaced."""
         key = self.keys.result(result.job_id)
-        return bool(self.client.set(key, result.to_json(), nx=True, ex=self.config.result_ttl_s))
+        text = signed_json(self.config.secret, "result", result.to_dict())
+        if self.client.set(key, text, nx=True, ex=self.config.result_ttl_s):
+            return True
+        with self.client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)
+                try:
+                    valid = self._valid_result(pipe.get(key), job)
+                except redis.exceptions.ResponseError:
+                    valid = False
+                if valid:
+                    return False
+                pipe.multi()
+                pipe.delete(key)
+                pipe.set(key, text, ex=self.config.result_ttl_s)
+                pipe.execute()
+            except redis.exceptions.WatchError:
+                return False  # another consumer stored its result meanwhile: the first one wins
+        log.warning("job %s: replaced a stored value that was not a valid result of it", result.job_id)
+        return True
 
     def _finish(self, claimed: ClaimedJob, counter: str, extra: dict[str, Any] | None = None) -> None:
         """Acknowledge and forget the job, delete its artifact, wake its producer."""
@@ -321,7 +436,9 @@ class JobQueue:
         done = self.keys.done(job_id)
         pipe.lpush(done, 1)
         pipe.expire(done, self.config.result_ttl_s)
-        pipe.execute()
+        # One command refused (a job key of the wrong type, e.g. WRONGTYPE on the done list) must
+        # not undo the rest: the job is acknowledged either way.
+        self._execute_all(pipe, f"job {job_id}")
         try:
             self.artifacts.delete(claimed.job.artifact, job_id)
         except OSError as exc:
@@ -332,7 +449,7 @@ class JobQueue:
         failure = Result(job_id=job.job_id, run_id=job.run_id, status=JobStatus.FAILED,
                          error=f"dead-lettered after {claimed.attempt} attempt(s): {error}",
                          consumer=claimed.consumer, target=job.target, finished_at=time.time())
-        if not self._store_result(failure):
+        if not self._store_result(failure, job):
             # A real result arrived first (a reclaimed duplicate finished): keep it.
             self._finish(claimed, "duplicates")
             return
@@ -345,7 +462,7 @@ class JobQueue:
     def _requeue(self, claimed: ClaimedJob, counter: str) -> None:
         # A fresh entry instead of leaving it pending: it is retried now, not after the timeout.
         pipe = self.client.pipeline(transaction=True)
-        pipe.xadd(claimed.stream, {"job": claimed.job.to_json()})
+        pipe.xadd(claimed.stream, {"job": self._job_text(claimed.job)})
         pipe.xack(claimed.stream, GROUP, claimed.entry_id)
         pipe.xdel(claimed.stream, claimed.entry_id)
         pipe.hincrby(self.keys.stats, counter, 1)

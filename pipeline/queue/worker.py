@@ -3,7 +3,7 @@
 The consumer agent runs this loop; only the work function differs (the caller's measures the
 model; ``check_only`` just checks the model file). The loop knows nothing of what the work does.
 ``run_work`` is how a work function's failures become a Result, here and in the in-process
-queue (``inprocess``).
+queue (``inprocess``); ``run_limited`` adds the consumer's per-job time limit.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from ..errors import UserError
 from ..messages import Job, Result, Target
 from ..status import JobStatus
 from .artifacts import ArtifactError
+from .config import GROUP
 from .streams import ClaimedJob, JobQueue
 
 log = logging.getLogger(__name__)
@@ -84,14 +85,58 @@ def run_work(work: WorkFn, job: Job, onnx_path: Path) -> Result:
                   target=job.target, started_at=started, finished_at=time.time())
 
 
+#: Work threads left running past their time limit (see ``run_limited``).
+_abandoned: list[threading.Thread] = []
+
+
+def abandoned_work_running() -> bool:
+    """Whether work abandoned at its time limit is still running in this process."""
+    return any(thread.is_alive() for thread in _abandoned)
+
+
+class JobTimeLimit(Exception):
+    """The work of a job ran past the consumer's time limit; the message says so, with the fix."""
+
+
+def run_limited(work: WorkFn, job: Job, onnx_path: Path, limit_s: float) -> Result:
+    """``run_work`` given at most ``limit_s`` seconds (0: no limit); past it ``JobTimeLimit``.
+
+    The work runs in a daemon thread, because a measurement blocked in native code (a model
+    compiling or inferring for hours) cannot be interrupted: the thread is abandoned, its
+    eventual result discarded, and it ends when its work returns or the consumer exits.
+    """
+    if limit_s <= 0:
+        return run_work(work, job, onnx_path)
+    outcome: list[Result] = []
+    thread = threading.Thread(target=lambda: outcome.append(run_work(work, job, onnx_path)),
+                              name=f"job-{job.job_id[:12]}", daemon=True)
+    thread.start()
+    thread.join(limit_s)
+    if outcome:
+        return outcome[0]
+    _abandoned.append(thread)
+    log.error("job %s: no outcome within the %g s time limit; its work is abandoned and goes on "
+              "in the background until it returns (figures measured meanwhile may be slower)",
+              job.job_id, limit_s)
+    raise JobTimeLimit(f"the measurement took over the consumer's time limit of {limit_s:g} s: "
+                       "the model is too slow for this device, or raise --job-timeout")
+
+
 @dataclass
 class WorkerStats:
     """What one worker did since it started."""
 
     done: int = 0
     failed: int = 0
+    #: Jobs run to the end whose result another consumer had stored first.
+    duplicates: int = 0
     released: int = 0
     started_at: float = field(default_factory=time.time)
+
+    @property
+    def finished(self) -> int:
+        """Jobs this worker took to an outcome (what ``max_jobs`` counts)."""
+        return self.done + self.failed + self.duplicates
 
 
 def default_name() -> str:
@@ -125,7 +170,7 @@ class Worker:
         log.info("consumer %s serving %s", self.name, self.queue.keys.jobs(self.target.name))
         try:
             while not stop.is_set():
-                if max_jobs and self.stats.done + self.stats.failed >= max_jobs:
+                if max_jobs and self.stats.finished >= max_jobs:
                     break
                 if idle_exit and time.monotonic() - last_job > idle_exit:
                     log.info("consumer %s idle for %.0f s: exiting", self.name, idle_exit)
@@ -137,6 +182,14 @@ class Worker:
                 except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                     # A job cut off mid-way stays pending and is reclaimed after the timeout.
                     log.warning("Redis unreachable (%s): retrying in %.0f s", exc, backoff)
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
+                    continue
+                except redis.exceptions.ResponseError as exc:
+                    # A queue key (the stream itself, the deliveries hash) of another type or a
+                    # missing ACL permission: no entry to dead-letter; wait for the operator.
+                    log.error("Redis refused the queue's commands (%s): retrying in %.0f s; check the "
+                              "queue's keys and this consumer's ACL user", exc, backoff)
                     stop.wait(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF_S)
                     continue
@@ -165,12 +218,23 @@ class Worker:
                     self.queue.fail(claimed, str(exc), permanent=True)
                     self.stats.failed += 1
                     return True
-                result = run_work(self.work, job, onnx_path)
+                try:
+                    result = run_limited(self.work, job, onnx_path, self.queue.config.job_timeout_s)
+                except JobTimeLimit as exc:
+                    # The same model would overrun again: no retry.
+                    self.queue.fail(claimed, str(exc), permanent=True)
+                    self.stats.failed += 1
+                    return True
             result.consumer = self.identity
             if self.queue.complete(claimed, result):
                 self.stats.done += 1
             elif not result.ok:
                 self.stats.failed += 1
+            else:
+                self.stats.duplicates += 1
+            return True
+        except redis.exceptions.ResponseError as exc:
+            self._settle_refused(claimed, exc)
             return True
         except JobInterrupted:
             log.warning("stopping: job %s released back to the queue", job.job_id)
@@ -179,6 +243,20 @@ class Worker:
             return False
         finally:
             self.current = None
+
+    def _settle_refused(self, claimed: ClaimedJob, exc: redis.exceptions.ResponseError) -> None:
+        """Dead-letter a job whose keys Redis refused to handle (WRONGTYPE: a key of another
+        type under the job's name): one dead letter, not a consumer crash per delivery."""
+        job_id = claimed.job.job_id
+        log.error("job %s: Redis refused an operation on its keys: %s", job_id, exc)
+        self.stats.failed += 1
+        try:
+            self.queue.fail(claimed, f"Redis refused an operation on this job's keys ({str(exc)[:120]}): "
+                                     "a key under its id holds another type; submit the job again",
+                            permanent=True)
+        except redis.exceptions.ResponseError as again:
+            log.error("job %s could not be dead-lettered either (%s): acknowledging it", job_id, again)
+            self.queue.client.xack(claimed.stream, GROUP, claimed.entry_id)
 
     def heartbeat(self) -> dict:
         """The record other tools see for this consumer while it lives."""
@@ -200,7 +278,7 @@ class Worker:
                 if lost and self.current is current:
                     log.warning("job %s was taken over by another consumer; the first result "
                                 "stored wins", current.job.job_id)
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            except redis.exceptions.RedisError as exc:  # unreachable, or a key of another type
                 log.warning("heartbeat failed: %s", exc)
             if stop.wait(self.heartbeat_s):
                 return
