@@ -14,8 +14,9 @@ import torch
 
 from pipeline.errors import ModelError
 from pipeline.export import export_onnx
+from pipeline.measure.facts import onnx_facts
 from pipeline.models import (BUILTIN_NAMES, MODEL_NAMES, count_macs_params, create_model, default_checkpoint,
-                             load_checkpoint, model_spec)
+                             deployed_params, load_checkpoint, model_spec)
 from pipeline.models.crosscheck import openvino_outputs, read_cifar_binary, torch_predictions
 from pipeline.models.resnet8_tiny import same_padding
 from pipeline.models.shufflenetv2_cifar import channel_shuffle
@@ -88,6 +89,8 @@ def test_resnet8_onnx_and_mlperf_tflite_agree_on_openvino(tmp_path: Path, models
     report = export_onnx(pretrained("resnet8_tiny", models_settings), onnx_path,
                          check_images=spec.scale(images[:64]))
     assert report.argmax_agreement == 1.0
+    # Its convolutions have biases, so BatchNorm folding adds none: 78,186 less 2 x 240 BN parameters.
+    assert deployed_params(pretrained("resnet8_tiny", models_settings)) == onnx_facts(onnx_path).params == 77706
     logits = openvino_outputs(onnx_path, images, spec)
     reference = openvino_outputs(shared_dir / "models" / "mlperf-tiny-resnet8.tflite", images)  # softmax
     assert float((logits.argmax(1) == reference.argmax(1)).mean()) >= 0.999
