@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -27,7 +28,7 @@ NAMES = ("resnet8_tiny", "shufflenetv2_x0_5_cifar")
 TFLITE = "mlperf-tiny-resnet8.tflite"
 
 
-def _pretrained(name: str, settings: Settings):
+def _pretrained(name: str, settings: Settings) -> nn.Module:
     path = default_checkpoint(name, settings)
     if path is None:
         sys.exit(f"Error: no checkpoint {model_spec(name).checkpoint_glob} in {settings.checkpoints_dir}")
