@@ -155,3 +155,14 @@ def test_shortcut_option_is_refused_outside_the_cifar_resnets() -> None:
         create_model("resnet8_tiny", shortcut="B")
     with pytest.raises(ModelError, match="unknown model 'resnet9'.*resnet8_tiny"):
         model_spec("resnet9")
+
+
+def test_shufflenet_exports_and_openvino_agrees_with_torch(tmp_path: Path, models_settings: Settings,
+                                                          mini_test: tuple[np.ndarray, np.ndarray]) -> None:
+    images = mini_test[0][:200]
+    spec = model_spec("shufflenetv2_x0_5_cifar").input
+    model = pretrained("shufflenetv2_x0_5_cifar", models_settings)
+    report = export_onnx(model, tmp_path / "shufflenet.onnx", check_images=spec.scale(images[:64]))
+    assert report.argmax_agreement == 1.0
+    ours = openvino_outputs(tmp_path / "shufflenet.onnx", images, spec).argmax(1)
+    assert float((ours == torch_predictions(model, spec, images)).mean()) >= 0.99
