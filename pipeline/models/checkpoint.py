@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .registry import depth_of
+from .registry import model_spec
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -44,7 +44,11 @@ def load_checkpoint(model: nn.Module, path: Path) -> None:
     if not isinstance(state, dict):
         raise ModelError(f"checkpoint {path} holds no state dict: save {{'state_dict': model.state_dict()}}")
     state = {canonical_name(k): v for k, v in state.items()}
-    own = model.state_dict()
+    # Compare in canonical names on both sides, so a network whose own modules are called
+    # ``fc`` or ``shortcut`` (ResNet-8, ShuffleNetV2) loads its own checkpoint as well.
+    own_state = model.state_dict()
+    own_names = {canonical_name(k): k for k in own_state}
+    own = {name: own_state[k] for name, k in own_names.items()}
     # Old checkpoints predate BatchNorm's step counter; it carries no weights.
     missing = sorted(k for k in set(own) - set(state) if not k.endswith("num_batches_tracked"))
     unexpected = sorted(set(state) - set(own))
@@ -54,7 +58,7 @@ def load_checkpoint(model: nn.Module, path: Path) -> None:
                   f"unexpected {unexpected[:3]}" if unexpected else f"shape mismatch at {shapes[:3]}")
         raise ModelError(f"checkpoint {path} does not fit the model ({detail}): check --model and "
                          "--shortcut match the checkpoint")
-    model.load_state_dict(state, strict=False)
+    model.load_state_dict({own_names[k]: v for k, v in state.items()}, strict=False)
 
 
 def default_checkpoint(name: str, settings: "Settings") -> Path | None:
@@ -62,5 +66,5 @@ def default_checkpoint(name: str, settings: "Settings") -> Path | None:
     folder = settings.checkpoints_dir
     if folder is None or not folder.is_dir():
         return None
-    matches = sorted(folder.glob(f"resnet{depth_of(name)}-*.th"))
+    matches = sorted(folder.glob(model_spec(name).checkpoint_glob))
     return matches[0] if matches else None

@@ -3,8 +3,10 @@
 One parameter definition is used everywhere (``PruneReport``, ``ModelFacts``, ``result.json``,
 run tables): the parameters of the model as it is deployed, with BatchNorm folded into the
 convolution before it, which is what the exported ONNX holds. A BatchNorm's scale merges into
-that conv's weight and its shift becomes the conv's bias (the convs here have none), so a
-BatchNorm of C channels counts C, not its 2C PyTorch parameters (nor its running statistics).
+that conv's weight and its shift becomes the conv's bias, so a BatchNorm of C channels counts C
+after a conv without bias (the CIFAR ResNets, ShuffleNetV2), nothing after a conv with one (MLPerf
+Tiny's ResNet-8: the shift merges into that bias), never its 2C PyTorch parameters (nor its
+running statistics).
 """
 
 from __future__ import annotations
@@ -14,19 +16,28 @@ from torch import nn
 
 
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def deployed_params(model: nn.Module) -> int:
-    """Parameters of ``model`` with every BatchNorm folded into the (bias-free) conv before it.
+    """Parameters of ``model`` with every BatchNorm folded into the conv before it.
 
-    Equals the float initializers of the exported ONNX graph (``pipeline.measure.onnx_facts``).
+    "Before it" is the previous module with parameters in registration order, which is the
+    order of the forward pass in the built-ins. Equals the float initializers of the exported
+    ONNX graph (``pipeline.measure.onnx_facts``).
     """
     count = 0
+    previous: nn.Module | None = None
     for module in model.modules():
+        own = sum(p.numel() for p in module.parameters(recurse=False))
         if isinstance(module, _BATCH_NORMS):
-            count += module.num_features  # the bias folding gives the conv before it
+            # Folding gives the conv before it a bias of C, unless it has one already.
+            has_bias = isinstance(previous, _CONVS) and previous.bias is not None
+            count += 0 if has_bias else module.num_features
         else:
-            count += sum(p.numel() for p in module.parameters(recurse=False))
+            count += own
+        if own:
+            previous = module
     return count
 
 
