@@ -43,6 +43,7 @@ from .entries import BadEntry, check_job_id, parse_entry, raw_payload
 from .reconnect import RedisUnavailable, retry_within
 from .results import BadResult, check_result
 from .signing import signed_json
+from .status import queue_status
 
 log = logging.getLogger(__name__)
 
@@ -251,9 +252,7 @@ class JobQueue:
     def status(self) -> dict[str, Any]:
         """Counts for ``edgeprune queue status``: per target waiting and in-flight jobs, dead
         letters, stored results, live consumers and lifetime counters."""
-        from .status import queue_status
-
-        return queue_status(self)
+        return queue_status(self.client, self.keys)
 
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest ``limit`` dead-lettered jobs: job id, run id, target, attempts, error, time."""
