@@ -36,7 +36,7 @@ from .pruning import (CompressionScheduler, PruneReport, arch_signature, load_sc
                       validate_schedule)
 from .pruning.coverage import PolicyCoverage, policy_coverage, warn_uncovered
 from .pruning.sparsity import SparsityReport, measure_sparsity, weight_shapes
-from .schedule import Override, Schedule, to_overrides
+from .schedule import Override, Schedule, check_round_to, to_overrides
 from .settings import Settings
 from .status import JobStatus, TrialStatus
 from .training import Accuracy, TrainConfig, evaluate, train
@@ -188,9 +188,11 @@ def load_model(config: RunConfig, settings: Settings, num_classes: int = 10) -> 
 
 
 def read_schedule(config: RunConfig, model: torch.nn.Module) -> Schedule:
-    """The run's schedule with its overrides applied, validated against ``model``."""
+    """The run's schedule with its overrides applied, validated against ``model`` (a ``round_to``
+    that would prune nothing included)."""
     schedule = load_schedule(config.schedule, config.overrides)
     validate_schedule(schedule, model)
+    check_round_to(schedule, dict(model.named_parameters()))
     return schedule
 
 

@@ -11,7 +11,7 @@ from pipeline.messages import Target
 from pipeline.models import MODEL_NAMES
 from pipeline.settings import Settings
 
-from .options import FiniteFloat, recovery_options, settings_options, target_options
+from .options import FiniteFloat, epochs_type, recovery_options, settings_options, target_options
 from .outputs import require_schedule, staged_output
 
 
@@ -21,7 +21,7 @@ from .outputs import require_schedule, staged_output
 @click.option("--schedule", "schedule_path", default=Path("schedules/resnet56_filter_rank.yaml"),
               show_default=True, type=click.Path(path_type=Path),
               help="The hand-picked Distiller schedule to compare against.")
-@click.option("--epochs", default=0, show_default=True, type=click.IntRange(min=0),
+@click.option("--epochs", default=0, show_default=True, type=epochs_type(),
               help="Retraining epochs: with N > 0 the table adds the hand-picked model retrained "
                    "for N epochs and the unpruned model fine-tuned for the same N.")
 @click.option("--lr", default=0.01, show_default=True, type=FiniteFloat(min=0, min_open=True),

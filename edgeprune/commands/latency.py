@@ -131,6 +131,7 @@ def predict(model_file: Path, onnx_path: Path | None, schedule_path: Path | None
         shapes, source = shapes_of_module(pruned), str(schedule_path)
     else:
         shapes, source = shapes_of_onnx(onnx_path), str(onnx_path)
+        model.check_architecture(shapes, source)
     ms = model.predict(shapes)
     row: dict[str, Any] = {
         "Total_Latency": round(ms, 5), "ratio_to_unpruned": round(ms / model.reference_ms, 5),

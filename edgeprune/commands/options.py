@@ -9,10 +9,19 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from pipeline.settings import ENV_VARS, Settings
+from pipeline.errors import UserError, shown
+from pipeline.settings import ENV_VARS, Settings, check_redis_url
 
 if TYPE_CHECKING:
     from pipeline.measure import MeasureOptions
+    from pipeline.messages import Target
+
+#: Most retraining epochs an option takes: far above any real run (a CIFAR ResNet converges in
+#: a few hundred), low enough that epoch arithmetic and schedules stay small numbers.
+MAX_EPOCHS = 10_000
+#: OpenVINO device families, and the virtual devices that take a list of them after a colon.
+OPENVINO_DEVICES = ("CPU", "GPU", "NPU")
+OPENVINO_VIRTUAL_DEVICES = ("AUTO", "HETERO", "MULTI", "BATCH")
 
 
 class FiniteFloat(click.FloatRange):
@@ -66,10 +75,17 @@ def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def epochs_type() -> click.IntRange:
+    """The type of every --epochs option: 0 to ``MAX_EPOCHS``."""
+    return click.IntRange(min=0, max=MAX_EPOCHS)
+
+
 def redis_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --redis URL (env EDGEPRUNE_REDIS); absent means the in-process queue."""
+    """Add --redis URL (env EDGEPRUNE_REDIS), checked as it is parsed (``check_redis_url``);
+    absent means the in-process queue."""
     return click.option(
         "--redis", "redis_url", default=None, envvar=ENV_VARS["redis_url"], show_envvar=True,
+        callback=lambda ctx, param, value: check_redis_url(value) if value else value,
         help="Redis URL (redis://[:password@]host:port/db or rediss:// for TLS). Without it the "
              "models are measured in this process, as they are submitted: no server needed.",
     )(func)
@@ -127,13 +143,56 @@ def target_options(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(**kwargs: Any) -> Any:
         from pipeline.messages import Target
 
-        kwargs["target"] = Target(backend=kwargs.pop("backend"), device=kwargs.pop("target_device"),
-                                  precision=kwargs.pop("precision"))
+        kwargs["target"] = check_target_names(Target(backend=kwargs.pop("backend"),
+                                                     device=kwargs.pop("target_device"),
+                                                     precision=kwargs.pop("precision")))
         return func(**kwargs)
 
     for option in reversed(options):
         wrapper = option(wrapper)
     return wrapper
+
+
+def check_target_names(target: Target) -> Target:
+    """``target`` if its device can be a device of its backend anywhere; else a one-line UserError.
+
+    Only the spelling is checked: a producer names the device of a consumer on another machine.
+    Where this process measures (``run``, a sweep without --redis), ``local_target`` also checks
+    that the device is on this machine.
+    """
+    device = target.device
+    if target.backend == "onnxruntime":
+        if device != "CPU":
+            raise UserError(f"ONNX Runtime device {shown(device)} is not supported: use --device CPU "
+                            "or --backend openvino")
+        return target
+    fix = (f"use one of {', '.join(OPENVINO_DEVICES)} (GPU.1: a second GPU) or a virtual device "
+           f"({', '.join(OPENVINO_VIRTUAL_DEVICES)}) with a list, e.g. HETERO:GPU,CPU")
+    if not device:
+        raise UserError(f"OpenVINO device '' is empty: {fix}")
+    family, colon, listed = device.partition(":")
+    if colon and family not in OPENVINO_VIRTUAL_DEVICES:
+        raise UserError(f"OpenVINO device {shown(device)}: {shown(family)} takes no device list: {fix}")
+    unknown = [name for name in (listed.split(",") if colon else [device]) if not _device_name(name)]
+    if unknown:
+        raise UserError(f"OpenVINO device {shown(device)} names unknown device(s) "
+                        f"{', '.join(map(shown, unknown))}: {fix}")
+    return target
+
+
+def _device_name(name: str) -> bool:
+    """Whether ``name`` is a device family, optionally with an index (``GPU.1``)."""
+    family, dot, index = name.partition(".")
+    return family in OPENVINO_DEVICES and (not dot or index.isdigit())
+
+
+def local_target(target: Target) -> Target:
+    """``target`` if this machine can measure on it (the engine is asked); else a one-line
+    UserError. For commands that measure in this process, before any slow work."""
+    from pipeline.measure import check_target
+
+    check_target(target)
+    return target
 
 
 def recovery_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -198,7 +257,7 @@ def run_config_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="ResNet shortcut: A zero-pads (the pretrained checkpoints), B uses 1x1 conv + BN."),
         click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
                      help="Pretrained weights [default: <models-dir>/resnet<depth>-*.th]."),
-        click.option("--epochs", default=0, show_default=True, type=click.IntRange(min=0),
+        click.option("--epochs", default=0, show_default=True, type=epochs_type(),
                      help="Retraining epochs after pruning; 0 skips retraining."),
         click.option("--lr", default=0.01, show_default=True, type=FiniteFloat(min=0, min_open=True),
                      help="Initial retraining learning rate (SGD, momentum 0.9); the schedule's "

@@ -17,8 +17,8 @@ from pipeline.queue import QueueConfig
 from pipeline.redact import redact_url
 from pipeline.settings import Settings
 
-from .options import (FiniteFloat, latency_model_option, measure_options, quiet_wait_option,
-                      recovery_options, redis_option, settings_options, target_options)
+from .options import (FiniteFloat, epochs_type, latency_model_option, measure_options, quiet_wait_option,
+                      local_target, recovery_options, redis_option, settings_options, target_options)
 from .queue import producer_queue_options
 
 DEFAULT_TRIALS = 20
@@ -46,7 +46,7 @@ DEFAULT_TRIALS = 20
               help="Network to prune [default: the --model in the sweep's command, else resnet56_cifar].")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Pretrained weights [default: <models-dir>/resnet<depth>-*.th].")
-@click.option("--epochs", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--epochs", type=epochs_type(), default=0, show_default=True,
               help="Retraining epochs when the sweep does not search or fix 'epochs'.")
 @click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=0.01, show_default=True,
               help="Retraining learning rate when the sweep does not set 'lr'.")
@@ -102,7 +102,8 @@ Pareto front), then wall time beside compute time. Without
     """
     from optuna import logging as optuna_logging
 
-    from pipeline.search.config import load_sweep
+    from pipeline.search.config import STUDY_NAME_FIX, load_sweep, study_name_problem
+    from pipeline.search.storage import check_storage
     from pipeline.search.engine import best_trials, study_name_of
     from pipeline.search.progress import best_line, params_text, time_summary
     from pipeline.search.mapping import check_mapping
@@ -112,6 +113,12 @@ Pareto front), then wall time beside compute time. Without
     from pipeline.search.loop import LoopSpec, run_sweep
 
     optuna_logging.set_verbosity(optuna_logging.WARNING)
+    if study_name is not None and study_name_problem(study_name):
+        raise UserError(f"--study {study_name_problem(study_name)}: {STUDY_NAME_FIX}")
+    if storage is not None:
+        check_storage(storage)
+    if not redis_url:
+        local_target(target)
     config = load_sweep(sweep_file)
     schedule = schedule_path or config.command_option("--schedule")
     if schedule is None:

@@ -66,6 +66,22 @@ _WANDB_FIXES = {
     "less than or equal to the minimum of": "use a value above that minimum",
     "is less than the minimum of": "use a value at or above that minimum",
 }
+#: A study name names a folder (runs/sweeps/<name>): one path component, no hidden or parent one.
+_STUDY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_ .,+=@-]{0,127}")
+STUDY_NAME_FIX = ("use letters, digits, spaces and . _ - + = @ , (up to 128, not starting with "
+                  "'.'), e.g. resnet56-rapid-latency")
+
+
+def study_name_problem(name: str) -> str:
+    """Why ``name`` cannot name a study (it becomes a folder under ``runs/sweeps``), or ''."""
+    from pipeline.errors import shown
+
+    if _STUDY_NAME.fullmatch(name) and ".." not in name and name == name.strip():
+        return ""
+    return (f"{shown(name)} is not a plain folder name (path separators, '..', control characters "
+            "or a leading '.' or space would put the study elsewhere)")
+
+
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
 
 
@@ -317,6 +333,10 @@ class _Checker:
         for key in ("name", "description", "program", "project", "entity"):
             if key in data and not isinstance(data[key], str):
                 raise self.fail(key, f"is {data[key]!r}", "give it as a string")
+        if data.get("name"):
+            problem = study_name_problem(data["name"])
+            if problem:
+                raise self.fail("name", problem, STUDY_NAME_FIX)
         constraints = [self.constraint(i, c) for i, c in enumerate(extension.get("constraints", []))]
         sampler = extension.get("sampler", "gp")
         if sampler not in ("gp", "tpe"):
