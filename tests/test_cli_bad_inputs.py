@@ -258,3 +258,27 @@ def test_immutable_output_or_cache_dir_is_one_error_line(inputs, immutable_dir, 
     _assert_one_error_line(proc, "Operation not permitted")
     assert list(immutable_dir.iterdir()) == [] and list(work.iterdir()) == []
     assert not (inputs / "run-out").exists()
+
+
+def test_latency_profile_without_consumer_says_what_it_waits_for_and_times_out(tmp_path, redis_url):
+    """Issue 31: `latency profile --redis URL` with no consumer was silent and still blocked
+    after 120 s. It now names the target, server and prefix it waits on, and gives up."""
+    import uuid
+
+    import redis
+
+    prefix = f"test-i31-profile-{uuid.uuid4().hex[:8]}"
+    try:
+        proc = _run(["latency", "profile", "--model", "resnet20_cifar", "--fast", "--redis", redis_url,
+                     "--prefix", prefix, "--archs", "2", "--job-timeout", "2",
+                     "--out", str(tmp_path / "lm.json")], cwd=tmp_path)
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        for key in client.scan_iter(f"{prefix}*"):
+            client.delete(key)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("waiting for a consumer of openvino/CPU/fp32") and prefix in lines[0]
+    errors = [line for line in lines if line.startswith("Error:")]
+    assert len(errors) == 1 and "no consumer of openvino/CPU/fp32" in errors[0] and "2 s" in errors[0]
+    assert list(tmp_path.iterdir()) == []
