@@ -99,6 +99,18 @@ def _issue31_inputs(root: Path) -> None:
     (root / "overflow.json").write_text(_latency_model("resnet56_cifar", coefficient=float("inf")))
     (root / "lm56.json").write_text(_latency_model("resnet56_cifar"))
     export_onnx(create_model("resnet20_cifar").eval(), root / "resnet20.onnx")
+    _two_input_onnx(root / "two_inputs.onnx")
+
+
+def _two_input_onnx(path: Path) -> None:
+    """A valid ONNX model with two image inputs (x + y)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3, 32, 32]) for n in ("x", "y")]
+    output = helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 3, 32, 32])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "y"], ["z"])], "two", inputs, [output])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
 #: (case, argv with {d} for the inputs folder, what the error line names, written paths that must not exist)
@@ -173,6 +185,7 @@ CASES = [
     ("latency-overflowing-field", ["latency", "predict", "{d}/overflow.json", "--schedule", SCHEDULE20_56],
      "coefficients", []),
     ("latency-other-network", ["latency", "predict", "{d}/lm56.json", "{d}/resnet20.onnx"], "resnet56_cifar", []),
+    ("bench-two-inputs", ["bench", "{d}/two_inputs.onnx", "--out", "{d}/o.json"], "2 inputs", ["o.json"]),
     # Redis URLs (checked by the shared --redis option)
     ("queue-status-unix-socket", ["queue", "status", "--redis", "unix:///nonexistent.sock?password=secret"],
      "unix", []),

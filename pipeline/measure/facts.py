@@ -99,7 +99,13 @@ def count_onnx_macs(model: onnx.ModelProto) -> int:
 def onnx_facts(path: Path) -> OnnxFacts:
     """Sizes, parameters, MACs and input signature of the ONNX file at ``path``."""
     model = load_onnx(path)
-    graph_input = _graph_inputs(model)[0]
+    inputs = _graph_inputs(model)
+    if len(inputs) != 1:  # the engines feed one image tensor (set_input_tensor needs one input)
+        names = ", ".join(repr(i.name) for i in inputs[:5])
+        raise BenchmarkError(f"{path}: the model has {len(inputs)} inputs{' (' + names + ')' if names else ''}: "
+                             "edgeprune measures image classifiers with one input tensor: export "
+                             "the model with a single image input")
+    graph_input = inputs[0]
     params = sum(
         int(np.prod(init.dims)) for init in model.graph.initializer
         if numpy_helper.helper.tensor_dtype_to_np_dtype(init.data_type).kind == "f"
