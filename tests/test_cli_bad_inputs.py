@@ -185,6 +185,10 @@ CASES = [
     ("latency-overflowing-field", ["latency", "predict", "{d}/overflow.json", "--schedule", SCHEDULE20_56],
      "coefficients", []),
     ("latency-other-network", ["latency", "predict", "{d}/lm56.json", "{d}/resnet20.onnx"], "resnet56_cifar", []),
+    ("sweep-artifacts-ftp", ["sweep", str(SWEEP), "--redis", "redis://127.0.0.1:1/0", "--artifacts", "ftp://x",
+                             "--out", "{d}/o"], "'ftp://x'", ["o"]),
+    ("sweep-artifacts-device", ["sweep", str(SWEEP), "--redis", "redis://127.0.0.1:1/0", "--artifacts",
+                                "file:///dev/full/x", "--out", "{d}/o"], "/dev/full is not a folder", ["o"]),
     ("bench-two-inputs", ["bench", "{d}/two_inputs.onnx", "--out", "{d}/o.json"], "2 inputs", ["o.json"]),
     # Redis URLs (checked by the shared --redis option)
     ("queue-status-unix-socket", ["queue", "status", "--redis", "unix:///nonexistent.sock?password=secret"],

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
+from pipeline.files import require_new_folder
 from pipeline.messages import Target
 from pipeline.models import MODEL_NAMES
 from pipeline.settings import Settings
 
-from .options import FiniteFloat, epochs_type, recovery_options, settings_options, target_options
+from .options import FiniteFloat, epochs_type, local_target, recovery_options, settings_options, target_options
 from .outputs import require_schedule, staged_output
 
 
@@ -58,7 +59,8 @@ def baseline(settings: Settings, model: str, schedule_path: Path, epochs: int, l
     from pipeline.measure.options import MeasureOptions
 
     require_schedule(schedule_path)
-    out_dir = out_dir or Path("runs") / f"baseline-{time.strftime('%Y%m%d-%H%M%S')}"
+    out_dir = require_new_folder(out_dir or Path("runs") / f"baseline-{time.strftime('%Y%m%d-%H%M%S')}")
+    local_target(target)
     specs = baseline_specs(epochs)
 
     def on_row(row) -> None:

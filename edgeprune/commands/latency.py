@@ -16,7 +16,7 @@ from pipeline.queue import QueueConfig
 from pipeline.redact import redact_url
 from pipeline.settings import Settings
 
-from .options import FiniteFloat, local_target, redis_option, settings_options, target_options
+from .options import FiniteFloat, check_artifact_store, local_target, redis_option, settings_options, target_options
 from .queue import producer_queue_options
 
 #: Seconds one architecture may wait in the queue for a consumer to time it (--job-timeout).
@@ -72,7 +72,9 @@ def profile(settings: Settings, model_name: str, target: Target, redis_url: str 
     from pipeline.queue import open_queue
 
     check_replaceable(out_path)
-    if not redis_url:
+    if redis_url:
+        check_artifact_store(queue_config.artifact_store)
+    else:
         local_target(target)
     with tempfile.TemporaryDirectory(prefix="edgeprune-profile-") as folder:
         unpruned = None if redis_url else export_unpruned(model_name, Path(folder) / "unpruned.onnx")

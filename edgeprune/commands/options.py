@@ -186,6 +186,29 @@ def _device_name(name: str) -> bool:
     return family in OPENVINO_DEVICES and (not dot or index.isdigit())
 
 
+def check_artifact_store(store: str) -> str:
+    """``store`` if a producer can put artifacts there: ``redis``, or ``file:///dir`` whose
+    nearest existing ancestor is a writable folder; else a one-line UserError, so that a sweep or
+    profile fails before any pruning instead of at its first submission. (The --artifacts
+    option's callback can use it as is.)"""
+    import os
+    from urllib.parse import unquote, urlsplit
+
+    fix = "use --artifacts redis or file:///shared/dir (an absolute folder path)"
+    if store == "redis":
+        return store
+    parts = urlsplit(store)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+        raise UserError(f"artifact store {shown(store)} is not redis or a local file:/// folder: {fix}")
+    folder = Path(unquote(parts.path))
+    existing = next(p for p in (folder, *folder.parents) if os.path.lexists(p))
+    if not existing.is_dir():
+        raise UserError(f"artifact store {shown(store)}: {existing} is not a folder: {fix}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"artifact store {shown(store)}: {existing} is not writable: {fix}")
+    return store
+
+
 def local_target(target: Target) -> Target:
     """``target`` if this machine can measure on it (the engine is asked); else a one-line
     UserError. For commands that measure in this process, before any slow work."""

@@ -63,6 +63,7 @@ def sensitivity(model: str, shortcut: str, checkpoint: Path | None, group_type: 
     from pipeline import sensitivity as sense
     from pipeline.data import Split, load_data
     from pipeline.errors import UserError
+    from pipeline.files import require_input_file
     from pipeline.models import create_model, default_checkpoint, load_checkpoint
     from pipeline.pruning.criteria import criterion_names
 
@@ -70,6 +71,8 @@ def sensitivity(model: str, shortcut: str, checkpoint: Path | None, group_type: 
         raise UserError(f"--criterion {criterion!r} is not supported: use one of {', '.join(criterion_names())}")
     if max_val < 0:
         raise UserError(f"--max-val {max_val} is negative: use 0 for the whole split or e.g. 500")
+    if checkpoint is not None:
+        require_input_file(checkpoint, "--checkpoint", "pass --checkpoint FILE (a .th or .pt file)")
     level_list = list(sense.BLOCK_LEVELS) if group_type == sense.BLOCKS else sense.parse_levels(levels)
     latency = None if no_latency else sense.openvino_latency(iters=latency_iters)
     device = settings.torch_device()

@@ -17,7 +17,7 @@ from pipeline.queue import QueueConfig
 from pipeline.redact import redact_url
 from pipeline.settings import Settings
 
-from .options import (FiniteFloat, epochs_type, latency_model_option, measure_options, quiet_wait_option,
+from .options import (FiniteFloat, check_artifact_store, epochs_type, latency_model_option, measure_options, quiet_wait_option,
                       local_target, recovery_options, redis_option, settings_options, target_options)
 from .queue import producer_queue_options
 
@@ -117,7 +117,9 @@ Pareto front), then wall time beside compute time. Without
         raise UserError(f"--study {study_name_problem(study_name)}: {STUDY_NAME_FIX}")
     if storage is not None:
         check_storage(storage)
-    if not redis_url:
+    if redis_url:
+        check_artifact_store(queue_config.artifact_store)
+    else:
         local_target(target)
     config = load_sweep(sweep_file)
     schedule = schedule_path or config.command_option("--schedule")

@@ -18,7 +18,7 @@ import numpy as np
 from torch import nn
 
 from ..errors import UserError
-from ..files import atomic_write_text
+from ..files import atomic_write_text, require_input_file
 from ..messages import Target
 from .features import FeatureSpec, group_of
 from .shapes import LayerShape, shapes_of_module, shapes_of_onnx
@@ -285,6 +285,9 @@ def _architecture_range(model_name: str) -> tuple[int, int, tuple[int, int]]:
 def load_latency_model(path: Path | str) -> LatencyModel:
     """The latency model in ``path``; a missing or unreadable file is one LatencyModelError line."""
     path = Path(path)
+    # A FIFO or a device would block or never end: named as what it is, never read.
+    require_input_file(path, "latency model", "make one with `edgeprune latency profile --out PATH`",
+                       LatencyModelError)
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
