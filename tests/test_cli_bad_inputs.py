@@ -100,6 +100,7 @@ def _issue31_inputs(root: Path) -> None:
     (root / "lm56.json").write_text(_latency_model("resnet56_cifar"))
     export_onnx(create_model("resnet20_cifar").eval(), root / "resnet20.onnx")
     _two_input_onnx(root / "two_inputs.onnx")
+    (root / "garbage.th").write_bytes(b"not a checkpoint")
 
 
 def _two_input_onnx(path: Path) -> None:
@@ -190,6 +191,21 @@ CASES = [
     ("sweep-artifacts-device", ["sweep", str(SWEEP), "--redis", "redis://127.0.0.1:1/0", "--artifacts",
                                 "file:///dev/full/x", "--out", "{d}/o"], "/dev/full is not a folder", ["o"]),
     ("bench-two-inputs", ["bench", "{d}/two_inputs.onnx", "--out", "{d}/o.json"], "2 inputs", ["o.json"]),
+    # Found by this branch's own attack run (each was a traceback, a hang, or a banner first).
+    ("run-out-in-proc", [*RUN20, "--out", "/proc/edgeprune-out"], "cannot create a folder", []),
+    ("run-batch-size-huge", [*RUN20, "--batch-size", str(10**25), "--out", "{d}/o"], "--batch-size", ["o"]),
+    ("run-subset-huge", [*RUN20, "--subset", str(10**25), "--out", "{d}/o"], "--subset", ["o"]),
+    ("run-seed-negative", [*RUN20, "--seed", "-1", "--out", "{d}/o"], "--seed", ["o"]),
+    ("run-threads-huge", [*RUN20, "--threads", str(10**25), "--out", "{d}/o"], "--threads", ["o"]),
+    ("run-checkpoint-garbage", [*RUN20, "--checkpoint", "{d}/garbage.th", "--out", "{d}/o"],
+     "cannot be read", ["o"]),
+    ("run-data-missing", [*RUN20, "--data", "{d}/no-data", "--out", "{d}/o"], "no-data", ["o"]),
+    ("run-models-dir-missing", [*RUN20, "--models-dir", "{d}/no-models", "--out", "{d}/o"],
+     "no pretrained checkpoint", ["o"]),
+    ("latency-predict-round-to", ["latency", "predict", "{d}/lm56.json", "--schedule", SCHEDULE20_56,
+                                  "--set", "round_to=100000"], "round_to", []),
+    ("bench-fifo", ["bench", "{d}/fifo.yaml"], "FIFO", []),
+    ("bench-device", ["bench", "/dev/zero"], "a device", []),
     # Redis URLs (checked by the shared --redis option)
     ("queue-status-unix-socket", ["queue", "status", "--redis", "unix:///nonexistent.sock?password=secret"],
      "unix", []),

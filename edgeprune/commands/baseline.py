@@ -12,7 +12,8 @@ from pipeline.messages import Target
 from pipeline.models import MODEL_NAMES
 from pipeline.settings import Settings
 
-from .options import FiniteFloat, epochs_type, local_target, recovery_options, settings_options, target_options
+from .options import (MAX_BATCH, MAX_IMAGES, MAX_STEPS, FiniteFloat, epochs_type, local_target,
+                      recovery_options, settings_options, target_options)
 from .outputs import require_schedule, staged_output
 
 
@@ -27,14 +28,14 @@ from .outputs import require_schedule, staged_output
                    "for N epochs and the unpruned model fine-tuned for the same N.")
 @click.option("--lr", default=0.01, show_default=True, type=FiniteFloat(min=0, min_open=True),
               help="Retraining learning rate (SGD, momentum 0.9).")
-@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=1),
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1, MAX_BATCH),
               help="Retraining batch size.")
-@click.option("--max-steps", default=None, type=click.IntRange(min=1),
+@click.option("--max-steps", default=None, type=click.IntRange(1, MAX_STEPS),
               help="Cap retraining steps per epoch (quick checks and tests; figures then are not "
                    "a full epoch's).")
-@click.option("--subset", default=None, type=click.IntRange(min=10),
+@click.option("--subset", default=None, type=click.IntRange(10, MAX_IMAGES),
               help="Retrain on only the first N training images (quick checks).")
-@click.option("--eval-limit", default=0, show_default=True, type=click.IntRange(min=0),
+@click.option("--eval-limit", default=0, show_default=True, type=click.IntRange(0, MAX_IMAGES),
               help="Evaluate accuracy on the first N test images only (0: all 10,000).")
 @target_options
 @recovery_options

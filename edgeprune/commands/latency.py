@@ -16,7 +16,8 @@ from pipeline.queue import QueueConfig
 from pipeline.redact import redact_url
 from pipeline.settings import Settings
 
-from .options import FiniteFloat, check_artifact_store, local_target, redis_option, settings_options, target_options
+from .options import (SEED_TYPE, FiniteFloat, check_artifact_store, local_target, redis_option,
+                      settings_options, target_options)
 from .queue import producer_queue_options
 
 #: Seconds one architecture may wait in the queue for a consumer to time it (--job-timeout).
@@ -47,7 +48,7 @@ def latency() -> None:
 @click.option("--archs", default=40, show_default=True, type=click.IntRange(min=2, max=MAX_ARCHS),
               help="Random pruned architectures to time (width, depth and round_to drawn at random); "
                    "the unpruned model is timed besides, every 4th job.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random architectures.")
+@click.option("--seed", default=0, show_default=True, type=SEED_TYPE, help="Seed of the random architectures.")
 @click.option("--fast", is_flag=True,
               help="Shorter timings (without --redis only): for smoke tests, the fit is noisy.")
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
@@ -165,11 +166,14 @@ def predict(model_file: Path, onnx_path: Path | None, schedule_path: Path | None
     model.check(asked or model.target, model_name)
     if schedule_path is not None:
         from pipeline.pruning import load_schedule
+        from pipeline.schedule import check_round_to
 
         from .outputs import require_schedule
 
         require_schedule(schedule_path)
-        pruned = build_architecture(model.model_name, load_schedule(schedule_path, overrides))
+        schedule = load_schedule(schedule_path, overrides)
+        check_round_to(schedule, dict(build_architecture(model.model_name).named_parameters()))
+        pruned = build_architecture(model.model_name, schedule)
         shapes, source = shapes_of_module(pruned), str(schedule_path)
     else:
         shapes, source = shapes_of_onnx(onnx_path), str(onnx_path)

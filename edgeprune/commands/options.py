@@ -19,6 +19,14 @@ if TYPE_CHECKING:
 #: Most retraining epochs an option takes: far above any real run (a CIFAR ResNet converges in
 #: a few hundred), low enough that epoch arithmetic and schedules stay small numbers.
 MAX_EPOCHS = 10_000
+#: Bounds of the count options: far above any real value, low enough that no allocation or
+#: loop is sized by a typo (a 10**25 batch size or subset hung `run` before these).
+MAX_IMAGES = 100_000_000
+MAX_BATCH = 65_536
+MAX_STEPS = 100_000_000
+MAX_THREADS = 4096
+#: numpy and torch seeds are unsigned 32-bit.
+SEED_TYPE = click.IntRange(0, 2**32 - 1)
 #: OpenVINO device families, and the virtual devices that take a list of them after a colon.
 OPENVINO_DEVICES = ("CPU", "GPU", "NPU")
 OPENVINO_VIRTUAL_DEVICES = ("AUTO", "HETERO", "MULTI", "BATCH")
@@ -59,7 +67,7 @@ def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--torch-device", "device", default=None,
                      help=f"torch device for pruning and retraining: auto, cpu, cuda, cuda:1 "
                           f"[env {ENV_VARS['device']}; default auto]."),
-        click.option("--threads", type=click.IntRange(min=0), default=None,
+        click.option("--threads", type=click.IntRange(0, MAX_THREADS), default=None,
                      help=f"CPU threads for torch, 0 for torch's default [env {ENV_VARS['threads']}]."),
     ]
 
@@ -228,7 +236,7 @@ def recovery_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
     options = [
         click.option("--bn-recalibrate", default=DEFAULT_RECALIBRATION_IMAGES, show_default=True,
-                     type=click.IntRange(min=0),
+                     type=click.IntRange(0, MAX_IMAGES),
                      help="Re-estimate BatchNorm statistics on N train images after pruning, before "
                           "the pruned model is evaluated, gated and retrained (adaptive BN; weights "
                           "unchanged); 0 turns it off. result.json keeps Top1_before_raw too, "
@@ -285,21 +293,21 @@ def run_config_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--lr", default=0.01, show_default=True, type=FiniteFloat(min=0, min_open=True),
                      help="Initial retraining learning rate (SGD, momentum 0.9); the schedule's "
                           "lr_schedulers then apply."),
-        click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=1),
+        click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1, MAX_BATCH),
                      help="Retraining batch size."),
-        click.option("--max-steps", "max_steps_per_epoch", default=None, type=click.IntRange(min=1),
+        click.option("--max-steps", "max_steps_per_epoch", default=None, type=click.IntRange(1, MAX_STEPS),
                      help="Cap retraining steps per epoch (quick trials and tests)."),
-        click.option("--subset", default=None, type=click.IntRange(min=10),
+        click.option("--subset", default=None, type=click.IntRange(10, MAX_IMAGES),
                      help="Retrain on only the first N training images (stratified)."),
         click.option("--val-fraction", default=0.1, show_default=True, type=FiniteFloat(0.01, 0.5),
                      help="Share of the training images held out for validation (collapse check, "
                           "early stopping)."),
         click.option("--eval-split", default="test", show_default=True, type=click.Choice(["test", "val"]),
                      help="Split for the final PyTorch and deployed accuracies (val for searches)."),
-        click.option("--eval-limit", "eval_subset", default=0, show_default=True, type=click.IntRange(min=0),
+        click.option("--eval-limit", "eval_subset", default=0, show_default=True, type=click.IntRange(0, MAX_IMAGES),
                      help="Evaluate on the first N images of that split only (0: all; the splits "
                           "are class-interleaved, so N images hold N/10 of each class)."),
-        click.option("--val-limit", "val_subset", default=0, show_default=True, type=click.IntRange(min=0),
+        click.option("--val-limit", "val_subset", default=0, show_default=True, type=click.IntRange(0, MAX_IMAGES),
                      help="Evaluate the pruned model (collapse check, Top1_before) on the first N "
                           "validation images only (0: all); retraining validates on all of them."),
         target_options,
@@ -308,7 +316,7 @@ def run_config_options(func: Callable[..., Any]) -> Callable[..., Any]:
                           "(the deployed model is always evaluated there; after retraining PyTorch is too)."),
         click.option("--retrain-collapsed", is_flag=True,
                      help="Retrain even when pruning left a network that predicts one class."),
-        click.option("--seed", default=0, show_default=True, type=int,
+        click.option("--seed", default=0, show_default=True, type=SEED_TYPE,
                      help="Seed for splits, shuffling and initialisation."),
         recovery_options,
     ]

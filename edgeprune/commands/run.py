@@ -58,7 +58,7 @@ def run(settings: Settings, schedule_path: Path, overrides: tuple[str, ...], out
     out_dir = require_new_folder(out_dir or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{schedule_path.stem}")
     config = RunConfig(schedule=schedule_path, overrides=parse_overrides(overrides),
                        target=local_target(target), **options)  # type: ignore[arg-type]
-    check_run_inputs(config)
+    check_run_inputs(config, settings)
     require_writable_folder(settings.cache_dir)
     with staged_output(out_dir) as staging:
         record = _run(config, settings, staging, full_measure, not no_reference)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edgeprune.commands.options import FiniteFloat, settings_options
+from edgeprune.commands.options import MAX_BATCH, FiniteFloat, settings_options
 from pipeline.models import MODEL_NAMES
 from pipeline.settings import Settings
 
@@ -42,7 +42,7 @@ DEFAULT_LEVELS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9"
               help="Evaluate on the first N validation images only (0: the whole validation split).")
 @click.option("--val-fraction", type=FiniteFloat(0.01, 0.5), default=0.1, show_default=True,
               help="Share of the train split held out as validation (as in `edgeprune run`).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=250, show_default=True,
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=250, show_default=True,
               help="Evaluation batch size.")
 @click.option("--no-latency", is_flag=True,
               help="Skip exporting and measuring each pruned architecture on OpenVINO (accuracy only).")

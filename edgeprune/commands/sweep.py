@@ -17,8 +17,9 @@ from pipeline.queue import QueueConfig
 from pipeline.redact import redact_url
 from pipeline.settings import Settings
 
-from .options import (FiniteFloat, check_artifact_store, epochs_type, latency_model_option, measure_options, quiet_wait_option,
-                      local_target, recovery_options, redis_option, settings_options, target_options)
+from .options import (MAX_IMAGES, MAX_STEPS, SEED_TYPE, FiniteFloat, check_artifact_store, epochs_type,
+                      latency_model_option, local_target, measure_options, quiet_wait_option,
+                      recovery_options, redis_option, settings_options, target_options)
 from .queue import producer_queue_options
 
 DEFAULT_TRIALS = 20
@@ -50,14 +51,14 @@ DEFAULT_TRIALS = 20
               help="Retraining epochs when the sweep does not search or fix 'epochs'.")
 @click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=0.01, show_default=True,
               help="Retraining learning rate when the sweep does not set 'lr'.")
-@click.option("--max-steps", "max_steps_per_epoch", type=click.IntRange(min=1), default=None,
+@click.option("--max-steps", "max_steps_per_epoch", type=click.IntRange(1, MAX_STEPS), default=None,
               help="Cap retraining steps per epoch (quick sweeps and tests).")
-@click.option("--subset", type=click.IntRange(min=10), default=None,
+@click.option("--subset", type=click.IntRange(10, MAX_IMAGES), default=None,
               help="Retrain on only the first N training images.")
 @click.option("--eval-split", default="val", show_default=True, type=click.Choice(["val", "test"]),
               help="Split the trials' accuracy is measured on: val while searching keeps the test "
                    "split for the final report.")
-@click.option("--eval-limit", "eval_subset", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--eval-limit", "eval_subset", type=click.IntRange(0, MAX_IMAGES), default=0, show_default=True,
               help="Evaluate on the first N images of that split only (0: all).")
 @target_options
 @recovery_options
@@ -67,7 +68,7 @@ DEFAULT_TRIALS = 20
               help="Short measurements in this process's consumer (noisy figures: smoke runs only).")
 @quiet_wait_option
 @latency_model_option
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED_TYPE, default=0, show_default=True,
               help="Sampler seed (worker i uses seed+i; a resumed study mixes in its trial count, so it "
                    "draws new proposals) and the runs' data seed.")
 @click.option("--tracker", type=click.Choice(["none", "wandb"]), default="none", show_default=True,

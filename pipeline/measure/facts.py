@@ -10,6 +10,7 @@ import onnx
 from onnx import numpy_helper, shape_inference
 
 from ..errors import BenchmarkError
+from ..files import file_kind
 
 
 @dataclass
@@ -31,8 +32,11 @@ class OnnxFacts:
 def load_onnx(path: Path) -> onnx.ModelProto:
     """Read and check an ONNX file, or a BenchmarkError naming the path and the fix."""
     path = Path(path)
-    if not path.is_file():
+    kind = file_kind(path)  # a FIFO or a device is named as such, never read (it blocks)
+    if kind is not None and kind.startswith("missing"):
         raise BenchmarkError(f"{path}: no such model file: give the path of an existing .onnx file")
+    if kind is not None:
+        raise BenchmarkError(f"{path} is {kind}, not a model file: give the path of an existing .onnx file")
     try:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
