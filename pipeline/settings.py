@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import UserError, shown
+from .redact import redact_url
 
 #: The shared folder's default place: beside the repository root (``../shared``).
 _REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -147,12 +148,10 @@ def check_redis_url(url: str) -> str:
     """``url`` if it is a Redis URL the queue can use; otherwise a one-line UserError (password
     redacted) before anything connects: a unix socket, an unknown scheme, a bad port or a database
     that is not a whole number (redis-py would otherwise ignore it and use db 0)."""
-    from .redact import redact_url
-
     shown_url = redact_url(url)
     try:
         parts = urllib.parse.urlsplit(url)
-        port = parts.port
+        parts.port  # noqa: B018 (parsed only to refuse a port that is not a number in range)
     except ValueError as exc:
         raise UserError(f"bad Redis URL {shown_url}: {exc}; {_REDIS_FORM}") from None
     if parts.scheme == "unix":
@@ -165,7 +164,6 @@ def check_redis_url(url: str) -> str:
         if value and not (value.isascii() and value.isdigit()):
             raise UserError(f"bad Redis URL {shown_url}: database {shown(value)} is not a whole "
                             f"number: {_REDIS_FORM}")
-    del port  # parsed only to refuse a bad one here
     return url
 
 

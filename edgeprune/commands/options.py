@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import unquote, urlsplit
 
 import click
 
@@ -199,9 +201,6 @@ def check_artifact_store(store: str) -> str:
     nearest existing ancestor is a writable folder; else a one-line UserError, so that a sweep or
     profile fails before any pruning instead of at its first submission. (The --artifacts
     option's callback can use it as is.)"""
-    import os
-    from urllib.parse import unquote, urlsplit
-
     fix = "use --artifacts redis or file:///shared/dir (an absolute folder path)"
     if store == "redis":
         return store

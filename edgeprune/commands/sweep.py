@@ -23,11 +23,14 @@ from .options import (MAX_IMAGES, MAX_STEPS, SEED_TYPE, FiniteFloat, check_artif
 from .queue import producer_queue_options
 
 DEFAULT_TRIALS = 20
+#: Bounds of --trials and --workers: a typo must not fork a million processes.
+MAX_TRIALS = 1_000_000
+MAX_WORKERS = 256
 
 
 @click.command()
 @click.argument("sweep_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
-@click.option("--trials", "n_trials", type=click.IntRange(min=1), default=None,
+@click.option("--trials", "n_trials", type=click.IntRange(1, MAX_TRIALS), default=None,
               help=f"Trials the study should hold when done, across all workers [default: the "
                    f"sweep's run_cap, the grid's size for method: grid, else {DEFAULT_TRIALS}].")
 @click.option("--storage", default=None,
@@ -36,7 +39,7 @@ DEFAULT_TRIALS = 20
                    "<out>/study.journal]. An existing study is resumed.")
 @click.option("--study", "study_name", default=None,
               help="Study name [default: the sweep's name, else the file name].")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--workers", type=click.IntRange(1, MAX_WORKERS), default=1, show_default=True,
               help="Worker processes sharing the study on this machine.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Folder for the study journal and one sub-folder per trial "
