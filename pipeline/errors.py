@@ -23,13 +23,13 @@ MAX_MESSAGE = 1000
 
 
 #: C0 and C1 control characters (ESC paints the terminal; CR and LF forge another line).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def escape_controls(text: str) -> str:
     """``text`` with every control character written as an escape (``\\x1b``, ``\\r``,
     ``\\n``), so that echoed keys, values and paths cannot paint the terminal or forge a line."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+    return CONTROL_CHARACTERS.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def shorten(text: str, limit: int = ECHO_LIMIT) -> str:

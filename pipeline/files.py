@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import OutputError, UserError
+from .errors import CONTROL_CHARACTERS, OutputError, UserError, shown
 
 
 def file_kind(path: Path) -> str | None:
@@ -65,6 +65,9 @@ def require_new_folder(path: Path, option: str = "--out") -> Path:
     """``path`` if nothing is there yet (not even a dangling symlink or an empty folder), and its
     parent, where it exists, is a folder; else an ``OutputError`` before any work starts."""
     path = Path(path)
+    if CONTROL_CHARACTERS.search(str(path)):
+        raise OutputError(f"{option} {shown(str(path))} holds control characters: name a folder "
+                          "without them (they would be printed raw by every tool that lists it)")
     if os.path.lexists(path):
         kind = "a symlink" if path.is_symlink() else "a folder" if path.is_dir() else "a file"
         raise OutputError(f"{option} {path} already exists ({kind}): pass a new {option} DIR, "

@@ -206,6 +206,11 @@ CASES = [
                                   "--set", "round_to=100000"], "round_to", []),
     ("bench-fifo", ["bench", "{d}/fifo.yaml"], "FIFO", []),
     ("bench-device", ["bench", "/dev/zero"], "a device", []),
+    ("run-out-control-characters", [*RUN20, "--out", "{d}/o\x1b[31m"], "control characters", ["o\x1b[31m"]),
+    ("sweep-checkpoint-missing", ["sweep", str(SWEEP), "--schedule", SCHEDULE20_56, "--checkpoint",
+                                  "/nonexistent.th", "--out", "{d}/o"], "/nonexistent.th", ["o"]),
+    ("sweep-latency-model-device", ["sweep", str(SWEEP), "--schedule", SCHEDULE20_56, "--latency-model",
+                                    "/dev/zero", "--out", "{d}/o"], "a device", ["o"]),
     # Redis URLs (checked by the shared --redis option)
     ("queue-status-unix-socket", ["queue", "status", "--redis", "unix:///nonexistent.sock?password=secret"],
      "unix", []),

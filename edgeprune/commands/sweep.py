@@ -20,6 +20,7 @@ from pipeline.settings import Settings
 from .options import (MAX_IMAGES, MAX_STEPS, SEED_TYPE, FiniteFloat, check_artifact_store, epochs_type,
                       latency_model_option, local_target, measure_options, quiet_wait_option,
                       recovery_options, redis_option, settings_options, target_options)
+from .outputs import check_run_inputs
 from .queue import producer_queue_options
 
 DEFAULT_TRIALS = 20
@@ -106,6 +107,7 @@ Pareto front), then wall time beside compute time. Without
     """
     from optuna import logging as optuna_logging
 
+    from pipeline.latency import load_latency_model
     from pipeline.search.config import STUDY_NAME_FIX, load_sweep, study_name_problem
     from pipeline.search.storage import check_storage
     from pipeline.search.engine import best_trials, study_name_of
@@ -140,6 +142,10 @@ Pareto front), then wall time beside compute time. Without
             (config.run_cap or DEFAULT_TRIALS)
     base = RunConfig(schedule=Path(schedule), model=model or config.command_option("--model")
                      or "resnet56_cifar", target=target, seed=seed, **options)
+    # Before the study folder, the references or any trial: one line for a bad file.
+    check_run_inputs(base, settings)
+    for path in latency_models:
+        load_latency_model(path)
     spec = LoopSpec(sweep=str(sweep_file), base=base, settings=settings, out_dir=str(out_dir),
                     n_trials=n_trials, storage=storage, study_name=name, redis_url=redis_url,
                     queue_prefix=prefix, queue_config=queue_config, timeout=timeout, seed=seed,

@@ -28,6 +28,8 @@ TOP_LEVEL_KEYS = frozenset({
     "description", "project", "entity", "apiVersion", "kind", "controller", "job", "image_uri",
 })
 METHODS = ("grid", "random", "bayes")
+#: Most trials a sweep file may ask for (the same bound as `edgeprune sweep --trials`).
+MAX_RUN_CAP = 1_000_000
 GOALS = ("minimize", "maximize")
 #: W&B's command macros (wandb_agent / sdk.launch.sweeps.utils).
 COMMAND_MACROS = frozenset({
@@ -326,8 +328,8 @@ class _Checker:
                             "use median, or hyperband together with early_terminate")
         run_cap = data.get("run_cap")
         if run_cap is not None and (not isinstance(run_cap, int) or isinstance(run_cap, bool)
-                                    or run_cap < 1):
-            raise self.fail("run_cap", f"is {run_cap!r}", "use a whole number >= 1, e.g. 20")
+                                    or not 1 <= run_cap <= MAX_RUN_CAP):
+            raise self.fail("run_cap", f"is {run_cap!r}", f"use a whole number from 1 to {MAX_RUN_CAP:,}, e.g. 20")
         command = data.get("command", [])
         self.command(command)
         for key in ("name", "description", "program", "project", "entity"):
