@@ -12,7 +12,7 @@ from pipeline.messages import Target
 from pipeline.models import MODEL_NAMES
 from pipeline.settings import Settings
 
-from .options import (MAX_BATCH, MAX_IMAGES, MAX_STEPS, FiniteFloat, epochs_type, local_target,
+from .options import (LR_TYPE, MAX_BATCH, MAX_IMAGES, MAX_STEPS, epochs_type, local_target,
                       recovery_options, settings_options, target_options)
 from .outputs import require_schedule, staged_output
 
@@ -26,7 +26,7 @@ from .outputs import require_schedule, staged_output
 @click.option("--epochs", default=0, show_default=True, type=epochs_type(),
               help="Retraining epochs: with N > 0 the table adds the hand-picked model retrained "
                    "for N epochs and the unpruned model fine-tuned for the same N.")
-@click.option("--lr", default=0.01, show_default=True, type=FiniteFloat(min=0, min_open=True),
+@click.option("--lr", default=0.01, show_default=True, type=LR_TYPE,
               help="Retraining learning rate (SGD, momentum 0.9).")
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1, MAX_BATCH),
               help="Retraining batch size.")

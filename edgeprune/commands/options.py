@@ -27,6 +27,8 @@ MAX_IMAGES = 100_000_000
 MAX_BATCH = 65_536
 MAX_STEPS = 100_000_000
 MAX_THREADS = 4096
+#: Retraining learning rate: SGD diverges far below the bound; above it is a typo.
+MAX_LR = 100.0
 #: numpy and torch seeds are unsigned 32-bit.
 SEED_TYPE = click.IntRange(0, 2**32 - 1)
 #: OpenVINO device families, and the virtual devices that take a list of them after a colon.
@@ -45,6 +47,10 @@ class FiniteFloat(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number: give a plain number such as 0.5", param, ctx)
         return number
+
+
+#: The type of every --lr option.
+LR_TYPE = FiniteFloat(min=0, max=MAX_LR, min_open=True)
 
 
 def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -289,7 +295,7 @@ def run_config_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Pretrained weights [default: <models-dir>/resnet<depth>-*.th]."),
         click.option("--epochs", default=0, show_default=True, type=epochs_type(),
                      help="Retraining epochs after pruning; 0 skips retraining."),
-        click.option("--lr", default=0.01, show_default=True, type=FiniteFloat(min=0, min_open=True),
+        click.option("--lr", default=0.01, show_default=True, type=LR_TYPE,
                      help="Initial retraining learning rate (SGD, momentum 0.9); the schedule's "
                           "lr_schedulers then apply."),
         click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1, MAX_BATCH),

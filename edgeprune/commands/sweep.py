@@ -17,8 +17,8 @@ from pipeline.queue import QueueConfig
 from pipeline.redact import redact_url
 from pipeline.settings import Settings
 
-from .options import (MAX_IMAGES, MAX_STEPS, SEED_TYPE, FiniteFloat, check_artifact_store, epochs_type,
-                      latency_model_option, local_target, measure_options, quiet_wait_option,
+from .options import (LR_TYPE, MAX_IMAGES, MAX_STEPS, SEED_TYPE, FiniteFloat, check_artifact_store,
+                      epochs_type, latency_model_option, local_target, measure_options, quiet_wait_option,
                       recovery_options, redis_option, settings_options, target_options)
 from .outputs import check_run_inputs
 from .queue import producer_queue_options
@@ -53,7 +53,7 @@ MAX_WORKERS = 256
               help="Pretrained weights [default: <models-dir>/resnet<depth>-*.th].")
 @click.option("--epochs", type=epochs_type(), default=0, show_default=True,
               help="Retraining epochs when the sweep does not search or fix 'epochs'.")
-@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=0.01, show_default=True,
+@click.option("--lr", type=LR_TYPE, default=0.01, show_default=True,
               help="Retraining learning rate when the sweep does not set 'lr'.")
 @click.option("--max-steps", "max_steps_per_epoch", type=click.IntRange(1, MAX_STEPS), default=None,
               help="Cap retraining steps per epoch (quick sweeps and tests).")
