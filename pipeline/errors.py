@@ -3,13 +3,15 @@
 Each carries one line that names the problem and the fix. The CLI prints that line and exits
 non-zero; anything else that escapes is a programming error and keeps its traceback.
 
-Every message passes through ``redact_text`` (no URL password is ever shown) and is kept to
+Every message passes through ``redact_text`` (no URL password is ever shown), has its control
+characters escaped (``escape_controls``: one line, no terminal sequences) and is kept to
 ``MAX_MESSAGE`` characters; a value echoed in it should go through ``shown`` (``ECHO_LIMIT``).
 """
 
 from __future__ import annotations
 
 import errno
+import re
 from typing import Any
 
 from .redact import redact_text
@@ -18,6 +20,16 @@ from .redact import redact_text
 ECHO_LIMIT = 200
 #: Characters of a whole message; longer ones keep their start and their end (the fix).
 MAX_MESSAGE = 1000
+
+
+#: C0 and C1 control characters (ESC paints the terminal; CR and LF forge another line).
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``, ``\\r``,
+    ``\\n``), so that echoed keys, values and paths cannot paint the terminal or forge a line."""
+    return CONTROL_CHARACTERS.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def shorten(text: str, limit: int = ECHO_LIMIT) -> str:
@@ -65,7 +77,7 @@ class UserError(Exception):
     """A problem in the user's input or environment, with the fix in the message."""
 
     def __init__(self, message: object = "") -> None:
-        super().__init__(shorten(redact_text(str(message)), MAX_MESSAGE))
+        super().__init__(shorten(escape_controls(redact_text(str(message))), MAX_MESSAGE))
 
 
 class ScheduleError(UserError):

@@ -36,7 +36,7 @@ from .pruning import (CompressionScheduler, PruneReport, arch_signature, load_sc
                       validate_schedule)
 from .pruning.coverage import PolicyCoverage, policy_coverage, warn_uncovered
 from .pruning.sparsity import SparsityReport, measure_sparsity, weight_shapes
-from .schedule import Override, Schedule, to_overrides
+from .schedule import Override, Schedule, check_round_to, to_overrides
 from .settings import Settings
 from .status import JobStatus, TrialStatus
 from .training import Accuracy, TrainConfig, evaluate, train
@@ -52,9 +52,10 @@ log = logging.getLogger(__name__)
 JPEG_NOTE = ("accuracy on the JPEG re-encoding of CIFAR-10 is lower than on the original set "
              "(pretrained ResNet56: 83.2% vs 93.4% Top1)")
 
-#: A pruned network whose Top1 is at or below chance (100/n) plus this many points has collapsed.
-COLLAPSE_MARGIN = 1.0
-#: ... and so has one that predicts a single class for at least this share of the images.
+#: A pruned network has collapsed unless its Top1 is above chance (100/n) with this confidence:
+#: the one-sided binomial p-value of its correct count under guessing must be below it.
+COLLAPSE_P_VALUE = 0.01
+#: ... and it has collapsed whenever it predicts one class for at least this share of the images.
 COLLAPSE_CLASS_SHARE = 0.8
 
 
@@ -188,9 +189,11 @@ def load_model(config: RunConfig, settings: Settings, num_classes: int = 10) -> 
 
 
 def read_schedule(config: RunConfig, model: torch.nn.Module) -> Schedule:
-    """The run's schedule with its overrides applied, validated against ``model``."""
+    """The run's schedule with its overrides applied, validated against ``model`` (a ``round_to``
+    that would prune nothing included)."""
     schedule = load_schedule(config.schedule, config.overrides)
     validate_schedule(schedule, model)
+    check_round_to(schedule, dict(model.named_parameters()))
     return schedule
 
 
@@ -201,23 +204,41 @@ def model_facts(model: torch.nn.Module, data: DataSplits) -> ModelFacts:
                       std=list(STD), macs=macs, params=params, arch_signature=arch_signature(model))
 
 
+def chance_p_value(top1: float, count: int, num_classes: int) -> float:
+    """P(a guesser scores at least ``top1`` percent on ``count`` images of ``num_classes``
+    classes): the exact upper binomial tail at p = 1/num_classes (1.0 without images)."""
+    successes = round(top1 * count / 100)
+    if count <= 0 or successes <= 0:
+        return 1.0
+    p = 1.0 / num_classes
+    log_p, log_q = math.log(p), math.log1p(-p)
+    log_terms = [math.lgamma(count + 1) - math.lgamma(k + 1) - math.lgamma(count - k + 1)
+                 + k * log_p + (count - k) * log_q for k in range(successes, count + 1)]
+    peak = max(log_terms)
+    return min(1.0, math.exp(peak) * math.fsum(math.exp(t - peak) for t in log_terms))
+
+
 def collapse_reason(accuracy: Accuracy, num_classes: int) -> str:
-    """Why a pruned network is no better than guessing ('' when it is): Top1 at or below chance
-    plus ``COLLAPSE_MARGIN`` (below chance too: retraining from there is rarely worth it), or one
-    class taking at least ``COLLAPSE_CLASS_SHARE`` of the predictions."""
+    """Why a pruned network is no better than guessing ('' when it is better): its Top1 on
+    ``accuracy.count`` images is not above chance with confidence (one-sided binomial test,
+    p >= ``COLLAPSE_P_VALUE``; below chance too: retraining from there is rarely worth it), or
+    one class takes at least ``COLLAPSE_CLASS_SHARE`` of the predictions."""
     chance = 100.0 / num_classes
-    if accuracy.top1 <= chance + COLLAPSE_MARGIN:
-        return (f"validation Top1 {accuracy.top1:.2f}% after pruning is at or below chance "
-                f"({chance:.1f}%) + {COLLAPSE_MARGIN:g} point: the network is guessing")
+    p_value = chance_p_value(accuracy.top1, accuracy.count, num_classes)
+    if p_value >= COLLAPSE_P_VALUE:
+        return (f"validation Top1 {accuracy.top1:.2f}% on {accuracy.count:,} images after pruning is "
+                f"not above chance ({chance:.1f}%) with confidence (one-sided binomial p = "
+                f"{p_value:.2g} >= {COLLAPSE_P_VALUE:g}): the network is guessing")
     if accuracy.top_class_share >= COLLAPSE_CLASS_SHARE:
         return (f"after pruning, {100 * accuracy.top_class_share:.0f}% of the validation images "
                 "are predicted as one class: the network predicts one class")
     return ""
 
 
-def is_collapsed(top1: float, num_classes: int, top_class_share: float = math.nan) -> bool:
-    """True when a pruned network is no better than guessing (see ``collapse_reason``)."""
-    return bool(collapse_reason(Accuracy(top1, math.nan, math.nan, 0, top_class_share), num_classes))
+def is_collapsed(top1: float, num_classes: int, count: int, top_class_share: float = math.nan) -> bool:
+    """True when a pruned network scoring ``top1`` percent on ``count`` images is no better than
+    guessing (see ``collapse_reason``)."""
+    return bool(collapse_reason(Accuracy(top1, math.nan, math.nan, count, top_class_share), num_classes))
 
 
 def _device(settings: Settings) -> str:

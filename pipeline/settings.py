@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import UserError, shown
+from .redact import redact_url
 
 #: The shared folder's default place: beside the repository root (``../shared``).
 _REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -135,6 +137,34 @@ class Settings:
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+#: Redis URL schemes the queue connects with (``pipeline.queue.client.connect``).
+REDIS_SCHEMES = ("redis", "rediss")
+_REDIS_FORM = "use redis://[:password@]host:port/db (db a whole number) or rediss:// for TLS"
+
+
+def check_redis_url(url: str) -> str:
+    """``url`` if it is a Redis URL the queue can use; otherwise a one-line UserError (password
+    redacted) before anything connects: a unix socket, an unknown scheme, a bad port or a database
+    that is not a whole number (redis-py would otherwise ignore it and use db 0)."""
+    shown_url = redact_url(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (parsed only to refuse a port that is not a number in range)
+    except ValueError as exc:
+        raise UserError(f"bad Redis URL {shown_url}: {exc}; {_REDIS_FORM}") from None
+    if parts.scheme == "unix":
+        raise UserError(f"Redis URL {shown_url}: unix sockets are not supported: {_REDIS_FORM}")
+    if parts.scheme not in REDIS_SCHEMES or not parts.hostname:
+        raise UserError(f"bad Redis URL {shown_url}: not redis://host...: {_REDIS_FORM}")
+    db = parts.path.strip("/")
+    query_db = urllib.parse.parse_qs(parts.query).get("db", [])
+    for value in (db, *query_db):
+        if value and not (value.isascii() and value.isdigit()):
+            raise UserError(f"bad Redis URL {shown_url}: database {shown(value)} is not a whole "
+                            f"number: {_REDIS_FORM}")
+    return url
 
 
 def _check_torch_device(device: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
+from .errors import UserError, shown
 
 #: Nodes a document may hold with its aliases expanded.
 MAX_EXPANDED_NODES = 100_000
@@ -26,22 +26,45 @@ class YAMLLimitError(yaml.MarkedYAMLError):
     """A document over ``MAX_EXPANDED_NODES`` or ``MAX_DEPTH`` (a ``yaml.YAMLError``)."""
 
 
+class DuplicateKeyError(yaml.MarkedYAMLError):
+    """A mapping that names one key twice (PyYAML keeps the last silently; it is nearly always
+    a copy-paste slip that hides the first value)."""
+
+
 class BoundedLoader(yaml.SafeLoader):
-    """SafeLoader that refuses alias bombs and deep nesting before constructing anything."""
+    """SafeLoader that refuses alias bombs, deep nesting, over-large documents and duplicate
+    keys before constructing anything."""
 
     def __init__(self, stream: Any) -> None:
         super().__init__(stream)
         self._depth = 0
+        self._nodes = 0
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         self._depth += 1
+        self._nodes += 1
         try:
             if self._depth > MAX_DEPTH:
                 raise YAMLLimitError(problem=f"nesting deeper than {MAX_DEPTH} levels",
                                      problem_mark=self.peek_event().start_mark)
+            if self._nodes > MAX_EXPANDED_NODES:  # written out, no alias needed: stop composing now
+                raise YAMLLimitError(problem=f"the document holds more than {MAX_EXPANDED_NODES:,} "
+                                             "values", problem_mark=self.peek_event().start_mark)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                raise DuplicateKeyError(problem=f"key {shown(key_node.value)} appears twice in one "
+                                                "mapping", problem_mark=key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
     def get_single_node(self) -> yaml.Node | None:
         node = super().get_single_node()
@@ -94,9 +117,14 @@ def load_yaml(text: str, origin: str, error: type[UserError]) -> Any:
     """The document in ``text``; any problem is ``error`` naming ``origin``, the line and the fix."""
     try:
         return safe_load(text)
+    except DuplicateKeyError as exc:
+        raise error(f"{origin}:{exc.problem_mark.line + 1}: {exc.problem}: keep one of them (YAML "
+                    "would silently use the last)") from None
     except YAMLLimitError as exc:
+        fix = ("a schedule or sweep holds a few hundred values: trim the file" if "holds" in str(exc.problem)
+               else "write the values out instead of nesting aliases or structures")
         raise error(f"{origin}:{exc.problem_mark.line + 1}: YAML document refused ({exc.problem}): "
-                    "write the values out instead of nesting aliases or structures") from None
+                    f"{fix}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -106,7 +134,11 @@ def load_yaml(text: str, origin: str, error: type[UserError]) -> Any:
 
 
 def read_yaml_text(path: Path, error: type[UserError]) -> str:
-    """The text of the YAML file ``path``; unreadable or not UTF-8 text is ``error``."""
+    """The text of the YAML file ``path``; anything but a regular file (a FIFO would block),
+    unreadable or not UTF-8 text is ``error``."""
+    from .files import require_input_file
+
+    require_input_file(path, "YAML file", "pass a YAML file", error)
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:

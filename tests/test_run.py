@@ -62,15 +62,29 @@ def test_failed_run_leaves_nothing_behind(tmp_path: Path, settings) -> None:
 
 
 def test_collapse_is_detected_at_chance_level() -> None:
-    assert is_collapsed(10.4, 10) and is_collapsed(9.0, 10)
-    assert not is_collapsed(11.5, 10) and not is_collapsed(45.0, 10)
+    assert is_collapsed(10.4, 10, 1000) and is_collapsed(9.0, 10, 1000)
+    assert not is_collapsed(45.0, 10, 1000)
+
+
+def test_collapse_accounts_for_the_number_of_images() -> None:
+    # Issue 31: 11.5% on 1,000 images of 10 classes is within 1.6 standard errors of chance
+    # (one-sided binomial p about 0.07): guessing. 12.5% on 10,000 is far above it.
+    assert is_collapsed(11.5, 10, 1000)
+    assert not is_collapsed(12.5, 10, 10_000)
+    # The same 12.5% on 100 images is no evidence at all.
+    assert is_collapsed(12.5, 10, 100)
+    assert not is_collapsed(20.0, 10, 1000)
+    from pipeline.flow import chance_p_value
+
+    assert chance_p_value(11.5, 1000, 10) > 0.01 > chance_p_value(12.5, 10_000, 10)
 
 
 def test_collapse_is_detected_below_chance_and_on_one_class() -> None:
-    assert is_collapsed(8.5, 10) and is_collapsed(0.0, 10)
+    assert is_collapsed(8.5, 10, 1000) and is_collapsed(0.0, 10, 1000)
     # Better than chance, but nearly everything predicted as one class.
-    assert is_collapsed(45.0, 10, top_class_share=0.85)
-    assert not is_collapsed(45.0, 10, top_class_share=0.3)
+    assert is_collapsed(45.0, 10, 1000, top_class_share=0.85)
+    assert is_collapsed(45.0, 10, 1000, top_class_share=0.80)
+    assert not is_collapsed(45.0, 10, 1000, top_class_share=0.3)
 
 
 #: Distiller-style: 95% of the filters of every residual block's conv1 removed.
@@ -116,7 +130,7 @@ def test_evaluate_reports_the_share_of_the_most_predicted_class(settings) -> Non
         model.linear.bias.copy_(torch.arange(10.0))
     accuracy = evaluate(model, val)
     assert accuracy.top_class_share == 1.0
-    assert is_collapsed(accuracy.top1, 10, accuracy.top_class_share)
+    assert is_collapsed(accuracy.top1, 10, accuracy.count, accuracy.top_class_share)
 
 
 COLLAPSING = """
@@ -139,6 +153,6 @@ def test_over_pruned_model_is_flagged_collapsed_and_not_retrained(
                        batch_size=16, eval_subset=200, retrain_collapsed=retrain_collapsed)
     produced = produce(config, settings, tmp_path)
     assert produced.status == "collapsed" and "chance" in produced.reason
-    assert is_collapsed(produced.metrics["Top1_before"], 10)
+    assert "not above chance" in produced.reason and "images after pruning" in produced.reason
     assert ("retrain" in produced.stage_seconds) == retrain_collapsed
     assert produced.onnx_path is not None and produced.onnx_path.is_file()

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import click
 
+from pipeline.files import require_new_folder
 from pipeline.messages import Target
 from pipeline.models import MODEL_NAMES
 from pipeline.settings import Settings
 
-from .options import FiniteFloat, recovery_options, settings_options, target_options
+from .options import (LR_TYPE, MAX_BATCH, MAX_IMAGES, MAX_STEPS, epochs_type, local_target,
+                      recovery_options, settings_options, target_options)
 from .outputs import require_schedule, staged_output
 
 
@@ -21,19 +23,19 @@ from .outputs import require_schedule, staged_output
 @click.option("--schedule", "schedule_path", default=Path("schedules/resnet56_filter_rank.yaml"),
               show_default=True, type=click.Path(path_type=Path),
               help="The hand-picked Distiller schedule to compare against.")
-@click.option("--epochs", default=0, show_default=True, type=click.IntRange(min=0),
+@click.option("--epochs", default=0, show_default=True, type=epochs_type(),
               help="Retraining epochs: with N > 0 the table adds the hand-picked model retrained "
                    "for N epochs and the unpruned model fine-tuned for the same N.")
-@click.option("--lr", default=0.01, show_default=True, type=FiniteFloat(min=0, min_open=True),
+@click.option("--lr", default=0.01, show_default=True, type=LR_TYPE,
               help="Retraining learning rate (SGD, momentum 0.9).")
-@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=1),
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1, MAX_BATCH),
               help="Retraining batch size.")
-@click.option("--max-steps", default=None, type=click.IntRange(min=1),
+@click.option("--max-steps", default=None, type=click.IntRange(1, MAX_STEPS),
               help="Cap retraining steps per epoch (quick checks and tests; figures then are not "
                    "a full epoch's).")
-@click.option("--subset", default=None, type=click.IntRange(min=10),
+@click.option("--subset", default=None, type=click.IntRange(10, MAX_IMAGES),
               help="Retrain on only the first N training images (quick checks).")
-@click.option("--eval-limit", default=0, show_default=True, type=click.IntRange(min=0),
+@click.option("--eval-limit", default=0, show_default=True, type=click.IntRange(0, MAX_IMAGES),
               help="Evaluate accuracy on the first N test images only (0: all 10,000).")
 @target_options
 @recovery_options
@@ -58,7 +60,8 @@ def baseline(settings: Settings, model: str, schedule_path: Path, epochs: int, l
     from pipeline.measure.options import MeasureOptions
 
     require_schedule(schedule_path)
-    out_dir = out_dir or Path("runs") / f"baseline-{time.strftime('%Y%m%d-%H%M%S')}"
+    out_dir = require_new_folder(out_dir or Path("runs") / f"baseline-{time.strftime('%Y%m%d-%H%M%S')}")
+    local_target(target)
     specs = baseline_specs(epochs)
 
     def on_row(row) -> None:

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import json
 import tempfile
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 
 from pipeline.messages import Target
 from pipeline.models import MODEL_NAMES
+from pipeline.queue import QueueConfig
+from pipeline.redact import redact_url
 from pipeline.settings import Settings
 
-from .options import redis_option, settings_options, target_options
+from .options import (SEED_TYPE, FiniteFloat, check_artifact_store, local_target, redis_option,
+                      settings_options, target_options)
+from .queue import producer_queue_options
 
-#: Seconds one architecture may wait in the queue for a consumer to time it.
+#: Seconds one architecture may wait in the queue for a consumer to time it (--job-timeout).
 JOB_TIMEOUT_S = 600.0
+#: Most architectures one profile times: each is a whole-model measurement.
+MAX_ARCHS = 1000
 
 
 @click.group()
@@ -34,48 +41,84 @@ def latency() -> None:
               type=click.Choice(MODEL_NAMES), help="Base network whose pruned architectures are profiled.")
 @target_options
 @redis_option
-@click.option("--archs", default=40, show_default=True, type=click.IntRange(min=2),
+@producer_queue_options
+@click.option("--job-timeout", default=JOB_TIMEOUT_S, show_default=True, type=FiniteFloat(min=1),
+              help="With --redis: seconds each architecture waits for a consumer of the target "
+                   "to time it; past it the profile stops with an error (nothing is written).")
+@click.option("--archs", default=40, show_default=True, type=click.IntRange(min=2, max=MAX_ARCHS),
               help="Random pruned architectures to time (width, depth and round_to drawn at random); "
                    "the unpruned model is timed besides, every 4th job.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random architectures.")
+@click.option("--seed", default=0, show_default=True, type=SEED_TYPE, help="Seed of the random architectures.")
 @click.option("--fast", is_flag=True,
               help="Shorter timings (without --redis only): for smoke tests, the fit is noisy.")
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="Where to write the latency model (JSON).")
 @click.option("--json", "as_json", is_flag=True, help="Print the fitted model as JSON instead of a summary.")
 @settings_options
-def profile(settings: Settings, model_name: str, target: Target, redis_url: str | None, archs: int,
-            seed: int, fast: bool, out_path: Path, as_json: bool) -> None:
+def profile(settings: Settings, model_name: str, target: Target, redis_url: str | None, prefix: str,
+            queue_config: QueueConfig, job_timeout: float, archs: int, seed: int, fast: bool,
+            out_path: Path, as_json: bool) -> None:
     """Time the unpruned --model and --archs random pruned ones on the target, fit, write --out.
 
     Without --redis the models are timed in this process as they are submitted, each one against
     the unpruned model in alternating windows (Relative_Latency), so that a busy machine moves
     both alike; with --redis a consumer of the target times them (start `edgeprune consumer`
-    there) and each is normalised by the unpruned measurements just before and after it. The
-    default 40 ResNet56 architectures took 7.4 minutes on a busy 2-core VM (load 10-14).
+    there; the command says what it waits for) and each is normalised by the unpruned
+    measurements just before and after it. The default 40 ResNet56 architectures took 7.4
+    minutes on a busy 2-core VM (load 10-14).
     """
     from pipeline.files import check_replaceable
     from pipeline.latency import export_unpruned, format_summary, profile_latency, profile_options
-    from pipeline.measure import check_target
-    from pipeline.messages import ModelFacts
     from pipeline.flow import measure_work
     from pipeline.queue import open_queue
-    from pipeline.search.gate import queue_measure
 
     check_replaceable(out_path)
-    if not redis_url:
-        check_target(target)
+    if redis_url:
+        check_artifact_store(queue_config.artifact_store)
+    else:
+        local_target(target)
     with tempfile.TemporaryDirectory(prefix="edgeprune-profile-") as folder:
         unpruned = None if redis_url else export_unpruned(model_name, Path(folder) / "unpruned.onnx")
         work = measure_work(settings, profile_options(unpruned, fast))
-        with open_queue(redis_url, work, target) as queue:
-            timed = queue_measure(queue, JOB_TIMEOUT_S, run_id="latency-profile")
-            model = profile_latency(model_name, target, settings,
-                                    lambda path: timed(path, ModelFacts(), target), archs=archs,
+        with open_queue(redis_url, work, target, queue_config, prefix) as queue:
+            if redis_url:
+                click.echo(f"waiting for a consumer of {_target_text(target)} on {redact_url(redis_url)} "
+                           f"(prefix {prefix}), up to {job_timeout:g} s per architecture: start "
+                           f"`edgeprune consumer --redis URL --prefix {prefix} --backend {target.backend} "
+                           f"--device {target.device} --precision {target.precision}` there", err=True)
+            timed = _queue_timing(queue, target, job_timeout, redis_url or "")
+            model = profile_latency(model_name, target, settings, timed, archs=archs,
                                     seed=seed, on_progress=lambda line: click.echo(line, err=True),
                                     unpruned_onnx=unpruned)
     model.save(out_path)
     click.echo(model.to_json() if as_json else f"{format_summary(model)}\nwrote {out_path}")
+
+
+def _queue_timing(queue: Any, target: Target, timeout: float, redis_url: str) -> Callable[[Path], dict]:
+    """Time one ONNX file through ``queue`` on ``target`` (latency only); a job nobody answers
+    within ``timeout`` seconds, or a failed one, is a one-line UserError naming what was awaited."""
+    from pipeline.errors import UserError
+    from pipeline.messages import ArtifactRef, Job, ModelFacts
+
+    def timed(onnx_path: Path) -> dict:
+        job = queue.submit(Job(job_id=uuid.uuid4().hex, run_id=f"latency-profile-{uuid.uuid4().hex[:8]}",
+                               artifact=ArtifactRef(uri="", sha256="", size=0), target=target,
+                               model=ModelFacts(), eval_split=""), onnx_path)
+        result = queue.wait_result(job.job_id, timeout)
+        if result is None:
+            raise UserError(f"no consumer of {_target_text(target)} on {redact_url(redis_url)} timed job "
+                            f"{job.job_id} within {timeout:g} s: start `edgeprune consumer` for that "
+                            "target and queue prefix (or raise --job-timeout), then profile again")
+        if not result.ok:
+            raise UserError(f"the consumer could not time {onnx_path.name} on {_target_text(target)} "
+                            f"({result.error}): fix that, then profile again")
+        return result.metrics
+
+    return timed
+
+
+def _target_text(target: Target) -> str:
+    return f"{target.backend}/{target.device}/{target.precision}"
 
 
 def _explicit_target(ctx: click.Context, model_target: Target, given: Target) -> Target | None:
@@ -123,14 +166,18 @@ def predict(model_file: Path, onnx_path: Path | None, schedule_path: Path | None
     model.check(asked or model.target, model_name)
     if schedule_path is not None:
         from pipeline.pruning import load_schedule
+        from pipeline.schedule import check_round_to
 
         from .outputs import require_schedule
 
         require_schedule(schedule_path)
-        pruned = build_architecture(model.model_name, load_schedule(schedule_path, overrides))
+        schedule = load_schedule(schedule_path, overrides)
+        check_round_to(schedule, dict(build_architecture(model.model_name).named_parameters()))
+        pruned = build_architecture(model.model_name, schedule)
         shapes, source = shapes_of_module(pruned), str(schedule_path)
     else:
         shapes, source = shapes_of_onnx(onnx_path), str(onnx_path)
+        model.check_architecture(shapes, source)
     ms = model.predict(shapes)
     row: dict[str, Any] = {
         "Total_Latency": round(ms, 5), "ratio_to_unpruned": round(ms / model.reference_ms, 5),

@@ -4,15 +4,36 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import unquote, urlsplit
 
 import click
 
-from pipeline.settings import ENV_VARS, Settings
+from pipeline.errors import UserError, shown
+from pipeline.settings import ENV_VARS, Settings, check_redis_url
 
 if TYPE_CHECKING:
     from pipeline.measure import MeasureOptions
+    from pipeline.messages import Target
+
+#: Most retraining epochs an option takes: far above any real run (a CIFAR ResNet converges in
+#: a few hundred), low enough that epoch arithmetic and schedules stay small numbers.
+MAX_EPOCHS = 10_000
+#: Bounds of the count options: far above any real value, low enough that no allocation or
+#: loop is sized by a typo (a 10**25 batch size or subset hung `run` before these).
+MAX_IMAGES = 100_000_000
+MAX_BATCH = 65_536
+MAX_STEPS = 100_000_000
+MAX_THREADS = 4096
+#: Retraining learning rate: SGD diverges far below the bound; above it is a typo.
+MAX_LR = 100.0
+#: numpy and torch seeds are unsigned 32-bit.
+SEED_TYPE = click.IntRange(0, 2**32 - 1)
+#: OpenVINO device families, and the virtual devices that take a list of them after a colon.
+OPENVINO_DEVICES = ("CPU", "GPU", "NPU")
+OPENVINO_VIRTUAL_DEVICES = ("AUTO", "HETERO", "MULTI", "BATCH")
 
 
 class FiniteFloat(click.FloatRange):
@@ -26,6 +47,10 @@ class FiniteFloat(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number: give a plain number such as 0.5", param, ctx)
         return number
+
+
+#: The type of every --lr option.
+LR_TYPE = FiniteFloat(min=0, max=MAX_LR, min_open=True)
 
 
 def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -50,7 +75,7 @@ def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--torch-device", "device", default=None,
                      help=f"torch device for pruning and retraining: auto, cpu, cuda, cuda:1 "
                           f"[env {ENV_VARS['device']}; default auto]."),
-        click.option("--threads", type=click.IntRange(min=0), default=None,
+        click.option("--threads", type=click.IntRange(0, MAX_THREADS), default=None,
                      help=f"CPU threads for torch, 0 for torch's default [env {ENV_VARS['threads']}]."),
     ]
 
@@ -66,10 +91,17 @@ def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def epochs_type() -> click.IntRange:
+    """The type of every --epochs option: 0 to ``MAX_EPOCHS``."""
+    return click.IntRange(min=0, max=MAX_EPOCHS)
+
+
 def redis_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --redis URL (env EDGEPRUNE_REDIS); absent means the in-process queue."""
+    """Add --redis URL (env EDGEPRUNE_REDIS), checked as it is parsed (``check_redis_url``);
+    absent means the in-process queue."""
     return click.option(
         "--redis", "redis_url", default=None, envvar=ENV_VARS["redis_url"], show_envvar=True,
+        callback=lambda ctx, param, value: check_redis_url(value) if value else value,
         help="Redis URL (redis://[:password@]host:port/db or rediss:// for TLS). Without it the "
              "models are measured in this process, as they are submitted: no server needed.",
     )(func)
@@ -127,13 +159,76 @@ def target_options(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(**kwargs: Any) -> Any:
         from pipeline.messages import Target
 
-        kwargs["target"] = Target(backend=kwargs.pop("backend"), device=kwargs.pop("target_device"),
-                                  precision=kwargs.pop("precision"))
+        kwargs["target"] = check_target_names(Target(backend=kwargs.pop("backend"),
+                                                     device=kwargs.pop("target_device"),
+                                                     precision=kwargs.pop("precision")))
         return func(**kwargs)
 
     for option in reversed(options):
         wrapper = option(wrapper)
     return wrapper
+
+
+def check_target_names(target: Target) -> Target:
+    """``target`` if its device can be a device of its backend anywhere; else a one-line UserError.
+
+    Only the spelling is checked: a producer names the device of a consumer on another machine.
+    Where this process measures (``run``, a sweep without --redis), ``local_target`` also checks
+    that the device is on this machine.
+    """
+    device = target.device
+    if target.backend == "onnxruntime":
+        if device != "CPU":
+            raise UserError(f"ONNX Runtime device {shown(device)} is not supported: use --device CPU "
+                            "or --backend openvino")
+        return target
+    fix = (f"use one of {', '.join(OPENVINO_DEVICES)} (GPU.1: a second GPU) or a virtual device "
+           f"({', '.join(OPENVINO_VIRTUAL_DEVICES)}) with a list, e.g. HETERO:GPU,CPU")
+    if not device:
+        raise UserError(f"OpenVINO device '' is empty: {fix}")
+    family, colon, listed = device.partition(":")
+    if colon and family not in OPENVINO_VIRTUAL_DEVICES:
+        raise UserError(f"OpenVINO device {shown(device)}: {shown(family)} takes no device list: {fix}")
+    unknown = [name for name in (listed.split(",") if colon else [device]) if not _device_name(name)]
+    if unknown:
+        raise UserError(f"OpenVINO device {shown(device)} names unknown device(s) "
+                        f"{', '.join(map(shown, unknown))}: {fix}")
+    return target
+
+
+def _device_name(name: str) -> bool:
+    """Whether ``name`` is a device family, optionally with an index (``GPU.1``)."""
+    family, dot, index = name.partition(".")
+    return family in OPENVINO_DEVICES and (not dot or index.isdigit())
+
+
+def check_artifact_store(store: str) -> str:
+    """``store`` if a producer can put artifacts there: ``redis``, or ``file:///dir`` whose
+    nearest existing ancestor is a writable folder; else a one-line UserError, so that a sweep or
+    profile fails before any pruning instead of at its first submission. (The --artifacts
+    option's callback can use it as is.)"""
+    fix = "use --artifacts redis or file:///shared/dir (an absolute folder path)"
+    if store == "redis":
+        return store
+    parts = urlsplit(store)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+        raise UserError(f"artifact store {shown(store)} is not redis or a local file:/// folder: {fix}")
+    folder = Path(unquote(parts.path))
+    existing = next(p for p in (folder, *folder.parents) if os.path.lexists(p))
+    if not existing.is_dir():
+        raise UserError(f"artifact store {shown(store)}: {existing} is not a folder: {fix}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"artifact store {shown(store)}: {existing} is not writable: {fix}")
+    return store
+
+
+def local_target(target: Target) -> Target:
+    """``target`` if this machine can measure on it (the engine is asked); else a one-line
+    UserError. For commands that measure in this process, before any slow work."""
+    from pipeline.measure import check_target
+
+    check_target(target)
+    return target
 
 
 def recovery_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -146,7 +241,7 @@ def recovery_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
     options = [
         click.option("--bn-recalibrate", default=DEFAULT_RECALIBRATION_IMAGES, show_default=True,
-                     type=click.IntRange(min=0),
+                     type=click.IntRange(0, MAX_IMAGES),
                      help="Re-estimate BatchNorm statistics on N train images after pruning, before "
                           "the pruned model is evaluated, gated and retrained (adaptive BN; weights "
                           "unchanged); 0 turns it off. result.json keeps Top1_before_raw too, "
@@ -198,26 +293,26 @@ def run_config_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="ResNet shortcut: A zero-pads (the pretrained checkpoints), B uses 1x1 conv + BN."),
         click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
                      help="Pretrained weights [default: <models-dir>/resnet<depth>-*.th]."),
-        click.option("--epochs", default=0, show_default=True, type=click.IntRange(min=0),
+        click.option("--epochs", default=0, show_default=True, type=epochs_type(),
                      help="Retraining epochs after pruning; 0 skips retraining."),
-        click.option("--lr", default=0.01, show_default=True, type=FiniteFloat(min=0, min_open=True),
+        click.option("--lr", default=0.01, show_default=True, type=LR_TYPE,
                      help="Initial retraining learning rate (SGD, momentum 0.9); the schedule's "
                           "lr_schedulers then apply."),
-        click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=1),
+        click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1, MAX_BATCH),
                      help="Retraining batch size."),
-        click.option("--max-steps", "max_steps_per_epoch", default=None, type=click.IntRange(min=1),
+        click.option("--max-steps", "max_steps_per_epoch", default=None, type=click.IntRange(1, MAX_STEPS),
                      help="Cap retraining steps per epoch (quick trials and tests)."),
-        click.option("--subset", default=None, type=click.IntRange(min=10),
+        click.option("--subset", default=None, type=click.IntRange(10, MAX_IMAGES),
                      help="Retrain on only the first N training images (stratified)."),
         click.option("--val-fraction", default=0.1, show_default=True, type=FiniteFloat(0.01, 0.5),
                      help="Share of the training images held out for validation (collapse check, "
                           "early stopping)."),
         click.option("--eval-split", default="test", show_default=True, type=click.Choice(["test", "val"]),
                      help="Split for the final PyTorch and deployed accuracies (val for searches)."),
-        click.option("--eval-limit", "eval_subset", default=0, show_default=True, type=click.IntRange(min=0),
+        click.option("--eval-limit", "eval_subset", default=0, show_default=True, type=click.IntRange(0, MAX_IMAGES),
                      help="Evaluate on the first N images of that split only (0: all; the splits "
                           "are class-interleaved, so N images hold N/10 of each class)."),
-        click.option("--val-limit", "val_subset", default=0, show_default=True, type=click.IntRange(min=0),
+        click.option("--val-limit", "val_subset", default=0, show_default=True, type=click.IntRange(0, MAX_IMAGES),
                      help="Evaluate the pruned model (collapse check, Top1_before) on the first N "
                           "validation images only (0: all); retraining validates on all of them."),
         target_options,
@@ -226,7 +321,7 @@ def run_config_options(func: Callable[..., Any]) -> Callable[..., Any]:
                           "(the deployed model is always evaluated there; after retraining PyTorch is too)."),
         click.option("--retrain-collapsed", is_flag=True,
                      help="Retrain even when pruning left a network that predicts one class."),
-        click.option("--seed", default=0, show_default=True, type=int,
+        click.option("--seed", default=0, show_default=True, type=SEED_TYPE,
                      help="Seed for splits, shuffling and initialisation."),
         recovery_options,
     ]

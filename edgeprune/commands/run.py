@@ -10,14 +10,15 @@ from typing import Any
 
 import click
 
+from pipeline.files import require_new_folder, require_writable_folder
 from pipeline.flow import JPEG_NOTE, RunConfig
 from pipeline.messages import Target
 from pipeline.progress import StageLines, format_duration
 from pipeline.schedule import parse_overrides
 from pipeline.settings import Settings
 
-from .options import run_config_options, settings_options
-from .outputs import require_schedule, staged_output, timing_rows
+from .options import local_target, run_config_options, settings_options
+from .outputs import check_run_inputs, require_schedule, staged_output, timing_rows
 
 #: Top1 points below the unpruned model's past which the run says that retraining is needed.
 RETRAIN_HINT_POINTS = 2.0
@@ -54,9 +55,11 @@ def run(settings: Settings, schedule_path: Path, overrides: tuple[str, ...], out
     vs 93.4%).
     """
     require_schedule(schedule_path)
-    out_dir = out_dir or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{schedule_path.stem}"
-    config = RunConfig(schedule=schedule_path, overrides=parse_overrides(overrides), target=target,
-                       **options)  # type: ignore[arg-type]
+    out_dir = require_new_folder(out_dir or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{schedule_path.stem}")
+    config = RunConfig(schedule=schedule_path, overrides=parse_overrides(overrides),
+                       target=local_target(target), **options)  # type: ignore[arg-type]
+    check_run_inputs(config, settings)
+    require_writable_folder(settings.cache_dir)
     with staged_output(out_dir) as staging:
         record = _run(config, settings, staging, full_measure, not no_reference)
     if as_json:
@@ -81,12 +84,7 @@ def _run(config: RunConfig, settings: Settings, out_dir: Path, full_measure: boo
     options = MeasureOptions() if full_measure else MeasureOptions.single_run()
     unpruned = None
     if with_reference:
-        from pipeline.flow import read_schedule
-        from pipeline.models import create_model
         from pipeline.reference import unpruned_reference
-
-        # A bad schedule fails in milliseconds, before the reference is made.
-        read_schedule(config, create_model(config.model, shortcut=config.shortcut))
 
         start = time.perf_counter()
         unpruned = unpruned_reference(config, settings)

@@ -47,11 +47,13 @@ def check(schedule_file: Path, model: str | None, shortcut: str, overrides: tupl
     """Validate FILE against the model, without pruning: exit 0 and "OK: ...", or one error line (exit 2)."""
     from pipeline.models import create_model
     from pipeline.pruning import load_schedule, validate_schedule
-    from pipeline.schedule import parse_overrides
+    from pipeline.schedule import check_round_to, parse_overrides
 
     loaded = load_schedule(schedule_file, parse_overrides(overrides))
     model = model or _named_model(loaded)
-    validate_schedule(loaded, create_model(model, shortcut=shortcut))
+    network = create_model(model, shortcut=shortcut)
+    validate_schedule(loaded, network)
+    check_round_to(loaded, dict(network.named_parameters()))
     click.echo(f"OK: {schedule_file}: {len(loaded.pruners)} pruners, {len(loaded.lr_schedulers)} lr schedulers, "
                f"{len(loaded.extensions)} extensions, {len(loaded.policies)} policies; valid for {model} "
                f"(shortcut {shortcut})")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edgeprune.commands.options import FiniteFloat, settings_options
+from edgeprune.commands.options import MAX_BATCH, FiniteFloat, settings_options
 from pipeline.models import MODEL_NAMES
 from pipeline.settings import Settings
 
@@ -42,7 +42,7 @@ DEFAULT_LEVELS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9"
               help="Evaluate on the first N validation images only (0: the whole validation split).")
 @click.option("--val-fraction", type=FiniteFloat(0.01, 0.5), default=0.1, show_default=True,
               help="Share of the train split held out as validation (as in `edgeprune run`).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=250, show_default=True,
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=250, show_default=True,
               help="Evaluation batch size.")
 @click.option("--no-latency", is_flag=True,
               help="Skip exporting and measuring each pruned architecture on OpenVINO (accuracy only).")
@@ -63,6 +63,7 @@ def sensitivity(model: str, shortcut: str, checkpoint: Path | None, group_type: 
     from pipeline import sensitivity as sense
     from pipeline.data import Split, load_data
     from pipeline.errors import UserError
+    from pipeline.files import require_input_file
     from pipeline.models import create_model, default_checkpoint, load_checkpoint
     from pipeline.pruning.criteria import criterion_names
 
@@ -70,6 +71,8 @@ def sensitivity(model: str, shortcut: str, checkpoint: Path | None, group_type: 
         raise UserError(f"--criterion {criterion!r} is not supported: use one of {', '.join(criterion_names())}")
     if max_val < 0:
         raise UserError(f"--max-val {max_val} is negative: use 0 for the whole split or e.g. 500")
+    if checkpoint is not None:
+        require_input_file(checkpoint, "--checkpoint", "pass --checkpoint FILE (a .th or .pt file)")
     level_list = list(sense.BLOCK_LEVELS) if group_type == sense.BLOCKS else sense.parse_levels(levels)
     latency = None if no_latency else sense.openvino_latency(iters=latency_iters)
     device = settings.torch_device()

@@ -17,16 +17,21 @@ from pipeline.queue import QueueConfig
 from pipeline.redact import redact_url
 from pipeline.settings import Settings
 
-from .options import (FiniteFloat, latency_model_option, measure_options, quiet_wait_option,
+from .options import (LR_TYPE, MAX_IMAGES, MAX_STEPS, SEED_TYPE, FiniteFloat, check_artifact_store,
+                      epochs_type, latency_model_option, local_target, measure_options, quiet_wait_option,
                       recovery_options, redis_option, settings_options, target_options)
+from .outputs import check_run_inputs
 from .queue import producer_queue_options
 
 DEFAULT_TRIALS = 20
+#: Bounds of --trials and --workers: a typo must not fork a million processes.
+MAX_TRIALS = 1_000_000
+MAX_WORKERS = 256
 
 
 @click.command()
 @click.argument("sweep_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
-@click.option("--trials", "n_trials", type=click.IntRange(min=1), default=None,
+@click.option("--trials", "n_trials", type=click.IntRange(1, MAX_TRIALS), default=None,
               help=f"Trials the study should hold when done, across all workers [default: the "
                    f"sweep's run_cap, the grid's size for method: grid, else {DEFAULT_TRIALS}].")
 @click.option("--storage", default=None,
@@ -35,7 +40,7 @@ DEFAULT_TRIALS = 20
                    "<out>/study.journal]. An existing study is resumed.")
 @click.option("--study", "study_name", default=None,
               help="Study name [default: the sweep's name, else the file name].")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--workers", type=click.IntRange(1, MAX_WORKERS), default=1, show_default=True,
               help="Worker processes sharing the study on this machine.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Folder for the study journal and one sub-folder per trial "
@@ -46,18 +51,18 @@ DEFAULT_TRIALS = 20
               help="Network to prune [default: the --model in the sweep's command, else resnet56_cifar].")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Pretrained weights [default: <models-dir>/resnet<depth>-*.th].")
-@click.option("--epochs", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--epochs", type=epochs_type(), default=0, show_default=True,
               help="Retraining epochs when the sweep does not search or fix 'epochs'.")
-@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=0.01, show_default=True,
+@click.option("--lr", type=LR_TYPE, default=0.01, show_default=True,
               help="Retraining learning rate when the sweep does not set 'lr'.")
-@click.option("--max-steps", "max_steps_per_epoch", type=click.IntRange(min=1), default=None,
+@click.option("--max-steps", "max_steps_per_epoch", type=click.IntRange(1, MAX_STEPS), default=None,
               help="Cap retraining steps per epoch (quick sweeps and tests).")
-@click.option("--subset", type=click.IntRange(min=10), default=None,
+@click.option("--subset", type=click.IntRange(10, MAX_IMAGES), default=None,
               help="Retrain on only the first N training images.")
 @click.option("--eval-split", default="val", show_default=True, type=click.Choice(["val", "test"]),
               help="Split the trials' accuracy is measured on: val while searching keeps the test "
                    "split for the final report.")
-@click.option("--eval-limit", "eval_subset", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--eval-limit", "eval_subset", type=click.IntRange(0, MAX_IMAGES), default=0, show_default=True,
               help="Evaluate on the first N images of that split only (0: all).")
 @target_options
 @recovery_options
@@ -67,7 +72,7 @@ DEFAULT_TRIALS = 20
               help="Short measurements in this process's consumer (noisy figures: smoke runs only).")
 @quiet_wait_option
 @latency_model_option
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED_TYPE, default=0, show_default=True,
               help="Sampler seed (worker i uses seed+i; a resumed study mixes in its trial count, so it "
                    "draws new proposals) and the runs' data seed.")
 @click.option("--tracker", type=click.Choice(["none", "wandb"]), default="none", show_default=True,
@@ -102,7 +107,9 @@ Pareto front), then wall time beside compute time. Without
     """
     from optuna import logging as optuna_logging
 
-    from pipeline.search.config import load_sweep
+    from pipeline.latency import load_latency_model
+    from pipeline.search.config import STUDY_NAME_FIX, load_sweep, study_name_problem
+    from pipeline.search.storage import check_storage
     from pipeline.search.engine import best_trials, study_name_of
     from pipeline.search.progress import best_line, params_text, time_summary
     from pipeline.search.mapping import check_mapping
@@ -112,6 +119,14 @@ Pareto front), then wall time beside compute time. Without
     from pipeline.search.loop import LoopSpec, run_sweep
 
     optuna_logging.set_verbosity(optuna_logging.WARNING)
+    if study_name is not None and study_name_problem(study_name):
+        raise UserError(f"--study {study_name_problem(study_name)}: {STUDY_NAME_FIX}")
+    if storage is not None:
+        check_storage(storage)
+    if redis_url:
+        check_artifact_store(queue_config.artifact_store)
+    else:
+        local_target(target)
     config = load_sweep(sweep_file)
     schedule = schedule_path or config.command_option("--schedule")
     if schedule is None:
@@ -127,6 +142,10 @@ Pareto front), then wall time beside compute time. Without
             (config.run_cap or DEFAULT_TRIALS)
     base = RunConfig(schedule=Path(schedule), model=model or config.command_option("--model")
                      or "resnet56_cifar", target=target, seed=seed, **options)
+    # Before the study folder, the references or any trial: one line for a bad file.
+    check_run_inputs(base, settings)
+    for path in latency_models:
+        load_latency_model(path)
     spec = LoopSpec(sweep=str(sweep_file), base=base, settings=settings, out_dir=str(out_dir),
                     n_trials=n_trials, storage=storage, study_name=name, redis_url=redis_url,
                     queue_prefix=prefix, queue_config=queue_config, timeout=timeout, seed=seed,

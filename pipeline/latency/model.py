@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,13 +18,18 @@ import numpy as np
 from torch import nn
 
 from ..errors import UserError
-from ..files import atomic_write_text
+from ..files import atomic_write_text, require_input_file
 from ..messages import Target
 from .features import FeatureSpec, group_of
 from .shapes import LayerShape, shapes_of_module, shapes_of_onnx
 
 #: Version of the JSON layout; a file of another version is refused with the fix.
 FORMAT_VERSION = 2
+#: Bounds of a latency model's fields when read: a SIMD block in channels, a time or a
+#: coefficient in ms (a CIFAR network runs in well under a second per image).
+MAX_SIMD_BLOCK = 1024
+MAX_MS = 1e6
+TARGET_BACKENDS = ("openvino", "onnxruntime")
 
 
 class LatencyModelError(UserError):
@@ -107,8 +113,27 @@ class LatencyModel:
         return self.predict(shapes_of_module(model, input_shape))
 
     def predict_onnx(self, path: Path | str) -> float:
-        """Predicted Total_Latency (ms) of an exported ONNX model."""
+        """Predicted Total_Latency (ms) of an exported ONNX model (unchecked: a search's gate
+        prices its own pruned models; `latency predict` calls ``check_architecture`` first)."""
         return self.predict(shapes_of_onnx(path))
+
+    def check_architecture(self, shapes: Sequence[LayerShape], source: str) -> None:
+        """A one-line LatencyModelError unless ``shapes`` can be a pruned ``model_name`` as the
+        profile drew them: the same input and classes, and a layer count between the base's with
+        the most blocks the profile removes and the base's own (another network, such as a
+        ResNet20 priced by a ResNet56 model, lies outside)."""
+        low, high, ends = _architecture_range(self.model_name)
+        count = len(shapes)
+        same_ends = bool(shapes) and _ends(shapes) == ends
+        if same_ends and low <= count <= high:
+            return
+        what = (f"{count} layers" if same_ends else
+                "another input or number of classes" if shapes else "no conv or linear layer")
+        raise LatencyModelError(
+            f"{source} is not a pruned {self.model_name} as {self.source} was profiled ({what}; a "
+            f"pruned {self.model_name} has {low} to {high} conv and linear layers, input "
+            f"{ends[0]} channels, {ends[1]} classes): price it with a latency model of its own "
+            "network (`edgeprune latency profile --model NAME`)")
 
     def check(self, target: Target, model_name: str | None = None) -> None:
         """A one-line LatencyModelError when this model was profiled for another target
@@ -123,6 +148,27 @@ class LatencyModel:
             f"{_target_text(target)} for {name}: profile this target with `edgeprune latency profile "
             f"--model {name} --backend {target.backend} --device {target.device} --precision "
             f"{target.precision} --out lm.json`")
+
+    def _check_fields(self) -> None:
+        """A ValueError naming the first field out of range: a hand-edited or damaged file must
+        not predict NaN, infinity, a negative time or divide by zero."""
+        from ..models import MODEL_NAMES
+
+        if self.model_name not in MODEL_NAMES:
+            raise ValueError(f"model_name {self.model_name!r} is not one of {', '.join(MODEL_NAMES)}")
+        if self.target.backend not in TARGET_BACKENDS:
+            raise ValueError(f"target.backend {self.target.backend!r} is not one of {', '.join(TARGET_BACKENDS)}")
+        if not self.groups:
+            raise ValueError("groups is empty")
+        if not 1 <= self.simd_block <= MAX_SIMD_BLOCK:
+            raise ValueError(f"simd_block {self.simd_block} is not in 1..{MAX_SIMD_BLOCK}")
+        if not (math.isfinite(self.reference_ms) and 0 < self.reference_ms <= MAX_MS):
+            raise ValueError(f"reference_ms {self.reference_ms!r} is not a time in (0, {MAX_MS:g}] ms")
+        if len(self.coefficients) != len(self.feature_names):
+            raise ValueError(f"{len(self.coefficients)} coefficients for {len(self.feature_names)} features")
+        bad = [c for c in self.coefficients if not (math.isfinite(c) and 0 <= c <= MAX_MS)]
+        if bad:  # the fit is non-negative least squares: every term adds time
+            raise ValueError(f"coefficients hold {bad[0]!r}, not a number in [0, {MAX_MS:g}]")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -146,9 +192,7 @@ class LatencyModel:
                         reference_ms=float(data["reference_ms"]),
                         fit=FitInfo(**{k: v for k, v in data.get("fit", {}).items() if k in fit_fields}),
                         source=source)
-            if len(model.coefficients) != len(model.feature_names):
-                raise ValueError(f"{len(model.coefficients)} coefficients for "
-                                 f"{len(model.feature_names)} features")
+            model._check_fields()
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
             raise LatencyModelError(f"{source} is not a latency model ({what}): write it again "
@@ -221,9 +265,28 @@ class LatencyModels:
                     "that precision to the sweep's `precision` parameter")
 
 
+def _ends(shapes: Sequence[LayerShape]) -> tuple[int, int]:
+    """Input channels of the first layer and outputs of the last (the classes)."""
+    return shapes[0].in_ch, shapes[-1].out_ch
+
+
+def _architecture_range(model_name: str) -> tuple[int, int, tuple[int, int]]:
+    """(fewest, most) layers of a pruned ``model_name`` as profiled (``random_schedule`` removes
+    up to half its identity blocks, two convs each), and its ``_ends``."""
+    from ..models import create_model
+    from ..pruning.blocks import identity_blocks
+
+    base = create_model(model_name)
+    shapes = shapes_of_module(base)
+    return len(shapes) - 2 * (len(identity_blocks(base)) // 2), len(shapes), _ends(shapes)
+
+
 def load_latency_model(path: Path | str) -> LatencyModel:
     """The latency model in ``path``; a missing or unreadable file is one LatencyModelError line."""
     path = Path(path)
+    # A FIFO or a device would block or never end: named as what it is, never read.
+    require_input_file(path, "latency model", "make one with `edgeprune latency profile --out PATH`",
+                       LatencyModelError)
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:

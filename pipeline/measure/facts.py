@@ -10,6 +10,7 @@ import onnx
 from onnx import numpy_helper, shape_inference
 
 from ..errors import BenchmarkError
+from ..files import file_kind
 
 
 @dataclass
@@ -31,8 +32,11 @@ class OnnxFacts:
 def load_onnx(path: Path) -> onnx.ModelProto:
     """Read and check an ONNX file, or a BenchmarkError naming the path and the fix."""
     path = Path(path)
-    if not path.is_file():
+    kind = file_kind(path)  # a FIFO or a device is named as such, never read (it blocks)
+    if kind is not None and kind.startswith("missing"):
         raise BenchmarkError(f"{path}: no such model file: give the path of an existing .onnx file")
+    if kind is not None:
+        raise BenchmarkError(f"{path} is {kind}, not a model file: give the path of an existing .onnx file")
     try:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
@@ -99,7 +103,13 @@ def count_onnx_macs(model: onnx.ModelProto) -> int:
 def onnx_facts(path: Path) -> OnnxFacts:
     """Sizes, parameters, MACs and input signature of the ONNX file at ``path``."""
     model = load_onnx(path)
-    graph_input = _graph_inputs(model)[0]
+    inputs = _graph_inputs(model)
+    if len(inputs) != 1:  # the engines feed one image tensor (set_input_tensor needs one input)
+        names = ", ".join(repr(i.name) for i in inputs[:5])
+        raise BenchmarkError(f"{path}: the model has {len(inputs)} inputs{' (' + names + ')' if names else ''}: "
+                             "edgeprune measures image classifiers with one input tensor: export "
+                             "the model with a single image input")
+    graph_input = inputs[0]
     params = sum(
         int(np.prod(init.dims)) for init in model.graph.initializer
         if numpy_helper.helper.tensor_dtype_to_np_dtype(init.data_type).kind == "f"

@@ -11,6 +11,8 @@ fills the registries of what its classes accept). Reading checks every field aga
 - ``ArgSpec``, ``ComponentSpec``, ``Registry``, ``Catalog`` (``args.py``).
 - ``read_schedule(source, catalog, overrides=(), partial=False)``, ``parse_schedule(data, catalog,
   origin, partial=False)``: ``partial`` keeps null arguments as holes (``Schedule.unset_keys``).
+- ``check_round_to(schedule, parameters)``: a ``round_to`` at or above every listed layer's
+  structure count (nothing would be pruned) is an error (``rounding.py``).
 """
 
 from .args import DISTILLER_PRUNERS, ArgSpec, Catalog, ComponentSpec, Registry
@@ -18,10 +20,11 @@ from .model import (EPOCH_KEYS, SECTIONS, TEXT_ORIGIN, ExtensionSpec, InstanceSp
                     Policy, PrunerSpec, Schedule)
 from .overrides import SCHEDULE_WIDE_KEYS, parse_override, parse_overrides, to_overrides
 from .reader import apply_overrides, parse_schedule, read_schedule
+from .rounding import check_round_to
 
 __all__ = [
     "DISTILLER_PRUNERS", "EPOCH_KEYS", "SCHEDULE_WIDE_KEYS", "SECTIONS", "TEXT_ORIGIN", "ArgSpec", "Catalog",
     "ComponentSpec", "ExtensionSpec", "InstanceSpec", "LRSchedulerSpec", "Override", "Policy", "PrunerSpec",
     "Registry", "Schedule", "apply_overrides", "parse_override", "parse_overrides", "parse_schedule",
-    "read_schedule", "to_overrides",
+    "check_round_to", "read_schedule", "to_overrides",
 ]

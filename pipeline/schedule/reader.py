@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ..errors import ScheduleError
+from ..files import require_input_file
 from ..yaml_input import load_yaml, read_yaml_text
 from .args import ArgSpec, Catalog, Registry
 from .model import (EPOCH_KEYS, SECTIONS, TEXT_ORIGIN, TOP_LEVEL_KEYS, UNSUPPORTED_SECTIONS, ExtensionSpec,
@@ -102,9 +103,8 @@ def _read_source(source: Path | str) -> tuple[str, str]:
     looks_like_text = isinstance(source, str) and ("\n" in source or ":" in source.split("/")[-1])
     if looks_like_text:
         return str(source), TEXT_ORIGIN
-    path = Path(source)
-    if not path.is_file():
-        raise ScheduleError(f"schedule file {path} not found: pass an existing YAML file (see schedules/)")
+    path = require_input_file(Path(source), "schedule file", "pass an existing YAML file (see schedules/)",
+                              ScheduleError)
     return read_yaml_text(path, ScheduleError), str(path)
 
 

@@ -28,6 +28,8 @@ TOP_LEVEL_KEYS = frozenset({
     "description", "project", "entity", "apiVersion", "kind", "controller", "job", "image_uri",
 })
 METHODS = ("grid", "random", "bayes")
+#: Most trials a sweep file may ask for (the same bound as `edgeprune sweep --trials`).
+MAX_RUN_CAP = 1_000_000
 GOALS = ("minimize", "maximize")
 #: W&B's command macros (wandb_agent / sdk.launch.sweeps.utils).
 COMMAND_MACROS = frozenset({
@@ -66,6 +68,22 @@ _WANDB_FIXES = {
     "less than or equal to the minimum of": "use a value above that minimum",
     "is less than the minimum of": "use a value at or above that minimum",
 }
+#: A study name names a folder (runs/sweeps/<name>): one path component, no hidden or parent one.
+_STUDY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_ .,+=@-]{0,127}")
+STUDY_NAME_FIX = ("use letters, digits, spaces and . _ - + = @ , (up to 128, not starting with "
+                  "'.'), e.g. resnet56-rapid-latency")
+
+
+def study_name_problem(name: str) -> str:
+    """Why ``name`` cannot name a study (it becomes a folder under ``runs/sweeps``), or ''."""
+    from pipeline.errors import shown
+
+    if _STUDY_NAME.fullmatch(name) and ".." not in name and name == name.strip():
+        return ""
+    return (f"{shown(name)} is not a plain folder name (path separators, '..', control characters "
+            "or a leading '.' or space would put the study elsewhere)")
+
+
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
 
 
@@ -310,13 +328,17 @@ class _Checker:
                             "use median, or hyperband together with early_terminate")
         run_cap = data.get("run_cap")
         if run_cap is not None and (not isinstance(run_cap, int) or isinstance(run_cap, bool)
-                                    or run_cap < 1):
-            raise self.fail("run_cap", f"is {run_cap!r}", "use a whole number >= 1, e.g. 20")
+                                    or not 1 <= run_cap <= MAX_RUN_CAP):
+            raise self.fail("run_cap", f"is {run_cap!r}", f"use a whole number from 1 to {MAX_RUN_CAP:,}, e.g. 20")
         command = data.get("command", [])
         self.command(command)
         for key in ("name", "description", "program", "project", "entity"):
             if key in data and not isinstance(data[key], str):
                 raise self.fail(key, f"is {data[key]!r}", "give it as a string")
+        if data.get("name"):
+            problem = study_name_problem(data["name"])
+            if problem:
+                raise self.fail("name", problem, STUDY_NAME_FIX)
         constraints = [self.constraint(i, c) for i, c in enumerate(extension.get("constraints", []))]
         sampler = extension.get("sampler", "gp")
         if sampler not in ("gp", "tpe"):

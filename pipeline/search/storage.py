@@ -51,6 +51,16 @@ def is_database_url(storage: str) -> bool:
     return storage.split(":", 1)[0].split("+", 1)[0] in _DB_SCHEMES and "://" in storage
 
 
+def check_storage(storage: str) -> str:
+    """``storage`` if it is a database URL or a journal path; otherwise a SweepError before
+    anything is created (``'::::'`` or ``ftp://x`` would become a folder of that name)."""
+    if is_database_url(storage) or (storage.strip() and ":" not in storage):
+        return storage
+    raise SweepError(f"--storage {shown(redact_url(storage))} is neither a database URL nor a journal "
+                     "path: pass postgresql://user@host:5432/db, sqlite:///study.db, or a file or "
+                     "folder name without ':' (default: <out>/study.journal)")
+
+
 def open_storage(storage: str | Path | None, out_dir: Path | None = None,
                  heartbeat_s: int = HEARTBEAT_INTERVAL_S, grace_s: int = GRACE_PERIOD_S) -> BaseStorage:
     """The study storage: a database URL, a journal file (or folder holding one), or ``out_dir``.
