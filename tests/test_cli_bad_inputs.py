@@ -215,6 +215,17 @@ CASES = [
     ("queue-status-unix-socket", ["queue", "status", "--redis", "unix:///nonexistent.sock?password=secret"],
      "unix", []),
     ("queue-status-bad-db", ["queue", "status", "--redis", "redis://127.0.0.1:6379/abc"], "'abc'", []),
+    # The agents' own flags: refused before any work or banner (no Redis is reached: port 1).
+    ("producer-artifacts-ftp", ["producer", "--schedule", SCHEDULE, "--redis", "redis://127.0.0.1:1/0",
+                                "--artifacts", "ftp://x", "--out", "{d}/o"], "'ftp://x'", ["o"]),
+    ("producer-checkpoint-missing", ["producer", "--schedule", SCHEDULE, "--checkpoint", "/nonexistent.th",
+                                     "--out", "{d}/o"], "/nonexistent.th", ["o"]),
+    ("consumer-onnxruntime-npu", ["consumer", "--redis", "redis://127.0.0.1:1/0", "--backend", "onnxruntime",
+                                 "--device", "NPU"], "'NPU'", []),
+    ("consumer-artifacts-device", ["consumer", "--redis", "redis://127.0.0.1:1/0", "--artifacts",
+                                   "file:///dev/full/x"], "/dev/full is not a folder", []),
+    ("consumer-name-pattern", ["consumer", "--redis", "redis://127.0.0.1:1/0", "--name", "a:b*?\n"],
+     "consumer name", []),
 ]
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
 import click
 
-from pipeline.errors import QueueError
+from pipeline.errors import QueueError, shown
 from pipeline.flow import measure_work
 from pipeline.messages import Job, Result, Target
 from pipeline.queue import check_only as check_only_work
@@ -16,9 +17,20 @@ from pipeline.queue.worker import WorkFn, abandoned_work_running, default_name
 from pipeline.redact import redact_url
 from pipeline.settings import Settings
 
-from .options import (FiniteFloat, measure_options, quiet_wait_option, redis_option,
-                      settings_options)
+from .options import (FiniteFloat, check_target_names, measure_options, quiet_wait_option,
+                      redis_option, settings_options)
 from .queue import consumer_queue_options, server_queue
+
+
+#: A consumer's name goes into its heartbeat key and every result it writes.
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+
+
+def _check_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not _NAME.fullmatch(value):
+        raise QueueError(f"consumer name {shown(value)} is not 1-100 letters, digits, '.', '_' or '-': "
+                         "pass --name like gpu-box-1")
+    return value
 
 
 @click.command()
@@ -30,7 +42,7 @@ from .queue import consumer_queue_options, server_queue
 @click.option("--device", "target_device", default="CPU", show_default=True,
               help="Engine device: CPU, GPU or NPU for OpenVINO (GPU/NPU need /dev/dri or "
                    "/dev/accel in a container); CPU for ONNX Runtime.")
-@click.option("--name", default=None,
+@click.option("--name", default=None, callback=_check_name,
               help="Consumer name in the queue and in results [default: <host>-<pid>]; keep it "
                    "unique among running consumers.")
 @click.option("--max-jobs", default=0, show_default=True, type=click.IntRange(min=0),
@@ -59,8 +71,8 @@ def consumer(settings: Settings, redis_url: str | None, backend: str, target_dev
     if not redis_url:
         raise QueueError("the consumer needs a queue to serve: pass --redis redis://host:6379/0 "
                          "(or set EDGEPRUNE_REDIS)")
+    target = check_target_names(Target(backend=backend, device=target_device))
     queue = server_queue(redis_url, prefix, queue_config)  # type: ignore[arg-type]
-    target = Target(backend=backend, device=target_device)
     if check_only:
         work, engine = check_only_work, "check only (no measurement)"
     else:

@@ -26,7 +26,7 @@ from pipeline.settings import Settings
 from pipeline.status import TrialStatus
 
 from .options import FiniteFloat, latency_model_option, redis_option, run_config_options, settings_options
-from .outputs import require_schedule, staged_output
+from .outputs import check_run_inputs, require_schedule, staged_output
 from .queue import producer_queue_options
 
 #: Exit statuses besides 0 (trial finished) and 2 (user error).
@@ -118,6 +118,7 @@ def producer(ctx: click.Context, settings: Settings, schedule_path: Path, overri
                        **options)
     # Built under a temporary name: --out appears only once result.json is written, so an error
     # (exit 2) leaves no model.onnx or schedule.yaml without their result.
+    check_run_inputs(config, settings)
     lines = StageLines(epochs=config.epochs)
     click.echo(f"producer: {config.model} with {schedule_path}, {config.epochs} epoch(s), jobs to "
                f"{redact_url(redis_url) if redis_url else 'this process'} for "

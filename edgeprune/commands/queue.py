@@ -16,7 +16,7 @@ from pipeline.queue import JobQueue, QueueConfig, connect
 from pipeline.queue.config import check_prefix
 from pipeline.queue.signing import SECRET_ENV, SECRET_FILE_ENV, load_secret
 
-from .options import FiniteFloat, redis_option
+from .options import FiniteFloat, check_artifact_store, redis_option
 
 _DEFAULTS = QueueConfig()
 
@@ -37,6 +37,7 @@ _attempts_option = click.option(
     help="Deliveries of a job before it is dead-lettered with its last error.")
 _artifacts_option = click.option(
     "--artifacts", "artifact_store", default=_DEFAULTS.artifact_store, show_default=True,
+    callback=lambda ctx, param, value: check_artifact_store(value),
     help="Where model files wait for their consumer: 'redis' (a key with a TTL on the queue's "
          "Redis; nothing else shared) or file:///dir (a directory every producer and consumer "
          "mounts at the same path). A consumer reads and deletes artifacts only there.")
@@ -63,13 +64,22 @@ _CONFIG_FIELDS = {"visibility_timeout": "visibility_timeout_s", "max_attempts": 
                   "job_timeout": "job_timeout_s"}
 
 
+def _param_name(option: Callable[..., Any]) -> str:
+    """The parameter name a click option decorator adds."""
+    return option(lambda: None).__click_params__[-1].name  # type: ignore[attr-defined]
+
+
 def _with_queue_config(*options: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A decorator adding --prefix and ``options``, which it folds into ``queue_config``."""
+
+    # Only the parameters of these options are folded: a command may have a flag of its own
+    # with one of the same names (latency profile's --job-timeout).
+    names = [_param_name(option) for option in options]
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(func)
         def wrapper(**kwargs: Any) -> Any:
-            values = {field: kwargs.pop(name) for name, field in _CONFIG_FIELDS.items() if name in kwargs}
+            values = {_CONFIG_FIELDS[name]: kwargs.pop(name) for name in names}
             if "max_artifact_bytes" in values:
                 values["max_artifact_bytes"] = int(values["max_artifact_bytes"] * 2**20)
             values["secret"] = load_secret(kwargs.pop("queue_secret_file"))
