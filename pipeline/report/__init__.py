@@ -18,7 +18,9 @@ from typing import Any
 from pipeline.files import atomic_write_text
 from pipeline.messages import TrialRecord
 
-from . import analysis, plots
+# plots (matplotlib) is imported in _draw only: a bare install sweeps, and the sweep imports this
+# package for its analysis (issue 31).
+from . import analysis
 from .layers import compare_profiles, load_profile
 
 log = logging.getLogger(__name__)
@@ -253,6 +255,8 @@ def _baseline_marks(baselines: Sequence[BaselinePoint], latency_metric: str,
 def _draw(report: dict[str, Any], trials: Sequence[TrialRecord],
           baselines: Sequence[BaselinePoint], out_dir: Path) -> dict[str, Path]:
     """Draw every figure the report has data for; returns name -> PNG path."""
+    from . import plots
+
     pareto = analysis.pareto(trials, report["pareto"]["latency_metric"],
                              report["pareto"]["accuracy_metric"])
     # A chart with nothing to show (no point, no bar above zero) is left out, not drawn empty.
