@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from pipeline.errors import SweepError, shorten
+from pipeline.errors import SweepError, shorten, shown
 from pipeline.messages import TrialRecord
 
 from .options import FiniteFloat
@@ -35,6 +35,29 @@ def read_trial_file(path: Path) -> list[TrialRecord]:
     if not isinstance(items, list):
         raise SweepError(f"{path}: trial records are a JSON list, got {type(items).__name__}: {fix}")
     return [check_record(item, f"{path} record {i}") for i, item in enumerate(items)]
+
+
+def _is_records_file(source: str) -> bool:
+    path = Path(source)
+    return path.is_file() and path.suffix in (".json", ".jsonl")
+
+
+def _check_named_metrics(trials: list[TrialRecord], named: dict[str, list[str | None]]) -> None:
+    """A SweepError for a metric named on the command line that no trial records as a number."""
+    from pipeline.report.analysis import metric_value
+
+    present = sorted({m for t in trials for m in t.metrics if metric_value(t, m) is not None})
+    for option, names in named.items():
+        for name in names:
+            if name is not None and not any(metric_value(t, name) is not None for t in trials):
+                raise SweepError(f"{option} {shown(name, 80).strip(chr(39))}: no trial has a number "
+                                 f"under that name: use one of {', '.join(present) or '(none)'}")
+
+
+def _given(value: str, parameter: str) -> str | None:
+    """``value`` when the command line gave it, None for the default (which may be absent)."""
+    source = click.get_current_context().get_parameter_source(parameter)
+    return value if source is click.core.ParameterSource.COMMANDLINE else None
 
 
 def load_sweep(source: str, study_name: str | None = None) -> list[TrialRecord]:
@@ -135,9 +158,14 @@ def report(source: str, study_name: str | None, out_dir: Path | None, bin_width:
     """
     from pipeline.report import DEFAULT_METRICS, build_report
 
+    if study_name is not None and _is_records_file(source):
+        raise SweepError(f"--study {study_name}: {source} is a file of trial records, not a study "
+                         "storage: leave out --study, or pass the sweep folder or storage URL")
     trials = load_sweep(source, study_name)
     if not trials:
         raise SweepError(f"{source} holds no trials: run `edgeprune sweep` into it first")
+    _check_named_metrics(trials, {"--metric": list(metrics), "--latency-metric": [latency_metric],
+                                  "--accuracy-metric": [_given(accuracy_metric, "accuracy_metric")]})
     out_dir = out_dir or (Path(source) / "report" if Path(source).is_dir() else Path("report"))
     headline, ranked_latency = sweep_headline(source, study_name, trials)
     paths = build_report(trials, out_dir, baselines=_baselines(source, study_name, baselines_path),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import SweepError, shown
 from pipeline.files import atomic_write_text
 from pipeline.messages import TrialRecord
 
@@ -30,6 +31,11 @@ JPEG_NOTE = ("accuracy is measured on the JPEG re-encoding of CIFAR-10, which is
              "original CIFAR-10 (pretrained ResNet56: 83.2% vs 93.4% Top1)")
 
 DEFAULT_METRICS = ("Top1", "Total_Latency", "Latency", "Throughput")
+
+#: Metrics a report computes with: each one a record holds must be a finite number (or null).
+NUMERIC_METRICS = frozenset({"Top1", "Top5", "Top1_torch", "Top5_torch", "Top1_before", "Top5_before",
+                             "Latency", "Total_Latency", "Relative_Latency", "Throughput", "macs",
+                             "params"})
 
 #: Importances and correlations from fewer trials than this get a caveat on the page.
 MIN_TRIALS_FOR_TRENDS = 20
@@ -98,6 +104,19 @@ def trials_csv(trials: Sequence[TrialRecord]) -> str:
                         + [trial.params.get(p, "") for p in params]
                         + [values.get(m, "") for m in metrics])
     return buffer.getvalue()
+
+
+def check_records(trials: Sequence[TrialRecord], metrics: Sequence[str] = ()) -> None:
+    """A SweepError naming the first trial whose ``NUMERIC_METRICS`` or ``metrics`` value is not a
+    finite number (NaN, infinite, a string, a bool); null and absent values are fine."""
+    names = NUMERIC_METRICS | set(metrics)
+    for trial in trials:
+        for name in sorted(names & set(trial.metrics)):
+            value = trial.metrics[name]
+            if value is not None and analysis.metric_value(trial, name) is None:
+                raise SweepError(f"trial #{trial.number}: {name}={shown(value)} is not a finite "
+                                 "number: fix or drop that record (metrics are numbers, as "
+                                 "`edgeprune sweep --json` writes them)")
 
 
 def _present(trials: Sequence[TrialRecord], metrics: Sequence[str]) -> list[str]:
@@ -301,23 +320,42 @@ def build_report(trials: Sequence[TrialRecord], out_dir: Path,
                  metrics: Sequence[str] = DEFAULT_METRICS, latency_metric: str = "Total_Latency",
                  accuracy_metric: str = "Top1", min_accuracy: float | None = None,
                  title: str = "edgeprune sweep report", headline: Headline | None = None) -> ReportPaths:
-    """Write index.html, trials.csv, report.json and the PNG plots into ``out_dir``."""
+    """Write index.html, trials.csv, report.json and the PNG plots into ``out_dir``.
+
+    Records with a metric that is not a finite number raise a SweepError before anything is
+    written; a failure while writing removes what this call wrote (``out_dir`` too, when it made it).
+    """
     from .page import render_page
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     baselines = list(baselines or ())
+    check_records(trials, [*metrics, latency_metric, accuracy_metric])
     report = analyse(trials, baselines, bin_width, metrics, latency_metric, accuracy_metric,
                      min_accuracy, headline)
-    drawn = _draw(report, trials, baselines, out_dir)
-    report["files"] = {name: path.name for name, path in drawn.items()}
-    paths = ReportPaths(out_dir=out_dir, html=out_dir / "index.html", csv=out_dir / "trials.csv",
-                        json=out_dir / "report.json", plots=drawn)
-    atomic_write_text(paths.csv, trials_csv(trials))
-    atomic_write_text(paths.json, json.dumps(report, indent=2, sort_keys=True, default=str))
-    atomic_write_text(paths.html, render_page(report, drawn, out_dir, title))
+    created = not out_dir.exists()
+    before = set() if created else set(out_dir.iterdir())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        drawn = _draw(report, trials, baselines, out_dir)
+        report["files"] = {name: path.name for name, path in drawn.items()}
+        paths = ReportPaths(out_dir=out_dir, html=out_dir / "index.html", csv=out_dir / "trials.csv",
+                            json=out_dir / "report.json", plots=drawn)
+        atomic_write_text(paths.csv, trials_csv(trials))
+        atomic_write_text(paths.json, json.dumps(report, indent=2, sort_keys=True, default=str))
+        atomic_write_text(paths.html, render_page(report, drawn, out_dir, title))
+    except BaseException:
+        _remove_new(out_dir, before, created)
+        raise
     log.info("report written to %s", paths.html)
     return paths
 
 
-__all__ = ["JPEG_NOTE", "MIN_TRIALS_FOR_TRENDS", "BaselinePoint", "Headline", "ReportPaths", "analyse", "build_report", "trials_csv"]
+def _remove_new(out_dir: Path, before: set[Path], created: bool) -> None:
+    """Remove the files a failed ``build_report`` left in ``out_dir`` (a half report misleads)."""
+    for path in set(out_dir.iterdir()) - before:
+        path.unlink(missing_ok=True)
+    if created:
+        out_dir.rmdir()
+
+
+__all__ = ["JPEG_NOTE", "MIN_TRIALS_FOR_TRENDS", "BaselinePoint", "Headline", "ReportPaths", "analyse", "build_report", "check_records", "trials_csv"]
