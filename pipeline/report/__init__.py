@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,13 @@ DEFAULT_METRICS = ("Top1", "Total_Latency", "Latency", "Throughput")
 NUMERIC_METRICS = frozenset({"Top1", "Top5", "Top1_torch", "Top5_torch", "Top1_before", "Top5_before",
                              "Latency", "Total_Latency", "Relative_Latency", "Throughput", "macs",
                              "params"})
+
+#: What every speed-up of the report is: the trial's own ratio, never two absolute figures.
+SPEEDUP_BASIS = ("speed-up = 1 / Relative_Latency: the trial's request time over the unpruned "
+                 "network's of the same base, the two timed in alternating windows within the "
+                 "trial's own measurement, so a slow period of the machine moves both alike")
+NO_RELATIVE = ("no Relative_Latency recorded: no speed-up is claimed from absolute ms taken at "
+               "different moments")
 
 #: Importances and correlations from fewer trials than this get a caveat on the page.
 MIN_TRIALS_FOR_TRENDS = 20
@@ -135,10 +143,15 @@ def analyse(trials: Sequence[TrialRecord], baselines: Sequence[BaselinePoint] = 
     importances = {m: analysis.importance(trials, varying, m) for m in metrics}
     best_metric = latency_metric if min_accuracy is not None else accuracy_metric
     best = analysis.best_trial(trials, best_metric, accuracy_metric, min_accuracy)
-    speedup = _speedup(baselines, latency_metric)
-    pareto = _pareto_dict(analysis.pareto(trials, latency_metric, accuracy_metric))
+    marks = _baseline_marks(baselines, latency_metric, accuracy_metric)
+    by_number = {t.number: t for t in trials}
+    pareto = _pareto_dict(analysis.pareto(trials, latency_metric, accuracy_metric, marks))
     for point in pareto["points"]:
-        point["speedup"] = speedup(point["latency"])
+        point.update(_speed(by_number[point["number"]]))
+    answer = _headline(trials, headline, best_metric, best, accuracy_metric, min_accuracy,
+                       latency_metric)
+    # The per-layer section shows the model the headline names, not another "best".
+    shown = by_number.get(answer["trials"][0]["number"]) if answer["trials"] else best
     correlations = analysis.to_jsonable(analysis.correlations(trials, numeric, metrics))
     importance = {m: analysis.to_jsonable(i) for m, i in importances.items() if i is not None}
     return {
@@ -147,9 +160,8 @@ def analyse(trials: Sequence[TrialRecord], baselines: Sequence[BaselinePoint] = 
         "metrics": list(metrics),
         "params": {"numeric": numeric, "all_varying": varying, "sparsity": sparsities},
         "counts": analysis.status_counts(trials),
-        "headline": _headline(trials, headline, best_metric, best, accuracy_metric, min_accuracy,
-                              latency_metric, speedup),
-        "speedup_reference": _reference_dict(_unpruned(baselines, latency_metric), latency_metric),
+        "headline": answer,
+        "speedup_basis": SPEEDUP_BASIS,
         "pareto": pareto,
         "correlations": correlations,
         "importance": importance,
@@ -166,40 +178,37 @@ def analyse(trials: Sequence[TrialRecord], baselines: Sequence[BaselinePoint] = 
                  "headline": f"best: {analysis.describe(best)} (trial #{best.number})" if best else None,
                  "params": best.params if best else None,
                  "metrics": _flat_metrics(best.metrics) if best else None},
-        "per_layer": _per_layer(best, baselines),
+        "per_layer": _per_layer(shown, baselines),
         "baselines": [{"name": b.name, "metrics": _flat_metrics(b.metrics), "note": b.note}
                       for b in baselines],
     }
 
 
-def _unpruned(baselines: Sequence[BaselinePoint], latency_metric: str) -> BaselinePoint | None:
-    """The unpruned baseline when it has ``latency_metric``."""
-    return next((b for b in baselines if b.name.startswith("unpruned")
-                 and isinstance(b.metrics.get(latency_metric), (int, float))), None)
+def _speed(trial: TrialRecord) -> dict[str, Any]:
+    """The trial's speed-up over the unpruned network (1 / its own ``Relative_Latency``), the basis
+    of that figure, its noise flag (None when steady) and when it was measured."""
+    relative = analysis.metric_value(trial, "Relative_Latency")
+    flag = trial.metrics.get("measurement_flag")
+    if relative is not None and relative > 0:
+        reference = trial.metrics.get("relative_reference") or "the unpruned network"
+        basis = f"1 / Relative_Latency against {reference}, timed in alternation"
+        speedup: float | None = round(1.0 / relative, 3)
+    else:
+        basis, speedup = NO_RELATIVE, None
+    return {"speedup": speedup, "speedup_basis": basis, "flag": flag if flag else None,
+            "measured_at": _when(trial.finished_at)}
 
 
-def _reference_dict(unpruned: BaselinePoint | None, latency_metric: str) -> dict[str, Any] | None:
-    if unpruned is None:
+def _when(timestamp: float) -> str | None:
+    """``timestamp`` as UTC ISO 8601 to the second (None for a record without one)."""
+    if not timestamp:
         return None
-    return {"baseline": unpruned.name, "metric": latency_metric,
-            "value": unpruned.metrics[latency_metric], "note": unpruned.note}
-
-
-def _speedup(baselines: Sequence[BaselinePoint], latency_metric: str) -> Any:
-    """``latency -> unpruned latency / latency`` (None without an unpruned measurement)."""
-    unpruned = _unpruned(baselines, latency_metric)
-
-    def speedup(latency: Any) -> float | None:
-        if unpruned is None or not isinstance(latency, (int, float)) or latency <= 0:
-            return None
-        return round(float(unpruned.metrics[latency_metric]) / float(latency), 3)
-
-    return speedup
+    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _headline(trials: Sequence[TrialRecord], headline: Headline | None, best_metric: str,
               best: TrialRecord | None, accuracy_metric: str, min_accuracy: float | None,
-              latency_metric: str, speedup: Any) -> dict[str, Any]:
+              latency_metric: str) -> dict[str, Any]:
     """The answer at the top of the page: the sweep's own objective when it is known, else the
     report's --min-top1 rule or the most accurate trial (and it says which)."""
     by_number = {t.number: t for t in trials}
@@ -213,9 +222,8 @@ def _headline(trials: Sequence[TrialRecord], headline: Headline | None, best_met
         source, chosen = "report", [best] if best is not None else []
         shown = list(dict.fromkeys([best_metric, accuracy_metric, latency_metric]))
     return {"rule": rule, "source": source, "metrics": shown,
-            "trials": [{"number": t.number, "params": t.params,
-                        "metrics": {m: analysis.metric_value(t, m) for m in shown},
-                        "speedup": speedup(analysis.metric_value(t, latency_metric))}
+            "trials": [{"number": t.number, "params": t.params, "model": analysis.base_model(t),
+                        "metrics": {m: analysis.metric_value(t, m) for m in shown}, **_speed(t)}
                        for t in chosen]}
 
 
@@ -237,6 +245,7 @@ def _caveats(correlations: list[dict[str, Any]], importance: dict[str, Any]) -> 
 def _pareto_dict(result: analysis.Pareto) -> dict[str, Any]:
     return {"latency_metric": result.latency_metric, "accuracy_metric": result.accuracy_metric,
             "front": [p.number for p in result.front],
+            "references_on_front": result.references_on_front,
             "points": analysis.to_jsonable(result.points)}
 
 
@@ -276,14 +285,16 @@ def _draw(report: dict[str, Any], trials: Sequence[TrialRecord],
     """Draw every figure the report has data for; returns name -> PNG path."""
     from . import plots
 
+    marks = _baseline_marks(baselines, report["pareto"]["latency_metric"],
+                            report["pareto"]["accuracy_metric"])
     pareto = analysis.pareto(trials, report["pareto"]["latency_metric"],
-                             report["pareto"]["accuracy_metric"])
+                             report["pareto"]["accuracy_metric"], marks)
     # A chart with nothing to show (no point, no bar above zero) is left out, not drawn empty.
     drawn: dict[str, Path] = {}
     if pareto.points:
         drawn["pareto"] = plots.plot_pareto(
             pareto, out_dir / "pareto.png",
-            _baseline_marks(baselines, pareto.latency_metric, pareto.accuracy_metric),
+            marks,
             note="accuracy on JPEG CIFAR-10 (lower than original CIFAR-10)")
     counts = {s: n for s, n in report["counts"].items() if n}
     if len(counts) > 2:  # "total" and one status: the table says it all

@@ -50,7 +50,8 @@ def _grid(count: int, columns: int = 2) -> tuple[int, int]:
 
 
 def _short(name: str, limit: int = 40) -> str:
-    return name if len(name) <= limit else "…" + name[-(limit - 1):]
+    """``name`` whole, wrapped onto lines of at most ``limit`` characters: a label is never cut."""
+    return "\n".join(name[i:i + limit] for i in range(0, len(name), limit)) or name
 
 
 def plot_pareto(result: Pareto, path: Path,
@@ -78,7 +79,8 @@ def plot_pareto(result: Pareto, path: Path,
         for name, (latency, accuracy) in baselines.items():
             ax.scatter([latency], [accuracy], marker=next(markers, "o"), s=160, color="#2ca02c",
                        edgecolors="black", zorder=5, label=name)
-        ax.set_xlabel(f"{result.latency_metric} (ms, lower is better)")
+        unit = "x unpruned" if result.latency_metric == "Relative_Latency" else "ms"
+        ax.set_xlabel(f"{result.latency_metric} ({unit}, lower is better)")
         ax.set_ylabel(f"{result.accuracy_metric} (%, higher is better)")
         ax.set_title(f"{result.accuracy_metric} vs {result.latency_metric}"
                      + (f"\n{note}" if note else ""), fontsize=10)
