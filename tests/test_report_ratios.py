@@ -83,3 +83,11 @@ def test_page_shows_flags_and_full_names(tmp_path: Path):
     assert f"{1 / 0.345:.2f}" in page
     report = json.loads(paths.json.read_text())
     assert report["per_layer"]["model"] == 1
+
+
+def test_wandb_logs_the_speedup_as_one_over_relative_latency():
+    from pipeline.search.tracking import SPEEDUP, _loggable
+
+    logged = _loggable({"Relative_Latency": 0.345, "Total_Latency": 0.97})
+    assert logged[SPEEDUP] == pytest.approx(1 / 0.345, rel=1e-3)
+    assert SPEEDUP not in _loggable({"Total_Latency": 0.97})

@@ -276,3 +276,55 @@ method: random
 metric: {name: Total_Latency, goal: minimize}
 parameters: {filter_pruner_50_desired_sparsity: {min: 0.1, max: 0.8}, epochs: {value: 0}}
 """
+
+
+MODEL_SWEEP = """
+method: random
+metric: {name: Relative_Latency, goal: minimize}
+parameters:
+  model: {values: [resnet56_cifar, resnet20_cifar]}
+  filter_pruner_50_desired_sparsity: {values: [0.3, 0.5]}
+  filter_pruner_40_desired_sparsity: {values: [0.3, 0.5]}
+  epochs: {value: 0}
+"""
+
+
+def _record(number: int, model: str, relative: float, top1: float) -> "TrialRecord":
+    from pipeline.messages import TrialRecord
+
+    return TrialRecord(number=number, status="ok",
+                       params={"model": model, "filter_pruner_50_desired_sparsity": 0.5,
+                               "filter_pruner_40_desired_sparsity": 0.3},
+                       metrics={"Relative_Latency": relative, "Top1": top1, "measure_attempts": 1},
+                       started_at=1000.0, finished_at=1010.0, compute_s=9.0)
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_sweep_table_never_cuts_the_base_model_name(tmp_path, width):
+    import io
+
+    from pipeline.search.progress import ProgressTable
+
+    sweep = tmp_path / "models.yaml"
+    sweep.write_text(MODEL_SWEEP)
+    stream = io.StringIO()
+    table = ProgressTable(load_sweep(sweep), stream, width=width)
+    table(_record(0, "resnet56_cifar", 0.41, 70.0))
+    rows = [line for line in stream.getvalue().splitlines() if "best so far" not in line][1:]
+    # Whole on one line where the width allows; wrapped (never cut) where it cannot.
+    assert "resnet56_cifar" in stream.getvalue() or width < 80, stream.getvalue()
+    assert "…" not in "".join(rows) and "0.410" in stream.getvalue()
+
+
+def test_resumed_sweeps_best_so_far_counts_the_studys_earlier_trials(tmp_path):
+    import io
+
+    from pipeline.search.progress import ProgressTable
+
+    sweep = tmp_path / "models.yaml"
+    sweep.write_text(MODEL_SWEEP)
+    stream = io.StringIO()
+    table = ProgressTable(load_sweep(sweep), stream, width=120,
+                          earlier=[_record(0, "resnet20_cifar", 0.2, 60.0)])
+    table(_record(1, "resnet56_cifar", 0.5, 70.0))
+    assert "best so far (minimize Relative_Latency): trial 0" in stream.getvalue(), stream.getvalue()
