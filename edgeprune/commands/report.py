@@ -54,6 +54,14 @@ def _check_named_metrics(trials: list[TrialRecord], named: dict[str, list[str | 
                                  f"under that name: use one of {', '.join(present) or '(none)'}")
 
 
+def _default_latency(trials: list[TrialRecord]) -> str:
+    """Relative_Latency when a trial has it (the figure a busy machine moves least), else Total_Latency."""
+    from pipeline.report.analysis import metric_value
+
+    relative = any(metric_value(t, "Relative_Latency") is not None for t in trials)
+    return "Relative_Latency" if relative else "Total_Latency"
+
+
 def _given(value: str, parameter: str) -> str | None:
     """``value`` when the command line gave it, None for the default (which may be absent)."""
     source = click.get_current_context().get_parameter_source(parameter)
@@ -129,11 +137,14 @@ def _baselines(source: str, study_name: str | None, explicit: Path | None) -> li
               help="Width of the equal-width sparsity bins of the binned-latency plot.")
 @click.option("--metric", "metrics", multiple=True, metavar="NAME",
               help="Metric for correlations, importance and best-so-far (repeatable) "
-                   "[default: Top1, Total_Latency, Latency, Throughput, those present].")
+                   "[default: Top1, Relative_Latency, Total_Latency, Latency, Throughput, those "
+                   "present].")
 @click.option("--latency-metric", default=None,
-              help="Latency on the Pareto front's x axis, in the binned plot and in the speed-up "
-                   "over the unpruned model (Total_Latency: end-to-end request; Latency: sum of "
-                   "per-layer times) [default: the one the sweep ranks by, else Total_Latency].")
+              help="Latency on the Pareto front's x axis and in the binned plot (Total_Latency: "
+                   "end-to-end request, ms; Latency: sum of per-layer times, ms; Relative_Latency: "
+                   "against the unpruned network, timed in alternation); every speed-up shown is "
+                   "1 / the trial's own Relative_Latency, whatever this is [default: the one the sweep ranks by, else Relative_Latency when "
+                   "the trials have it, else Total_Latency].")
 @click.option("--accuracy-metric", default="Top1", show_default=True,
               help="Accuracy on the Pareto front's y axis (Top1 is the deployed model's).")
 @click.option("--min-top1", "min_accuracy", type=FiniteFloat(0, 100), default=None,
@@ -170,7 +181,7 @@ def report(source: str, study_name: str | None, out_dir: Path | None, bin_width:
     headline, ranked_latency = sweep_headline(source, study_name, trials)
     paths = build_report(trials, out_dir, baselines=_baselines(source, study_name, baselines_path),
                          bin_width=bin_width, metrics=metrics or DEFAULT_METRICS,
-                         latency_metric=latency_metric or ranked_latency or "Total_Latency",
+                         latency_metric=latency_metric or ranked_latency or _default_latency(trials),
                          accuracy_metric=accuracy_metric, min_accuracy=min_accuracy,
                          headline=headline)
     if as_json:

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 JPEG_NOTE = ("accuracy is measured on the JPEG re-encoding of CIFAR-10, which is lower than on the "
              "original CIFAR-10 (pretrained ResNet56: 83.2% vs 93.4% Top1)")
 
-DEFAULT_METRICS = ("Top1", "Total_Latency", "Latency", "Throughput")
+DEFAULT_METRICS = ("Top1", "Relative_Latency", "Total_Latency", "Latency", "Throughput")
 
 #: Metrics a report computes with: each one a record holds must be a finite number (or null).
 NUMERIC_METRICS = frozenset({"Top1", "Top5", "Top1_torch", "Top5_torch", "Top1_before", "Top5_before",
