@@ -149,7 +149,7 @@ def _bins(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -> s
                              f"multiples of {bins['width']:g}; bars show the mean {bins['metric']} "
                              "of the trials in each bin (number of trials above each bar)."),
                    _img(drawn, "bins", out_dir, "binned latency"),
-                   table(["parameter", "bin", "trials", f"mean {bins['metric']} (ms)"], rows))
+                   table(["parameter", "bin", "trials", f"mean {_with_unit(bins['metric'])}"], rows))
 
 
 def _progress(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -> str:

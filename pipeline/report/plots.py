@@ -145,7 +145,7 @@ def plot_bins(bins: Mapping[str, Sequence[Bin]], metric: str, width: float, path
                 ax.annotate(str(b.count), (b.low + width / 2, b.mean), ha="center", fontsize=6,
                             xytext=(0, 2), textcoords="offset points")
             ax.set_xlabel(f"{_short(param, 40)} (bin width {width:g})", fontsize=8)
-            ax.set_ylabel(f"mean {metric} (ms)")
+            ax.set_ylabel(f"mean {metric} ({'x unpruned' if metric == 'Relative_Latency' else 'ms'})")
             low = min(b.mean for b in param_bins)
             high = max(b.mean for b in param_bins)
             ax.set_ylim(low - 0.1 * (high - low + 1e-9) - 0.02 * abs(low), high * 1.02 + 1e-9)
