@@ -129,3 +129,16 @@ def test_a_job_naming_an_unknown_reference_network_fails_with_its_reason(onnx_mo
     result = consume(_job(name), onnx_models["small"], settings, MeasureOptions.fast(throughput=False))
     assert not result.ok and "reference network" in result.error and "resnet20_cifar" in result.error
     assert not list((settings.cache_dir / "references").glob("*etc*"))
+
+
+def test_reference_network_without_a_pretrained_checkpoint_is_built_untrained(tmp_path, settings) -> None:
+    """Option-B shortcuts or another class count: no shared checkpoint, the reference is still
+    built (seeded weights: only its timing is read), so such a sweep's trials are not failed."""
+    import dataclasses
+
+    from pipeline.flow import unpruned_onnx
+    from pipeline.measure import onnx_facts
+
+    local = dataclasses.replace(settings, cache_dir=tmp_path)
+    path = unpruned_onnx("resnet20_cifar", "B", 3, local)
+    assert path.name == "unpruned-resnet20_cifar-B-3.onnx" and onnx_facts(path).num_outputs == 3
