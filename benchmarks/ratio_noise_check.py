@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from pipeline.status import TrialStatus
 
@@ -45,7 +46,7 @@ FULL = ["resnet20_cifar", "resnet32_cifar", "resnet44_cifar", "resnet56_cifar"]
 SMOKE = ["resnet20_cifar", "resnet56_cifar"]
 
 
-def _burn(stop: "multiprocessing.synchronize.Event") -> None:  # type: ignore[name-defined]
+def _burn(stop: Any) -> None:
     """Keep one core busy until ``stop`` is set."""
     x = 1.0
     while not stop.is_set():
@@ -54,11 +55,12 @@ def _burn(stop: "multiprocessing.synchronize.Event") -> None:  # type: ignore[na
 
 
 def _finished(out: Path) -> int:
+    from pipeline.errors import UserError
     from pipeline.search.storage import load_trials
 
     try:
         return sum(1 for r in load_trials(out) if r.status != TrialStatus.RUNNING)
-    except Exception:  # the study is not created yet
+    except UserError:  # the study is not created yet
         return 0
 
 

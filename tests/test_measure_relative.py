@@ -12,7 +12,7 @@ from pipeline.errors import BenchmarkError
 from pipeline.export import export_onnx
 from pipeline.measure import MeasureOptions, measure
 from pipeline.measure.relative import relative_latency
-from pipeline.messages import Target
+from pipeline.messages import ArtifactRef, Job, Target
 from pipeline.models import create_model
 
 
@@ -98,9 +98,7 @@ def test_a_missing_reference_is_refused(onnx_models, tmp_path: Path) -> None:
         measure(onnx_models["small"], Target(), options=options_against(tmp_path / "gone.onnx"))
 
 
-def _job(reference_model: str, eval_split: str = "") -> "Job":
-    from pipeline.messages import ArtifactRef, Job
-
+def _job(reference_model: str, eval_split: str = "") -> Job:
     return Job(job_id="a" * 32, run_id="r", artifact=ArtifactRef(uri="", sha256="", size=0),
                eval_split=eval_split, reference_model=reference_model)
 

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from edgeprune.cli import cli
 from pipeline.flow import RunConfig, measure_work
 from pipeline.measure.options import MeasureOptions
+from pipeline.messages import TrialRecord
 from pipeline.queue import open_queue
 from pipeline.search.config import load_sweep
 from pipeline.search.early_stop import EarlyStopper
@@ -289,9 +290,7 @@ parameters:
 """
 
 
-def _record(number: int, model: str, relative: float, top1: float) -> "TrialRecord":
-    from pipeline.messages import TrialRecord
-
+def _record(number: int, model: str, relative: float, top1: float) -> TrialRecord:
     return TrialRecord(number=number, status="ok",
                        params={"model": model, "filter_pruner_50_desired_sparsity": 0.5,
                                "filter_pruner_40_desired_sparsity": 0.3},
