@@ -85,9 +85,14 @@ def make_rapid_trial_function(base: RunConfig, settings: Settings, latency_model
     schedule = load_base_schedule(base.schedule)
 
     def run(context: TrialContext) -> TrialOutcome:
-        result = evaluator(run_config_for(base, context.params, schedule))
-        return TrialOutcome(result.status, {**result.metrics, RUNG_METRIC: 0}, result.reason,
-                            sum(result.stage_seconds.values()))
+        config = run_config_for(base, context.params, schedule)
+        result = evaluator(config)
+        metrics = {**result.metrics, RUNG_METRIC: 0}
+        if isinstance(metrics.get(PREDICTED), (int, float)):
+            # Over the unpruned base's median: the predicted Relative_Latency a sweep ranks by.
+            reference_ms = latency_models.require(config.target, base.model).reference_ms
+            metrics[PREDICTED_RELATIVE] = round(metrics[PREDICTED] / reference_ms, 5)
+        return TrialOutcome(result.status, metrics, result.reason, sum(result.stage_seconds.values()))
 
     return run
 
