@@ -390,8 +390,9 @@ def consume(job: Job, onnx_path: Path, settings: Settings, options: "MeasureOpti
     started = time.time()
     consumer = f"{socket.gethostname()}:{os.getpid()}"
     options = options or MeasureOptions()
+    external_reference = options.reference_onnx is not None
     try:
-        if options.reference_onnx is None and job.reference_model:
+        if not external_reference and job.reference_model:
             reference = unpruned_onnx(job.reference_model, job.reference_shortcut,
                                       job.model.num_classes, settings)
             options = dataclasses.replace(options, reference_onnx=str(reference))
@@ -407,7 +408,10 @@ def consume(job: Job, onnx_path: Path, settings: Settings, options: "MeasureOpti
     except UserError as exc:
         return Result(job_id=job.job_id, run_id=job.run_id, status=JobStatus.FAILED, error=str(exc),
                       consumer=consumer, target=job.target, started_at=started, finished_at=time.time())
-    return Result(job_id=job.job_id, run_id=job.run_id, status=JobStatus.OK, metrics=measurement.to_metrics(),
+    metrics = measurement.to_metrics()
+    if measurement.relative is not None and job.reference_model and not external_reference:
+        metrics["relative_reference_model"] = job.reference_model  # checked by unpruned_onnx
+    return Result(job_id=job.job_id, run_id=job.run_id, status=JobStatus.OK, metrics=metrics,
                   consumer=consumer, target=job.target, started_at=started, finished_at=time.time())
 
 

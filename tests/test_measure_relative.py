@@ -113,6 +113,7 @@ def test_consumer_times_a_job_against_the_unpruned_network_it_names(onnx_models,
     assert result.ok, result.error
     assert 0 < result.metrics["Relative_Latency"] < 1
     assert result.metrics["relative_reference"] == "unpruned-resnet20_cifar-A-10.onnx"
+    assert result.metrics["relative_reference_model"] == "resnet20_cifar"
     cached = settings.cache_dir / "references" / "unpruned-resnet20_cifar-A-10.onnx"
     stamp = cached.stat().st_mtime_ns
     again = consume(_job("resnet20_cifar"), onnx_models["small"], settings, options)

@@ -51,6 +51,7 @@ def test_sweep_stores_references_once_and_report_shows_speedup(settings: Setting
     first = _sweep(settings, sweep, out, 2)
     assert "reference unpruned: stored in the study (Latency " in first.stderr, first.stderr[-2000:]
     assert "x faster than unpruned resnet20_cifar (1 / Relative_Latency" in first.stdout, first.stdout[-2000:]
+    assert all(t.metrics["relative_reference_model"] == "resnet20_cifar" for t in load_trials(out))
     stored = load_references(out)
     assert [(r.name, r.model, r.epochs) for r in stored] == [("unpruned", "resnet20_cifar", 0)]
     unpruned = stored[0]

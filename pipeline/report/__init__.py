@@ -190,7 +190,8 @@ def _speed(trial: TrialRecord) -> dict[str, Any]:
     relative = analysis.metric_value(trial, "Relative_Latency")
     flag = trial.metrics.get("measurement_flag")
     if relative is not None and relative > 0:
-        reference = trial.metrics.get("relative_reference") or "the unpruned network"
+        reference = (trial.metrics.get("relative_reference_model")
+                     or trial.metrics.get("relative_reference") or "the unpruned network")
         basis = f"1 / Relative_Latency against {reference}, timed in alternation"
         speedup: float | None = round(1.0 / relative, 3)
     else:

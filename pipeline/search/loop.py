@@ -115,7 +115,7 @@ def run_loop(spec: LoopSpec) -> list[TrialRecord]:
             Path(spec.out_dir), spec.n_trials,
             measure=queue_measure(queue, spec.timeout, reference_model=spec.base.model,
                                   reference_shortcut=spec.base.shortcut),
-            target=spec.base.target, on_record=_table(spec, config),
+            target=spec.base.target, on_record=_table(spec, config, study.study_name),
             heartbeat_s=heartbeat_interval(storage), latency_models=latency_models)
         # A database study recovers dead workers' trials by heartbeat; a journal (one machine) by pid.
         recovered = 0 if runner.heartbeat_s else runner.recover_interrupted()
@@ -126,12 +126,12 @@ def run_loop(spec: LoopSpec) -> list[TrialRecord]:
         return runner.run()
 
 
-def _table(spec: LoopSpec, config: SweepConfig) -> ProgressTable | None:
+def _table(spec: LoopSpec, config: SweepConfig, study_name: str) -> ProgressTable | None:
     """The progress table of this process, its best so far counting the study's earlier trials
     (a resumed sweep), or None when another process prints it or progress is off."""
     if not (spec.progress and spec.table):
         return None
-    return ProgressTable(config, earlier=load_trials(spec.storage or spec.out_dir, spec.study_name))
+    return ProgressTable(config, earlier=load_trials(spec.storage or spec.out_dir, study_name))
 
 
 def _latency_models(spec: LoopSpec, config: SweepConfig, study: Any) -> Any:
@@ -160,7 +160,7 @@ def _run_fidelity(spec: LoopSpec, config: SweepConfig, study: Any, trial_fn: Any
     runner = MultiFidelityRunner(
         config, study, make_rapid_trial_function(spec.base, spec.settings, latency_models, config.fidelity.rapid),
         trial_fn, Path(spec.out_dir), spec.n_trials, seed=spec.seed,
-        on_record=_table(spec, rapid_config(config)), heartbeat_s=heartbeat_s)
+        on_record=_table(spec, rapid_config(config), study.study_name), heartbeat_s=heartbeat_s)
     if not heartbeat_s:
         runner.runner.recover_interrupted()
     _references(spec, study, queue, runner.runner.budget_left())

@@ -172,7 +172,7 @@ def speedup_text(references: list[StoredReference], metrics: dict[str, Any],
     relative = metrics.get("Relative_Latency")
     if isinstance(relative, bool) or not isinstance(relative, (int, float)) or not relative > 0:
         return ""
-    base = metrics.get("model") or "network"
+    base = metrics.get("relative_reference_model") or metrics.get("relative_reference") or "network"
     flag = metrics.get("measurement_flag")
     return (f"{1 / relative:.2f}x faster than unpruned {base} (1 / Relative_Latency, timed in "
             f"alternation){'; noisy: ' + str(flag) if flag else ''}")
