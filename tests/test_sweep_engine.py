@@ -327,3 +327,43 @@ def test_resumed_sweeps_best_so_far_counts_the_studys_earlier_trials(tmp_path):
                           earlier=[_record(0, "resnet20_cifar", 0.2, 60.0)])
     table(_record(1, "resnet56_cifar", 0.5, 70.0))
     assert "best so far (minimize Relative_Latency): trial 0" in stream.getvalue(), stream.getvalue()
+
+
+class _ScriptedWorker:
+    """Stands in for a worker process: its trials run when the parent first waits on it."""
+
+    def __init__(self, work):
+        self.work, self.alive = work, True
+
+    def is_alive(self) -> bool:
+        return self.alive
+
+    def join(self, timeout=None) -> None:
+        if self.alive:
+            self.work()
+            self.alive = False
+
+
+def test_several_workers_print_one_table_counting_the_studys_earlier_trials(tmp_path, capsys):
+    from pipeline.search.loop import LoopSpec, _follow
+
+    sweep = tmp_path / "random.yaml"
+    sweep.write_text(RANDOM_SWEEP)
+    config = load_sweep(sweep)
+
+    def trials(n_trials):
+        study = open_study(config, open_storage(tmp_path), "one-table", seed=n_trials)
+        SweepRunner(config, study, lambda c: TrialOutcome("ok", {"Latency": c.params["a"]}),
+                    tmp_path, n_trials=n_trials).run()
+
+    trials(2)  # an earlier run of the study
+    earlier_best = min(r.metrics["Latency"] for r in load_trials(tmp_path))
+    spec = LoopSpec(sweep=str(sweep), base=RunConfig(schedule=RESNET20), settings=None,
+                    out_dir=str(tmp_path), n_trials=6, study_name="one-table")
+    _follow(spec, [_ScriptedWorker(lambda: trials(4)), _ScriptedWorker(lambda: trials(6))])
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.split()[:2] == ["trial", "status"] for line in lines) == 1, lines
+    rows = [line.split()[0] for line in lines if line.split()[1:2] == ["ok"]]
+    assert sorted(rows) == ["2", "3", "4", "5"], lines  # each new trial once, the earlier ones not
+    best = min(r.metrics["Latency"] for r in load_trials(tmp_path))
+    assert f"{best:.3g}" in lines[-1] and best <= earlier_best
