@@ -29,6 +29,7 @@ import torch
 from .batchnorm import DEFAULT_RECALIBRATION_IMAGES, Calibration, recalibrate_bn
 from .data import MEAN, STD, DataSplits, load_data, to_tensor_batch
 from .errors import UserError
+from .errors import shown as errors_shown
 from .files import atomic_write_text
 from .messages import ArtifactRef, Job, ModelFacts, Result, Target
 from .models import count_macs_params, create_model, default_checkpoint, load_checkpoint
@@ -111,6 +112,10 @@ class RunConfig:
     kd_temperature: float = 4.0
     #: Sweep parameters, recorded with the job and the result.
     params: dict[str, Any] = field(default_factory=dict)
+    #: The unpruned network the consumer times the model against (``Relative_Latency``): a
+    #: sweep's base model, the same for every trial so that trials of several bases compare
+    #: ("": ``model`` itself).
+    reference_model: str = ""
 
 
 @dataclass
@@ -391,7 +396,9 @@ def job_for(produced: Produced, target: Target | None = None, eval_split: str | 
                target=target or config.target, model=produced.facts,
                schedule_yaml=produced.schedule_yaml, params=dict(config.params),
                eval_split=config.eval_split if eval_split is None else eval_split,
-               eval_subset=config.eval_subset, producer_host=socket.gethostname())
+               eval_subset=config.eval_subset, producer_host=socket.gethostname(),
+               reference_model=config.reference_model or config.model,
+               reference_shortcut=config.shortcut)
 
 
 def consume(job: Job, onnx_path: Path, settings: Settings, options: "MeasureOptions | None" = None) -> Result:
@@ -405,7 +412,12 @@ def consume(job: Job, onnx_path: Path, settings: Settings, options: "MeasureOpti
     started = time.time()
     consumer = f"{socket.gethostname()}:{os.getpid()}"
     options = options or MeasureOptions()
+    external_reference = options.reference_onnx is not None
     try:
+        if not external_reference and job.reference_model:
+            reference = unpruned_onnx(job.reference_model, job.reference_shortcut,
+                                      job.model.num_classes, settings)
+            options = dataclasses.replace(options, reference_onnx=str(reference))
         images = labels = None
         if job.eval_split or job.target.precision == "int8":
             data = _consumer_data(settings.data_path, settings.cache_dir)
@@ -418,8 +430,67 @@ def consume(job: Job, onnx_path: Path, settings: Settings, options: "MeasureOpti
     except UserError as exc:
         return Result(job_id=job.job_id, run_id=job.run_id, status=JobStatus.FAILED, error=str(exc),
                       consumer=consumer, target=job.target, started_at=started, finished_at=time.time())
-    return Result(job_id=job.job_id, run_id=job.run_id, status=JobStatus.OK, metrics=measurement.to_metrics(),
+    metrics = measurement.to_metrics()
+    if measurement.relative is not None and job.reference_model and not external_reference:
+        metrics["relative_reference_model"] = job.reference_model  # checked by unpruned_onnx
+    return Result(job_id=job.job_id, run_id=job.run_id, status=JobStatus.OK, metrics=metrics,
                   consumer=consumer, target=job.target, started_at=started, finished_at=time.time())
+
+
+#: Shortcut kinds a job may name for its reference network (``pipeline.models.create_model``).
+SHORTCUTS = ("A", "B")
+#: Class counts a reference network may be built with (a job's head; bounded before any work).
+MAX_CLASSES = 10_000
+
+
+def unpruned_onnx(model: str, shortcut: str, num_classes: int, settings: Settings) -> Path:
+    """The unpruned ``model`` as ONNX, exported once per consumer into ``<cache_dir>/references``
+    and then read from there (the reference engine itself is compiled once per process).
+
+    The name comes from a queue job, so it is checked against the known networks before it names
+    a file. Latency depends on the architecture, not the weights: the consumer's pretrained
+    checkpoint is used when it has one for a 10-class option-A network, seeded random weights
+    otherwise (as ``pipeline.latency`` profiles). A bad name is a UserError (a failed Result).
+    """
+    from .models import MODEL_NAMES
+
+    if model not in MODEL_NAMES or shortcut not in SHORTCUTS \
+            or not isinstance(num_classes, int) or not 1 <= num_classes <= MAX_CLASSES:
+        raise UserError(f"the job names the reference network {errors_shown(model)} (shortcut "
+                        f"{errors_shown(shortcut)}, {errors_shown(num_classes)} classes): use one "
+                        f"of {', '.join(MODEL_NAMES)}, shortcut A or B, 1 to {MAX_CLASSES} classes")
+    path = settings.cache_dir / "references" / f"unpruned-{model}-{shortcut}-{num_classes}.onnx"
+    if not path.is_file():
+        log.info("exporting the unpruned %s once as the Relative_Latency reference (%s)", model, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _export_reference(model, shortcut, num_classes, settings, path)
+    return path
+
+
+def _export_reference(model: str, shortcut: str, num_classes: int, settings: Settings,
+                      path: Path) -> None:
+    from .export import export_onnx
+    from .files import atomic_output
+
+    checkpoint = default_checkpoint(model, settings)
+    atol = None
+    if checkpoint is not None and shortcut == "A" and num_classes == 10:
+        network = create_model(model, num_classes=num_classes, shortcut=shortcut)
+        load_checkpoint(network, checkpoint)
+    elif shortcut == "A" and num_classes == 10:
+        from .latency.architectures import build_architecture
+
+        network = build_architecture(model)
+    else:
+        torch.manual_seed(0)
+        network = create_model(model, num_classes=num_classes, shortcut=shortcut)
+        # Untrained deep logits differ between engines; only the reference's timing is read.
+        atol = math.inf
+    with atomic_output(path) as partial:
+        if atol is None:
+            export_onnx(network.eval(), partial)
+        else:
+            export_onnx(network.eval(), partial, atol=atol)
 
 
 def measure_work(settings: Settings, options: "MeasureOptions | None" = None) -> "WorkFn":

@@ -117,6 +117,11 @@ class Job(JsonMessage):
     producer_host: str = ""
     created_at: float = field(default_factory=time.time)
     tracking_run_path: str = ""
+    #: The unpruned network of the model's base (a ``pipeline.models.MODEL_NAMES`` name) and its
+    #: shortcut: the consumer times the model in alternation with it (``Relative_Latency``,
+    #: ``pipeline.flow.consume``); "" measures no ratio.
+    reference_model: str = ""
+    reference_shortcut: str = "A"
 
 
 @dataclass

@@ -164,3 +164,55 @@ def test_out_that_is_not_a_regular_file_is_refused_before_measuring(bench, model
     assert_one_error_line(bench(str(models["resnet"]), "--out", str(fifo), *FAST),
                           f"{fifo} is not a regular file; writing it would replace it")
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and list(tmp_path.iterdir()) == [fifo]
+
+
+def test_bench_baseline_by_model_name(bench, models, settings) -> None:
+    """`--baseline resnet20_cifar` exports (and caches) the unpruned network and compares with it."""
+    result = bench(str(models["resnet"]), "--baseline", "resnet20_cifar", *FAST, settings=settings)
+    assert result.returncode == 0, result.stderr
+    assert (settings.cache_dir / "references" / "unpruned-resnet20_cifar-A-10.onnx").is_file()
+    lines = result.stdout.splitlines()
+    assert "unpruned resnet20_cifar" in lines[0]
+    assert "speed-up of model over baseline (>1: model faster or smaller)" in lines[0]
+    # The same network on both sides, timed in alternation: about 1 even on a busy machine
+    # (the absolute figures, timed one after the other, may differ by several times there).
+    relative = next(line for line in lines if line.startswith("Relative_Latency"))
+    assert 0.5 < float(relative.rsplit(None, 1)[-1].rstrip("x")) < 2.0, result.stdout
+    assert "machine slowdown" in result.stdout and "reference kernel" in result.stdout
+
+
+def _metrics(ms: float, throughput: float, macs: int, relative: float | None = None) -> dict:
+    stats = {k: ms for k in ("median", "ci95_low", "ci95_high", "mean", "p90", "p99", "min", "max")}
+    metrics = {"backend": "openvino", "openvino_version": "x", "device": "CPU", "device_name": "cpu",
+               "precision": "fp32", "inference_precision": "f32", "threads": 2, "streams": 1,
+               "batch_size": 1, "Latency": ms, "Total_Latency": ms, "latency": {**stats, "std": 0.0, "count": 9},
+               "machine_slowdown": 1.0, "quiet_wait_s": 0.0, "Throughput": throughput,
+               "onnx_bytes": 1, "ir_bytes": 1, "params": macs, "macs": macs}
+    if relative is not None:
+        metrics.update(Relative_Latency=relative, relative_spread=0.01, relative_polls=4)
+    return metrics
+
+
+def test_bench_ratios_all_read_model_over_baseline() -> None:
+    """A model twice as fast, with twice the throughput and half the MACs: every ratio is 2.00x
+    (before, Throughput read 0.5x: baseline / model, the other way round)."""
+    from edgeprune.commands.bench import format_table
+
+    text = format_table([("model", _metrics(1.0, 200.0, 50, relative=0.5)),
+                         ("base", _metrics(2.0, 100.0, 100))])
+    ratios = [line.rsplit(None, 1)[-1] for line in text.splitlines()
+              if line.startswith(("Latency ms", "Total_Latency ms", "Throughput", "params", "Relative"))]
+    assert ratios == ["2.000x"] * 5, text
+
+
+def test_bench_baseline_that_is_neither_a_file_nor_a_model_name(bench, models) -> None:
+    assert_one_error_line(bench(str(models["resnet"]), "--baseline", "resnet99_cifar", *FAST),
+                          "resnet99_cifar", "resnet56_cifar")
+
+
+def test_bench_slowdown_cell_is_bounded_and_explained() -> None:
+    from edgeprune.commands.bench import slowdown_cell
+
+    assert slowdown_cell(1.234) == "1.23x"
+    wild = slowdown_cell(581.99)
+    assert "581" not in wild and wild.startswith(">10x") and "not the machine" in wild

@@ -116,8 +116,9 @@ def test_sweep_table_fits_the_width_with_a_legend(sweep: str, width: int) -> Non
     stream = io.StringIO()
     table = ProgressTable(config, stream, width=width)
     params = {p: 0.55 for p in config.searched}
-    table(_record(0, params, Latency=1.5419999999999998, Total_Latency=1.3, Top1=71.2345))
-    table(_record(1, params, Latency=1.2, Total_Latency=1.1, Top1=60.0))
+    table(_record(0, params, Latency=1.5419999999999998, Total_Latency=1.3, Top1=71.2345,
+                  Relative_Latency=0.41234))
+    table(_record(1, params, Latency=1.2, Total_Latency=1.1, Top1=60.0, Relative_Latency=0.35))
     lines = stream.getvalue().splitlines()
     header, rows = lines[0], [line for line in lines if line.split()[:1] in (["0"], ["1"])]
     assert len(rows) == 2
@@ -129,7 +130,8 @@ def test_sweep_table_fits_the_width_with_a_legend(sweep: str, width: int) -> Non
     for name, short in table.shown.items():
         assert short == name or f"{short} = {name}" in legend
     # Metrics rounded for reading, Top1 beside the latency; wall and compute seconds apart.
-    latency = {"Latency": "1.54 ms", "Total_Latency": "1.3 ms"}[config.objectives[0].name]
+    latency = {"Latency": "1.54 ms", "Total_Latency": "1.3 ms",
+               "Relative_Latency": "0.412"}[config.objectives[0].name]
     assert latency in rows[0] and "71.2%" in rows[0] and "1.5419999" not in stream.getvalue()
     assert rows[0].split()[-2:] == ["60.0", "50.0"]
 

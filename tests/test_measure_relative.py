@@ -12,7 +12,7 @@ from pipeline.errors import BenchmarkError
 from pipeline.export import export_onnx
 from pipeline.measure import MeasureOptions, measure
 from pipeline.measure.relative import relative_latency
-from pipeline.messages import Target
+from pipeline.messages import ArtifactRef, Job, Target
 from pipeline.models import create_model
 
 
@@ -96,3 +96,48 @@ def test_a_reference_of_another_input_size_is_refused(onnx_models) -> None:
 def test_a_missing_reference_is_refused(onnx_models, tmp_path: Path) -> None:
     with pytest.raises(BenchmarkError, match="no such model file"):
         measure(onnx_models["small"], Target(), options=options_against(tmp_path / "gone.onnx"))
+
+
+def _job(reference_model: str, eval_split: str = "") -> Job:
+    return Job(job_id="a" * 32, run_id="r", artifact=ArtifactRef(uri="", sha256="", size=0),
+               eval_split=eval_split, reference_model=reference_model)
+
+
+def test_consumer_times_a_job_against_the_unpruned_network_it_names(onnx_models, settings) -> None:
+    """A sweep's job names its base network; the consumer builds that unpruned network's ONNX
+    once (cached by name) and times the job's model in alternation with it."""
+    from pipeline.flow import consume
+
+    options = MeasureOptions.fast(throughput=False, relative_polls=4, relative_window=10)
+    result = consume(_job("resnet20_cifar"), onnx_models["small"], settings, options)
+    assert result.ok, result.error
+    assert 0 < result.metrics["Relative_Latency"] < 1
+    assert result.metrics["relative_reference"] == "unpruned-resnet20_cifar-A-10.onnx"
+    assert result.metrics["relative_reference_model"] == "resnet20_cifar"
+    cached = settings.cache_dir / "references" / "unpruned-resnet20_cifar-A-10.onnx"
+    stamp = cached.stat().st_mtime_ns
+    again = consume(_job("resnet20_cifar"), onnx_models["small"], settings, options)
+    assert again.ok and cached.stat().st_mtime_ns == stamp  # built once
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "resnet21_cifar", "x" * 500])
+def test_a_job_naming_an_unknown_reference_network_fails_with_its_reason(onnx_models, settings,
+                                                                         name) -> None:
+    from pipeline.flow import consume
+
+    result = consume(_job(name), onnx_models["small"], settings, MeasureOptions.fast(throughput=False))
+    assert not result.ok and "reference network" in result.error and "resnet20_cifar" in result.error
+    assert not list((settings.cache_dir / "references").glob("*etc*"))
+
+
+def test_reference_network_without_a_pretrained_checkpoint_is_built_untrained(tmp_path, settings) -> None:
+    """Option-B shortcuts or another class count: no shared checkpoint, the reference is still
+    built (seeded weights: only its timing is read), so such a sweep's trials are not failed."""
+    import dataclasses
+
+    from pipeline.flow import unpruned_onnx
+    from pipeline.measure import onnx_facts
+
+    local = dataclasses.replace(settings, cache_dir=tmp_path)
+    path = unpruned_onnx("resnet20_cifar", "B", 3, local)
+    assert path.name == "unpruned-resnet20_cifar-B-3.onnx" and onnx_facts(path).num_outputs == 3

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from edgeprune.cli import cli
 from pipeline.flow import RunConfig, measure_work
 from pipeline.measure.options import MeasureOptions
+from pipeline.messages import TrialRecord
 from pipeline.queue import open_queue
 from pipeline.search.config import load_sweep
 from pipeline.search.early_stop import EarlyStopper
@@ -278,3 +279,93 @@ method: random
 metric: {name: Total_Latency, goal: minimize}
 parameters: {filter_pruner_50_desired_sparsity: {min: 0.1, max: 0.8}, epochs: {value: 0}}
 """
+
+
+MODEL_SWEEP = """
+method: random
+metric: {name: Relative_Latency, goal: minimize}
+parameters:
+  model: {values: [resnet56_cifar, resnet20_cifar]}
+  filter_pruner_50_desired_sparsity: {values: [0.3, 0.5]}
+  filter_pruner_40_desired_sparsity: {values: [0.3, 0.5]}
+  epochs: {value: 0}
+"""
+
+
+def _record(number: int, model: str, relative: float, top1: float) -> TrialRecord:
+    return TrialRecord(number=number, status="ok",
+                       params={"model": model, "filter_pruner_50_desired_sparsity": 0.5,
+                               "filter_pruner_40_desired_sparsity": 0.3},
+                       metrics={"Relative_Latency": relative, "Top1": top1, "measure_attempts": 1},
+                       started_at=1000.0, finished_at=1010.0, compute_s=9.0)
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_sweep_table_never_cuts_the_base_model_name(tmp_path, width):
+    import io
+
+    from pipeline.search.progress import ProgressTable
+
+    sweep = tmp_path / "models.yaml"
+    sweep.write_text(MODEL_SWEEP)
+    stream = io.StringIO()
+    table = ProgressTable(load_sweep(sweep), stream, width=width)
+    table(_record(0, "resnet56_cifar", 0.41, 70.0))
+    rows = [line for line in stream.getvalue().splitlines() if "best so far" not in line][1:]
+    # Whole on one line where the width allows; wrapped (never cut) where it cannot.
+    assert "resnet56_cifar" in stream.getvalue() or width < 80, stream.getvalue()
+    assert "…" not in "".join(rows) and "0.410" in stream.getvalue()
+
+
+def test_resumed_sweeps_best_so_far_counts_the_studys_earlier_trials(tmp_path):
+    import io
+
+    from pipeline.search.progress import ProgressTable
+
+    sweep = tmp_path / "models.yaml"
+    sweep.write_text(MODEL_SWEEP)
+    stream = io.StringIO()
+    table = ProgressTable(load_sweep(sweep), stream, width=120,
+                          earlier=[_record(0, "resnet20_cifar", 0.2, 60.0)])
+    table(_record(1, "resnet56_cifar", 0.5, 70.0))
+    assert "best so far (minimize Relative_Latency): trial 0" in stream.getvalue(), stream.getvalue()
+
+
+class _ScriptedWorker:
+    """Stands in for a worker process: its trials run when the parent first waits on it."""
+
+    def __init__(self, work):
+        self.work, self.alive = work, True
+
+    def is_alive(self) -> bool:
+        return self.alive
+
+    def join(self, timeout=None) -> None:
+        if self.alive:
+            self.work()
+            self.alive = False
+
+
+def test_several_workers_print_one_table_counting_the_studys_earlier_trials(tmp_path, capsys):
+    from pipeline.search.loop import LoopSpec, _follow
+
+    sweep = tmp_path / "random.yaml"
+    sweep.write_text(RANDOM_SWEEP)
+    config = load_sweep(sweep)
+
+    def trials(n_trials):
+        study = open_study(config, open_storage(tmp_path), "one-table", seed=n_trials)
+        SweepRunner(config, study, lambda c: TrialOutcome("ok", {"Latency": c.params["a"]}),
+                    tmp_path, n_trials=n_trials).run()
+
+    trials(2)  # an earlier run of the study
+    earlier_best = min(r.metrics["Latency"] for r in load_trials(tmp_path))
+    spec = LoopSpec(sweep=str(sweep), base=RunConfig(schedule=RESNET20), settings=None,
+                    out_dir=str(tmp_path), n_trials=6, study_name="one-table")
+    _follow(spec, [_ScriptedWorker(lambda: trials(4)), _ScriptedWorker(lambda: trials(6))])
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.split()[:2] == ["trial", "status"] for line in lines) == 1, lines
+    rows = [line.split()[0] for line in lines if line.split()[1:2] == ["ok"]]
+    assert sorted(rows) == ["2", "3", "4", "5"], lines  # each new trial once, the earlier ones not
+    best = min(r.metrics["Latency"] for r in load_trials(tmp_path))
+    assert f"{best:.3g}" in lines[-1] and best <= earlier_best

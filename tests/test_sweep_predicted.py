@@ -19,6 +19,7 @@ from pipeline.rapid import RapidEvaluator
 from pipeline.search.config import load_sweep
 from pipeline.search.engine import SweepRunner, best_trials, open_study
 from pipeline.search.fidelity import MultiFidelityRunner, make_rapid_trial_function, promote, rapid_config
+from pipeline.search.gate import PREDICTED_RELATIVE
 from pipeline.search.predictor import LATENCY_MODELS_ATTR, study_latency_models, trial_precisions
 from pipeline.search.storage import load_trials, open_storage
 from pipeline.search.trials import make_trial_function
@@ -110,6 +111,10 @@ def test_predicting_gate_skips_retraining_without_the_device(settings, tmp_path,
         assert record.status == TrialStatus.GATED and "predicted Total_Latency" in record.reason
         # A gated trial records the prediction only, never a measurement it did not make.
         assert record.metrics[PREDICTED] > 0.000001 and "Total_Latency" not in record.metrics
+        # Beside the ms, the prediction over the latency model's unpruned median.
+        reference_ms = latency_models.require(Target(), "resnet20_cifar").reference_ms
+        assert record.metrics[PREDICTED_RELATIVE] == pytest.approx(
+            record.metrics[PREDICTED] / reference_ms, rel=1e-3)
         result = json.loads(Path(record.run_dir, "result.json").read_text())
         assert "gate" in result["stage_seconds"] and "retrain" not in result["stage_seconds"]
         assert result["metrics"][PREDICTED] == record.metrics[PREDICTED]
@@ -216,6 +221,7 @@ def test_multi_fidelity_sweep_fine_tunes_and_measures_the_promoted(settings, tmp
     full = [r for r in records if r.metrics["rung"] == 2]
     assert len(rapid) == 4 and all(r.status in ("rapid", "collapsed") and "Total_Latency" not in r.metrics
                                    for r in rapid)
+    assert all(r.metrics[PREDICTED_RELATIVE] > 0 for r in rapid)
     assert len(short) == 2 and len(full) == 1 and consumer.jobs == 3
     for record in short + full:
         assert record.status == TrialStatus.OK and record.metrics["Total_Latency"] > 0

@@ -22,7 +22,7 @@ parameters:
   epochs: {value: 0}
   edgeprune:
     value:
-      metrics: [{name: Total_Latency, goal: minimize}, {name: Top1, goal: maximize}]
+      metrics: [{name: Relative_Latency, goal: minimize}, {name: Top1, goal: maximize}]
 command: [edgeprune, producer, --schedule, schedules/resnet20_filter_rank.yaml, --model, resnet20_cifar, "${args}"]
 """
 
@@ -50,7 +50,8 @@ def test_sweep_stores_references_once_and_report_shows_speedup(settings: Setting
     out = tmp_path / "sweep"
     first = _sweep(settings, sweep, out, 2)
     assert "reference unpruned: stored in the study (Latency " in first.stderr, first.stderr[-2000:]
-    assert "x faster than unpruned (Total_Latency)" in first.stdout, first.stdout[-2000:]
+    assert "x faster than unpruned resnet20_cifar (1 / Relative_Latency" in first.stdout, first.stdout[-2000:]
+    assert all(t.metrics["relative_reference_model"] == "resnet20_cifar" for t in load_trials(out))
     stored = load_references(out)
     assert [(r.name, r.model, r.epochs) for r in stored] == [("unpruned", "resnet20_cifar", 0)]
     unpruned = stored[0]
@@ -69,11 +70,15 @@ def test_sweep_stores_references_once_and_report_shows_speedup(settings: Setting
     report = json.loads(result.output)
     assert [b["name"] for b in report["baselines"]] == ["unpruned, 0 ep"]
     assert "no retraining (epochs 0)" in report["baselines"][0]["note"]
-    reference = report["speedup_reference"]
-    assert reference["value"] == unpruned.metrics["Total_Latency"]
+    # Every trial was timed in alternation with the unpruned network: its speed-up is 1 / that ratio.
+    relative = {t.number: t.metrics["Relative_Latency"] for t in load_trials(out)}
+    assert all(0 < r < 1.5 for r in relative.values()), relative
+    assert 0.5 < unpruned.metrics["Relative_Latency"] < 2  # the unpruned network against itself
     for point in report["pareto"]["points"]:
-        assert point["speedup"] == pytest.approx(reference["value"] / point["latency"], abs=1e-3)
-    assert report["headline"]["trials"] and all(t["speedup"] for t in report["headline"]["trials"])
+        assert point["speedup"] == pytest.approx(1 / relative[point["number"]], abs=1e-3)
+    assert report["headline"]["trials"]
+    for trial in report["headline"]["trials"]:
+        assert trial["speedup"] == pytest.approx(1 / relative[trial["number"]], abs=1e-3)
     page = (tmp_path / "report" / "index.html").read_text()
     assert "× faster" in page and "unpruned, 0 ep" in page and "epochs 0" in page
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from pipeline.errors import SweepError, shorten
+from pipeline.errors import SweepError, shorten, shown
 from pipeline.messages import TrialRecord
 
 from .options import FiniteFloat
@@ -35,6 +35,37 @@ def read_trial_file(path: Path) -> list[TrialRecord]:
     if not isinstance(items, list):
         raise SweepError(f"{path}: trial records are a JSON list, got {type(items).__name__}: {fix}")
     return [check_record(item, f"{path} record {i}") for i, item in enumerate(items)]
+
+
+def _is_records_file(source: str) -> bool:
+    path = Path(source)
+    return path.is_file() and path.suffix in (".json", ".jsonl")
+
+
+def _check_named_metrics(trials: list[TrialRecord], named: dict[str, list[str | None]]) -> None:
+    """A SweepError for a metric named on the command line that no trial records as a number."""
+    from pipeline.report.analysis import metric_value
+
+    present = sorted({m for t in trials for m in t.metrics if metric_value(t, m) is not None})
+    for option, names in named.items():
+        for name in names:
+            if name is not None and not any(metric_value(t, name) is not None for t in trials):
+                raise SweepError(f"{option} {shown(name, 80).strip(chr(39))}: no trial has a number "
+                                 f"under that name: use one of {', '.join(present) or '(none)'}")
+
+
+def _default_latency(trials: list[TrialRecord]) -> str:
+    """Relative_Latency when a trial has it (the figure a busy machine moves least), else Total_Latency."""
+    from pipeline.report.analysis import metric_value
+
+    relative = any(metric_value(t, "Relative_Latency") is not None for t in trials)
+    return "Relative_Latency" if relative else "Total_Latency"
+
+
+def _given(value: str, parameter: str) -> str | None:
+    """``value`` when the command line gave it, None for the default (which may be absent)."""
+    source = click.get_current_context().get_parameter_source(parameter)
+    return value if source is click.core.ParameterSource.COMMANDLINE else None
 
 
 def load_sweep(source: str, study_name: str | None = None) -> list[TrialRecord]:
@@ -106,11 +137,14 @@ def _baselines(source: str, study_name: str | None, explicit: Path | None) -> li
               help="Width of the equal-width sparsity bins of the binned-latency plot.")
 @click.option("--metric", "metrics", multiple=True, metavar="NAME",
               help="Metric for correlations, importance and best-so-far (repeatable) "
-                   "[default: Top1, Total_Latency, Latency, Throughput, those present].")
+                   "[default: Top1, Relative_Latency, Total_Latency, Latency, Throughput, those "
+                   "present].")
 @click.option("--latency-metric", default=None,
-              help="Latency on the Pareto front's x axis, in the binned plot and in the speed-up "
-                   "over the unpruned model (Total_Latency: end-to-end request; Latency: sum of "
-                   "per-layer times) [default: the one the sweep ranks by, else Total_Latency].")
+              help="Latency on the Pareto front's x axis and in the binned plot (Total_Latency: "
+                   "end-to-end request, ms; Latency: sum of per-layer times, ms; Relative_Latency: "
+                   "against the unpruned network, timed in alternation); every speed-up shown is "
+                   "1 / the trial's own Relative_Latency, whatever this is [default: the one the sweep ranks by, else Relative_Latency when "
+                   "the trials have it, else Total_Latency].")
 @click.option("--accuracy-metric", default="Top1", show_default=True,
               help="Accuracy on the Pareto front's y axis (Top1 is the deployed model's).")
 @click.option("--min-top1", "min_accuracy", type=FiniteFloat(0, 100), default=None,
@@ -135,14 +169,19 @@ def report(source: str, study_name: str | None, out_dir: Path | None, bin_width:
     """
     from pipeline.report import DEFAULT_METRICS, build_report
 
+    if study_name is not None and _is_records_file(source):
+        raise SweepError(f"--study {study_name}: {source} is a file of trial records, not a study "
+                         "storage: leave out --study, or pass the sweep folder or storage URL")
     trials = load_sweep(source, study_name)
     if not trials:
         raise SweepError(f"{source} holds no trials: run `edgeprune sweep` into it first")
+    _check_named_metrics(trials, {"--metric": list(metrics), "--latency-metric": [latency_metric],
+                                  "--accuracy-metric": [_given(accuracy_metric, "accuracy_metric")]})
     out_dir = out_dir or (Path(source) / "report" if Path(source).is_dir() else Path("report"))
     headline, ranked_latency = sweep_headline(source, study_name, trials)
     paths = build_report(trials, out_dir, baselines=_baselines(source, study_name, baselines_path),
                          bin_width=bin_width, metrics=metrics or DEFAULT_METRICS,
-                         latency_metric=latency_metric or ranked_latency or "Total_Latency",
+                         latency_metric=latency_metric or ranked_latency or _default_latency(trials),
                          accuracy_metric=accuracy_metric, min_accuracy=min_accuracy,
                          headline=headline)
     if as_json:

@@ -185,10 +185,13 @@ def open_engine(onnx_path: Path, target: Target, options: MeasureOptions):
     return OnnxRuntimeEngine(onnx_path, target.device, target.precision, options)
 
 
-#: The compiled reference model of this process and its input shape, by (file, its mtime, backend,
-#: device, precision, and the options the latency model is compiled with): a sweep measures every
-#: architecture against the same one, so it is loaded, checked and compiled once.
+#: The compiled reference models of this process and their input shapes, by (file, its mtime,
+#: backend, device, precision, and the options the latency model is compiled with): a sweep
+#: measures every architecture against the unpruned network of its base, so each is loaded,
+#: checked and compiled once and kept warm.
 _REFERENCE_ENGINES: dict[tuple, tuple[Any, list]] = {}
+#: Compiled references kept at once: one per base network a sweep over ``model`` may search.
+MAX_REFERENCE_ENGINES = 5
 
 
 def reference_engine(onnx_path: Path, target: Target, options: MeasureOptions, input_shape: list):
@@ -200,9 +203,11 @@ def reference_engine(onnx_path: Path, target: Target, options: MeasureOptions, i
            target.precision, options.streams, options.threads, options.pin)
     if key not in _REFERENCE_ENGINES:
         facts = onnx_facts(path)  # a corrupt reference fails with its own message
-        _REFERENCE_ENGINES.clear()  # a sweep uses one reference; do not keep old ones compiled
+        while len(_REFERENCE_ENGINES) >= MAX_REFERENCE_ENGINES:  # the least recently used goes
+            del _REFERENCE_ENGINES[next(iter(_REFERENCE_ENGINES))]
         _REFERENCE_ENGINES[key] = (open_engine(path, target, options), facts.input_shape)
-    engine, reference_shape = _REFERENCE_ENGINES[key]
+    engine, reference_shape = _REFERENCE_ENGINES.pop(key)
+    _REFERENCE_ENGINES[key] = (engine, reference_shape)  # now the most recently used
     if reference_shape[1:] != input_shape[1:]:
         raise BenchmarkError(f"reference model {path} takes inputs {_shape(reference_shape[1:])} "
                              f"but the model takes {_shape(input_shape[1:])}: use a reference of "

@@ -7,8 +7,8 @@ so their ratio holds still while each figure swings: over 60 s of pretrained Res
 ResNet32 on that VM, the spread (max - min over median) of 5-second estimates was 6% for the
 ratio's median against 36% for the quietest window of the model alone.
 
-The ratio is what a search should rank architectures by (each one against the same reference,
-usually the unpruned model; benchmarks/search_efficiency.py does, ``edgeprune sweep`` not yet);
+The ratio is what a search ranks architectures by (each one against the same reference, the
+unpruned base network: ``edgeprune sweep``'s jobs name it, ``pipeline.flow.consume`` times it);
 ``speedup = 1 / Relative_Latency``. It is dimensionless: absolute figures stay ``Total_Latency``
 and ``Latency``.
 """

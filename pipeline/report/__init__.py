@@ -12,13 +12,17 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import SweepError, shown
 from pipeline.files import atomic_write_text
 from pipeline.messages import TrialRecord
 
-from . import analysis, plots
+# plots (matplotlib) is imported in _draw only: a bare install sweeps, and the sweep imports this
+# package for its analysis (issue 31).
+from . import analysis
 from .layers import compare_profiles, load_profile
 
 log = logging.getLogger(__name__)
@@ -27,7 +31,19 @@ log = logging.getLogger(__name__)
 JPEG_NOTE = ("accuracy is measured on the JPEG re-encoding of CIFAR-10, which is lower than on the "
              "original CIFAR-10 (pretrained ResNet56: 83.2% vs 93.4% Top1)")
 
-DEFAULT_METRICS = ("Top1", "Total_Latency", "Latency", "Throughput")
+DEFAULT_METRICS = ("Top1", "Relative_Latency", "Total_Latency", "Latency", "Throughput")
+
+#: Metrics a report computes with: each one a record holds must be a finite number (or null).
+NUMERIC_METRICS = frozenset({"Top1", "Top5", "Top1_torch", "Top5_torch", "Top1_before", "Top5_before",
+                             "Latency", "Total_Latency", "Relative_Latency", "Throughput", "macs",
+                             "params"})
+
+#: What every speed-up of the report is: the trial's own ratio, never two absolute figures.
+SPEEDUP_BASIS = ("speed-up = 1 / Relative_Latency: the trial's request time over the unpruned "
+                 "network's of the same base, the two timed in alternating windows within the "
+                 "trial's own measurement, so a slow period of the machine moves both alike")
+NO_RELATIVE = ("no Relative_Latency recorded: no speed-up is claimed from absolute ms taken at "
+               "different moments")
 
 #: Importances and correlations from fewer trials than this get a caveat on the page.
 MIN_TRIALS_FOR_TRENDS = 20
@@ -98,6 +114,19 @@ def trials_csv(trials: Sequence[TrialRecord]) -> str:
     return buffer.getvalue()
 
 
+def check_records(trials: Sequence[TrialRecord], metrics: Sequence[str] = ()) -> None:
+    """A SweepError naming the first trial whose ``NUMERIC_METRICS`` or ``metrics`` value is not a
+    finite number (NaN, infinite, a string, a bool); null and absent values are fine."""
+    names = NUMERIC_METRICS | set(metrics)
+    for trial in trials:
+        for name in sorted(names & set(trial.metrics)):
+            value = trial.metrics[name]
+            if value is not None and analysis.metric_value(trial, name) is None:
+                raise SweepError(f"trial #{trial.number}: {name}={shown(value)} is not a finite "
+                                 "number: fix or drop that record (metrics are numbers, as "
+                                 "`edgeprune sweep --json` writes them)")
+
+
 def _present(trials: Sequence[TrialRecord], metrics: Sequence[str]) -> list[str]:
     return [m for m in metrics if any(analysis.metric_value(t, m) is not None for t in trials)]
 
@@ -114,10 +143,15 @@ def analyse(trials: Sequence[TrialRecord], baselines: Sequence[BaselinePoint] = 
     importances = {m: analysis.importance(trials, varying, m) for m in metrics}
     best_metric = latency_metric if min_accuracy is not None else accuracy_metric
     best = analysis.best_trial(trials, best_metric, accuracy_metric, min_accuracy)
-    speedup = _speedup(baselines, latency_metric)
-    pareto = _pareto_dict(analysis.pareto(trials, latency_metric, accuracy_metric))
+    marks = _baseline_marks(baselines, latency_metric, accuracy_metric)
+    by_number = {t.number: t for t in trials}
+    pareto = _pareto_dict(analysis.pareto(trials, latency_metric, accuracy_metric, marks))
     for point in pareto["points"]:
-        point["speedup"] = speedup(point["latency"])
+        point.update(_speed(by_number[point["number"]]))
+    answer = _headline(trials, headline, best_metric, best, accuracy_metric, min_accuracy,
+                       latency_metric)
+    # The per-layer section shows the model the headline names, not another "best".
+    shown = by_number.get(answer["trials"][0]["number"]) if answer["trials"] else best
     correlations = analysis.to_jsonable(analysis.correlations(trials, numeric, metrics))
     importance = {m: analysis.to_jsonable(i) for m, i in importances.items() if i is not None}
     return {
@@ -126,9 +160,8 @@ def analyse(trials: Sequence[TrialRecord], baselines: Sequence[BaselinePoint] = 
         "metrics": list(metrics),
         "params": {"numeric": numeric, "all_varying": varying, "sparsity": sparsities},
         "counts": analysis.status_counts(trials),
-        "headline": _headline(trials, headline, best_metric, best, accuracy_metric, min_accuracy,
-                              latency_metric, speedup),
-        "speedup_reference": _reference_dict(_unpruned(baselines, latency_metric), latency_metric),
+        "headline": answer,
+        "speedup_basis": SPEEDUP_BASIS,
         "pareto": pareto,
         "correlations": correlations,
         "importance": importance,
@@ -145,40 +178,38 @@ def analyse(trials: Sequence[TrialRecord], baselines: Sequence[BaselinePoint] = 
                  "headline": f"best: {analysis.describe(best)} (trial #{best.number})" if best else None,
                  "params": best.params if best else None,
                  "metrics": _flat_metrics(best.metrics) if best else None},
-        "per_layer": _per_layer(best, baselines),
+        "per_layer": _per_layer(shown, baselines),
         "baselines": [{"name": b.name, "metrics": _flat_metrics(b.metrics), "note": b.note}
                       for b in baselines],
     }
 
 
-def _unpruned(baselines: Sequence[BaselinePoint], latency_metric: str) -> BaselinePoint | None:
-    """The unpruned baseline when it has ``latency_metric``."""
-    return next((b for b in baselines if b.name.startswith("unpruned")
-                 and isinstance(b.metrics.get(latency_metric), (int, float))), None)
+def _speed(trial: TrialRecord) -> dict[str, Any]:
+    """The trial's speed-up over the unpruned network (1 / its own ``Relative_Latency``), the basis
+    of that figure, its noise flag (None when steady) and when it was measured."""
+    relative = analysis.metric_value(trial, "Relative_Latency")
+    flag = trial.metrics.get("measurement_flag")
+    if relative is not None and relative > 0:
+        reference = (trial.metrics.get("relative_reference_model")
+                     or trial.metrics.get("relative_reference") or "the unpruned network")
+        basis = f"1 / Relative_Latency against {reference}, timed in alternation"
+        speedup: float | None = round(1.0 / relative, 3)
+    else:
+        basis, speedup = NO_RELATIVE, None
+    return {"speedup": speedup, "speedup_basis": basis, "flag": flag if flag else None,
+            "measured_at": _when(trial.finished_at)}
 
 
-def _reference_dict(unpruned: BaselinePoint | None, latency_metric: str) -> dict[str, Any] | None:
-    if unpruned is None:
+def _when(timestamp: float) -> str | None:
+    """``timestamp`` as UTC ISO 8601 to the second (None for a record without one)."""
+    if not timestamp:
         return None
-    return {"baseline": unpruned.name, "metric": latency_metric,
-            "value": unpruned.metrics[latency_metric], "note": unpruned.note}
-
-
-def _speedup(baselines: Sequence[BaselinePoint], latency_metric: str) -> Any:
-    """``latency -> unpruned latency / latency`` (None without an unpruned measurement)."""
-    unpruned = _unpruned(baselines, latency_metric)
-
-    def speedup(latency: Any) -> float | None:
-        if unpruned is None or not isinstance(latency, (int, float)) or latency <= 0:
-            return None
-        return round(float(unpruned.metrics[latency_metric]) / float(latency), 3)
-
-    return speedup
+    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _headline(trials: Sequence[TrialRecord], headline: Headline | None, best_metric: str,
               best: TrialRecord | None, accuracy_metric: str, min_accuracy: float | None,
-              latency_metric: str, speedup: Any) -> dict[str, Any]:
+              latency_metric: str) -> dict[str, Any]:
     """The answer at the top of the page: the sweep's own objective when it is known, else the
     report's --min-top1 rule or the most accurate trial (and it says which)."""
     by_number = {t.number: t for t in trials}
@@ -192,9 +223,8 @@ def _headline(trials: Sequence[TrialRecord], headline: Headline | None, best_met
         source, chosen = "report", [best] if best is not None else []
         shown = list(dict.fromkeys([best_metric, accuracy_metric, latency_metric]))
     return {"rule": rule, "source": source, "metrics": shown,
-            "trials": [{"number": t.number, "params": t.params,
-                        "metrics": {m: analysis.metric_value(t, m) for m in shown},
-                        "speedup": speedup(analysis.metric_value(t, latency_metric))}
+            "trials": [{"number": t.number, "params": t.params, "model": analysis.base_model(t),
+                        "metrics": {m: analysis.metric_value(t, m) for m in shown}, **_speed(t)}
                        for t in chosen]}
 
 
@@ -216,6 +246,7 @@ def _caveats(correlations: list[dict[str, Any]], importance: dict[str, Any]) -> 
 def _pareto_dict(result: analysis.Pareto) -> dict[str, Any]:
     return {"latency_metric": result.latency_metric, "accuracy_metric": result.accuracy_metric,
             "front": [p.number for p in result.front],
+            "references_on_front": result.references_on_front,
             "points": analysis.to_jsonable(result.points)}
 
 
@@ -253,14 +284,18 @@ def _baseline_marks(baselines: Sequence[BaselinePoint], latency_metric: str,
 def _draw(report: dict[str, Any], trials: Sequence[TrialRecord],
           baselines: Sequence[BaselinePoint], out_dir: Path) -> dict[str, Path]:
     """Draw every figure the report has data for; returns name -> PNG path."""
+    from . import plots
+
+    marks = _baseline_marks(baselines, report["pareto"]["latency_metric"],
+                            report["pareto"]["accuracy_metric"])
     pareto = analysis.pareto(trials, report["pareto"]["latency_metric"],
-                             report["pareto"]["accuracy_metric"])
+                             report["pareto"]["accuracy_metric"], marks)
     # A chart with nothing to show (no point, no bar above zero) is left out, not drawn empty.
     drawn: dict[str, Path] = {}
     if pareto.points:
         drawn["pareto"] = plots.plot_pareto(
             pareto, out_dir / "pareto.png",
-            _baseline_marks(baselines, pareto.latency_metric, pareto.accuracy_metric),
+            marks,
             note="accuracy on JPEG CIFAR-10 (lower than original CIFAR-10)")
     counts = {s: n for s, n in report["counts"].items() if n}
     if len(counts) > 2:  # "total" and one status: the table says it all
@@ -297,23 +332,42 @@ def build_report(trials: Sequence[TrialRecord], out_dir: Path,
                  metrics: Sequence[str] = DEFAULT_METRICS, latency_metric: str = "Total_Latency",
                  accuracy_metric: str = "Top1", min_accuracy: float | None = None,
                  title: str = "edgeprune sweep report", headline: Headline | None = None) -> ReportPaths:
-    """Write index.html, trials.csv, report.json and the PNG plots into ``out_dir``."""
+    """Write index.html, trials.csv, report.json and the PNG plots into ``out_dir``.
+
+    Records with a metric that is not a finite number raise a SweepError before anything is
+    written; a failure while writing removes what this call wrote (``out_dir`` too, when it made it).
+    """
     from .page import render_page
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     baselines = list(baselines or ())
+    check_records(trials, [*metrics, latency_metric, accuracy_metric])
     report = analyse(trials, baselines, bin_width, metrics, latency_metric, accuracy_metric,
                      min_accuracy, headline)
-    drawn = _draw(report, trials, baselines, out_dir)
-    report["files"] = {name: path.name for name, path in drawn.items()}
-    paths = ReportPaths(out_dir=out_dir, html=out_dir / "index.html", csv=out_dir / "trials.csv",
-                        json=out_dir / "report.json", plots=drawn)
-    atomic_write_text(paths.csv, trials_csv(trials))
-    atomic_write_text(paths.json, json.dumps(report, indent=2, sort_keys=True, default=str))
-    atomic_write_text(paths.html, render_page(report, drawn, out_dir, title))
+    created = not out_dir.exists()
+    before = set() if created else set(out_dir.iterdir())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        drawn = _draw(report, trials, baselines, out_dir)
+        report["files"] = {name: path.name for name, path in drawn.items()}
+        paths = ReportPaths(out_dir=out_dir, html=out_dir / "index.html", csv=out_dir / "trials.csv",
+                            json=out_dir / "report.json", plots=drawn)
+        atomic_write_text(paths.csv, trials_csv(trials))
+        atomic_write_text(paths.json, json.dumps(report, indent=2, sort_keys=True, default=str))
+        atomic_write_text(paths.html, render_page(report, drawn, out_dir, title))
+    except BaseException:
+        _remove_new(out_dir, before, created)
+        raise
     log.info("report written to %s", paths.html)
     return paths
 
 
-__all__ = ["JPEG_NOTE", "MIN_TRIALS_FOR_TRENDS", "BaselinePoint", "Headline", "ReportPaths", "analyse", "build_report", "trials_csv"]
+def _remove_new(out_dir: Path, before: set[Path], created: bool) -> None:
+    """Remove the files a failed ``build_report`` left in ``out_dir`` (a half report misleads)."""
+    for path in set(out_dir.iterdir()) - before:
+        path.unlink(missing_ok=True)
+    if created:
+        out_dir.rmdir()
+
+
+__all__ = ["JPEG_NOTE", "MIN_TRIALS_FOR_TRENDS", "BaselinePoint", "Headline", "ReportPaths", "analyse", "build_report", "check_records", "trials_csv"]

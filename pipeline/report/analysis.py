@@ -140,6 +140,9 @@ class Pareto:
     latency_metric: str
     accuracy_metric: str
     points: list[ParetoPoint] = field(default_factory=list)
+    #: Names of the references (unpruned, hand-picked) that lie on the front: they take part in
+    #: it, so a trial one of them dominates is not on it.
+    references_on_front: list[str] = field(default_factory=list)
 
     @property
     def front(self) -> list[ParetoPoint]:
@@ -147,16 +150,21 @@ class Pareto:
 
 
 def pareto(trials: Sequence[TrialRecord], latency_metric: str = "Total_Latency",
-           accuracy_metric: str = "Top1") -> Pareto:
-    """Every trial with both metrics as a point, flagged when it lies on the front."""
+           accuracy_metric: str = "Top1",
+           references: dict[str, tuple[float, float]] | None = None) -> Pareto:
+    """Every trial with both metrics as a point, flagged when it lies on the front; the front is
+    taken over the trials and ``references`` (name -> (latency, accuracy)) together."""
     usable = [t for t in trials
               if metric_value(t, latency_metric) is not None
               and metric_value(t, accuracy_metric) is not None]
     coords = [(metric_value(t, latency_metric), metric_value(t, accuracy_metric)) for t in usable]
-    front = set(pareto_front(coords))  # type: ignore[arg-type]
-    points = [ParetoPoint(t.number, x, y, t.status, i in front, base_model(t))  # type: ignore[arg-type]
+    named = sorted((references or {}).items())
+    # References come first: a trial that merely ties a reference is not on the front.
+    front = set(pareto_front([xy for _, xy in named] + coords))  # type: ignore[arg-type]
+    points = [ParetoPoint(t.number, x, y, t.status, len(named) + i in front, base_model(t))  # type: ignore[arg-type]
               for i, (t, (x, y)) in enumerate(zip(usable, coords))]
-    return Pareto(latency_metric, accuracy_metric, points)
+    return Pareto(latency_metric, accuracy_metric, points,
+                  [name for i, (name, _) in enumerate(named) if i in front])
 
 
 # --------------------------------------------------------------------------- correlations

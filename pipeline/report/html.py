@@ -16,6 +16,7 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; 
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
 table { border-collapse: collapse; font-size: .85em; margin: .6em 0; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
+td { overflow-wrap: anywhere; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; margin: .5em 0; }
 .note { background: #fff8e1; border-left: 4px solid #f0b400; padding: .5em 1em; }

@@ -17,6 +17,8 @@ def _img(drawn: Mapping[str, Path], name: str, out_dir: Path, alt: str) -> str:
 def _with_unit(metric: str) -> str:
     if metric.startswith(("Top1", "Top5")):
         return f"{metric} (%)"
+    if metric == "Relative_Latency":
+        return "Relative_Latency (x unpruned, lower is faster)"
     return f"{metric} (ms)" if metric in ("Latency", "Total_Latency") else metric
 
 
@@ -24,28 +26,34 @@ def _speedup_cell(value: Any) -> str:
     return f"{value:.2f}× faster" if isinstance(value, (int, float)) else "—"
 
 
+def _flag_cell(flag: Any) -> str:
+    """A noisy figure's flag, whole (a steady one: "steady")."""
+    return f"noisy: {flag}" if flag else "steady"
+
+
 def _answer(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -> str:
-    """The headline: the trial(s) that answer the sweep's own question, with the speed-up."""
+    """The headline: the trial(s) that answer the sweep's own question, with the speed-up (the
+    trial's own alternating ratio), its noise flag and when its figures were taken."""
     headline = report["headline"]
-    reference = report["speedup_reference"]
     whose = "the sweep's objective" if headline["source"] == "sweep" else \
         "the report's rule (the sweep's objective is not stored with these trials)"
     if not headline["trials"]:
         return section("Answer", paragraph(f"No feasible trial yet for {whose}: {headline['rule']}."))
     metrics = headline["metrics"]
-    rows = [[f"#{t['number']}"] + [t["metrics"].get(m) for m in metrics] + [_speedup_cell(t["speedup"])]
+    rows = [[f"#{t['number']}", t.get("model", "")] + [t["metrics"].get(m) for m in metrics]
+            + [_speedup_cell(t["speedup"]), _flag_cell(t.get("flag")), t.get("measured_at")]
             for t in headline["trials"]]
     front = len(headline["trials"]) > 1
     parts = [paragraph(f"{'Pareto front' if front else 'Best trial'} by {whose}: {headline['rule']}."),
-             table(["trial"] + [_with_unit(m) for m in metrics] + ["vs unpruned"], rows)]
-    if reference is None:
-        parts.append(paragraph("No unpruned measurement with these trials (a sweep stores one unless "
-                               "run with --no-baselines): run `edgeprune baseline` and pass "
-                               "--baselines for the speed-up over the unpruned model.", "muted"))
-    else:
-        note = f" The reference was {reference['note']}." if reference.get("note") else ""
-        parts.append(paragraph(f"Speed-up: the {reference['metric']} of {reference['baseline']} "
-                               f"({reference['value']:.4g} ms) over the trial's.{note}"))
+             table(["trial", "model"] + [_with_unit(m) for m in metrics]
+                   + ["vs unpruned", "timing", "measured (UTC)"], rows),
+             paragraph(f"{report['speedup_basis']}. Absolute milliseconds are shown beside it with "
+                       "the time they were taken; they compare only figures taken at the same "
+                       "moment.")]
+    if all(t["speedup"] is None for t in headline["trials"]):
+        parts.append(paragraph("No speed-up: these trials have no Relative_Latency (measured before "
+                               "sweeps timed each model against its unpruned network); re-run the "
+                               "sweep for it.", "muted"))
     if not front:
         parts.append(table(["parameter", "value"], sorted(headline["trials"][0]["params"].items())))
     return section("Answer", *parts)
@@ -74,7 +82,7 @@ def _pareto(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) ->
     pareto = report["pareto"]
     front = set(pareto["front"])
     rows = [(f"#{p['number']}", p.get("model", ""), p["latency"], p["accuracy"],
-             _speedup_cell(p.get("speedup")), p["status"])
+             _speedup_cell(p.get("speedup")), _flag_cell(p.get("flag")), p["status"])
             for p in sorted(pareto["points"], key=lambda p: p["latency"]) if p["number"] in front]
     lat, acc = pareto["latency_metric"], pareto["accuracy_metric"]
     if not pareto["points"]:
@@ -82,12 +90,16 @@ def _pareto(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) ->
                        paragraph(f"No trial has both {acc} and {lat}.", "muted"))
     parts = [_img(drawn, "pareto", out_dir, "Pareto front"),
              paragraph(f"{len(pareto['points'])} trials have both {acc} and {lat}; "
-                       f"{len(front)} lie on the front (no other trial is both faster and at "
-                       "least as accurate)."),
-             table(["trial", "model", f"{lat} (ms)", f"{acc} (%)", "vs unpruned", "status"], rows)]
+                       f"{len(front)} lie on the front (no other trial and no reference is both "
+                       "faster and at least as accurate)"
+                       + (f"; references on it: {', '.join(pareto['references_on_front'])}."
+                          if pareto.get("references_on_front") else ".")),
+             table(["trial", "model", _with_unit(lat), _with_unit(acc), "vs unpruned", "timing",
+                    "status"], rows)]
     if report["baselines"]:
-        parts.append(table(["baseline", f"{lat} (ms)", f"{acc} (%)"],
-                           [(b["name"], b["metrics"].get(lat), b["metrics"].get(acc))
+        parts.append(table(["baseline", _with_unit(lat), _with_unit(acc), "timing"],
+                           [(b["name"], b["metrics"].get(lat), b["metrics"].get(acc),
+                             _flag_cell(b["metrics"].get("measurement_flag")))
                             for b in report["baselines"]]))
         for note in dict.fromkeys(b.get("note") for b in report["baselines"] if b.get("note")):
             names = ", ".join(b["name"] for b in report["baselines"] if b.get("note") == note)
@@ -137,7 +149,7 @@ def _bins(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -> s
                              f"multiples of {bins['width']:g}; bars show the mean {bins['metric']} "
                              "of the trials in each bin (number of trials above each bar)."),
                    _img(drawn, "bins", out_dir, "binned latency"),
-                   table(["parameter", "bin", "trials", f"mean {bins['metric']} (ms)"], rows))
+                   table(["parameter", "bin", "trials", f"mean {_with_unit(bins['metric'])}"], rows))
 
 
 def _progress(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -> str:
@@ -153,9 +165,9 @@ def _progress(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) 
 def _layers(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path) -> str:
     layers = report["per_layer"]
     if "rows" not in layers:
-        return section("Per-layer latency of the best model", paragraph(layers["absent"], "muted"))
+        return section("Per-layer latency of the headline model", paragraph(layers["absent"], "muted"))
     rows = [(r["name"], r["model_ms"], r["reference_ms"]) for r in layers["rows"]]
-    return section("Per-layer latency of the best model",
+    return section("Per-layer latency of the headline model",
                    paragraph(f"Trial #{layers['model']}: {layers['model_total_ms']:.3f} ms summed "
                              f"over layers; {layers['reference']}: "
                              f"{layers['reference_total_ms']:.3f} ms."),
@@ -175,6 +187,8 @@ def render_page(report: dict[str, Any], drawn: Mapping[str, Path], out_dir: Path
     notes = {"Accuracy": report["note"],
              "Latency": "Latency = sum of OpenVINO per-layer times for one inference; "
                         f"Total_Latency = quiet median (lowest median of {QUIET_WINDOW} consecutive "
-                        "requests) of one synchronous request end to end; "
+                        "requests) of one synchronous request end to end; Relative_Latency = the "
+                        "model's request time over its unpruned network's, timed in alternation "
+                        "(1 / Relative_Latency = the speed-up); "
                         "Throughput = images/s with the throughput hint on all cores"}
     return page(title, sections, notes)

@@ -50,7 +50,8 @@ def _grid(count: int, columns: int = 2) -> tuple[int, int]:
 
 
 def _short(name: str, limit: int = 40) -> str:
-    return name if len(name) <= limit else "…" + name[-(limit - 1):]
+    """``name`` whole, wrapped onto lines of at most ``limit`` characters: a label is never cut."""
+    return "\n".join(name[i:i + limit] for i in range(0, len(name), limit)) or name
 
 
 def plot_pareto(result: Pareto, path: Path,
@@ -78,7 +79,8 @@ def plot_pareto(result: Pareto, path: Path,
         for name, (latency, accuracy) in baselines.items():
             ax.scatter([latency], [accuracy], marker=next(markers, "o"), s=160, color="#2ca02c",
                        edgecolors="black", zorder=5, label=name)
-        ax.set_xlabel(f"{result.latency_metric} (ms, lower is better)")
+        unit = "x unpruned" if result.latency_metric == "Relative_Latency" else "ms"
+        ax.set_xlabel(f"{result.latency_metric} ({unit}, lower is better)")
         ax.set_ylabel(f"{result.accuracy_metric} (%, higher is better)")
         ax.set_title(f"{result.accuracy_metric} vs {result.latency_metric}"
                      + (f"\n{note}" if note else ""), fontsize=10)
@@ -143,7 +145,7 @@ def plot_bins(bins: Mapping[str, Sequence[Bin]], metric: str, width: float, path
                 ax.annotate(str(b.count), (b.low + width / 2, b.mean), ha="center", fontsize=6,
                             xytext=(0, 2), textcoords="offset points")
             ax.set_xlabel(f"{_short(param, 40)} (bin width {width:g})", fontsize=8)
-            ax.set_ylabel(f"mean {metric} (ms)")
+            ax.set_ylabel(f"mean {metric} ({'x unpruned' if metric == 'Relative_Latency' else 'ms'})")
             low = min(b.mean for b in param_bins)
             high = max(b.mean for b in param_bins)
             ax.set_ylim(low - 0.1 * (high - low + 1e-9) - 0.02 * abs(low), high * 1.02 + 1e-9)

@@ -44,6 +44,7 @@ from pipeline.status import TrialStatus
 from .config import GateOptions, Objective, SweepConfig
 from .engine import (SweepRunner, TrialContext, TrialFunction, TrialOutcome, finite_number, make_sampler,
                      worker_died, worker_id)
+from .gate import PREDICTED_RELATIVE
 from .mapping import load_base_schedule
 from .storage import json_safe, rung_entries, rung_key
 from .trials import run_config_for
@@ -54,7 +55,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: The rapid figure a rung-0 trial is ranked by, per objective metric.
-RAPID_ALIASES = {PREDICTED_METRIC: PREDICTED, "Top1": "Top1_before", "Top5": "Top5_before"}
+RAPID_ALIASES = {PREDICTED_METRIC: PREDICTED, "Relative_Latency": PREDICTED_RELATIVE,
+                 "Top1": "Top1_before", "Top5": "Top5_before"}
 #: Extra metric of a rung record: which rung it is (0 rapid, 1 short, 2 full fine-tuning).
 RUNG_METRIC = "rung"
 
@@ -83,9 +85,14 @@ def make_rapid_trial_function(base: RunConfig, settings: Settings, latency_model
     schedule = load_base_schedule(base.schedule)
 
     def run(context: TrialContext) -> TrialOutcome:
-        result = evaluator(run_config_for(base, context.params, schedule))
-        return TrialOutcome(result.status, {**result.metrics, RUNG_METRIC: 0}, result.reason,
-                            sum(result.stage_seconds.values()))
+        config = run_config_for(base, context.params, schedule)
+        result = evaluator(config)
+        metrics = {**result.metrics, RUNG_METRIC: 0}
+        if isinstance(metrics.get(PREDICTED), (int, float)):
+            # Over the unpruned base's median: the predicted Relative_Latency a sweep ranks by.
+            reference_ms = latency_models.require(config.target, base.model).reference_ms
+            metrics[PREDICTED_RELATIVE] = round(metrics[PREDICTED] / reference_ms, 5)
+        return TrialOutcome(result.status, metrics, result.reason, sum(result.stage_seconds.values()))
 
     return run
 
@@ -176,7 +183,9 @@ class MultiFidelityRunner:
             log.exception("rung %d of trial %d failed", rung, rapid.number)
             outcome = TrialOutcome(TrialStatus.FAILED, reason=f"{type(exc).__name__}: {exc}")
         # The prediction stays beside the measured figure; the rapid Top1 beside the fine-tuned one.
-        kept = {PREDICTED: rapid.metrics.get(PREDICTED), "Top1_rapid": rapid.metrics.get("Top1_before")}
+        kept = {PREDICTED: rapid.metrics.get(PREDICTED),
+                PREDICTED_RELATIVE: rapid.metrics.get(PREDICTED_RELATIVE),
+                "Top1_rapid": rapid.metrics.get("Top1_before")}
         record = TrialRecord(number=rapid.number, status=str(outcome.status), params=params,
                              metrics=json_safe({**kept, **outcome.metrics, RUNG_METRIC: rung}),
                              reason=outcome.reason, started_at=started, finished_at=time.time(),

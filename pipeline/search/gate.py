@@ -49,6 +49,11 @@ log = logging.getLogger(__name__)
 #: measure(onnx_path, facts, target) -> metrics under the result names (Latency, Total_Latency, ...).
 MeasureFn = Callable[[Path, ModelFacts, Target], dict[str, Any]]
 _CACHE_PREFIX = "latency_cache:"
+#: A latency model's prediction over its unpruned network's median (``LatencyModel.reference_ms``):
+#: the predicted Relative_Latency, recorded beside the predicted ms.
+PREDICTED_RELATIVE = "Relative_Latency_predicted"
+#: The metrics a gate on a latency model's prediction may be on.
+PREDICTED_GATE_METRICS = (PREDICTED_METRIC, "Relative_Latency")
 
 
 def cache_key(facts: ModelFacts, target: Target) -> str:
@@ -124,9 +129,11 @@ class GateRules:
             value = self.metrics.get(name) if name else None
         if value is None or name is None:
             return None
+        unit = _unit(name)
         if limit is not None and value > limit:
-            return (f"gated: {what}{name} {value:.3f} ms of the pruned architecture ({self.target.precision}) "
-                    f"exceeds the target {limit:g} ms, so it was not retrained")
+            return (f"gated: {what}{name} {value:.3f}{unit} of the pruned architecture "
+                    f"({self.target.precision}) exceeds the target {limit:g}{unit}, so it was not "
+                    "retrained")
         if self.options.dominated and self.finished is not None:
             return self._dominated(name, value)
         return None
@@ -140,9 +147,14 @@ class GateRules:
         for r in done:
             if r.metrics[name] <= value and r.metrics[self.accuracy_metric] >= best:
                 return (f"gated: dominated by trial {r.number} ({name} {r.metrics[name]:.3f} <= "
-                        f"{value:.3f} ms with the best {self.accuracy_metric} so far, "
+                        f"{value:.3f}{_unit(name)} with the best {self.accuracy_metric} so far, "
                         f"{best:.2f}%)")
         return None
+
+
+def _unit(metric: str) -> str:
+    """`` ms`` after an absolute latency, `` x unpruned`` after Relative_Latency."""
+    return " x unpruned" if metric == "Relative_Latency" else " ms"
 
 
 class LatencyGate(GateRules):
@@ -190,9 +202,10 @@ class PredictingGate(GateRules):
     def __init__(self, options: GateOptions, target: Target, latency_model: "LatencyModel",
                  finished: Callable[[], list[TrialRecord]] | None = None,
                  accuracy_metric: str = "Top1"):
-        if options.metric not in (None, PREDICTED_METRIC):
-            raise SweepError(f"the latency model predicts {PREDICTED_METRIC}, but the gate is on "
-                             f"{options.metric}: set the sweep's gate: {{metric: {PREDICTED_METRIC}}}, "
+        if options.metric not in (None, *PREDICTED_GATE_METRICS):
+            raise SweepError(f"the latency model predicts {PREDICTED_METRIC} (and its ratio to the "
+                             f"unpruned network), but the gate is on {options.metric}: set the "
+                             "sweep's gate: {metric: Relative_Latency} or {metric: Total_Latency}, "
                              "or leave out --latency-model")
         super().__init__(options, target, finished, accuracy_metric)
         self.latency_model = latency_model
@@ -205,8 +218,10 @@ class PredictingGate(GateRules):
         return self._judge(self.latency_model.predict_module(model))
 
     def _judge(self, predicted: float) -> str | None:
-        self.metrics = {PREDICTED: round(float(predicted), 4)}
-        return self.reason(predicted, what="predicted ")
+        relative = float(predicted) / self.latency_model.reference_ms
+        self.metrics = {PREDICTED: round(float(predicted), 4), PREDICTED_RELATIVE: round(relative, 5)}
+        return self.reason(relative if self.options.metric == "Relative_Latency" else predicted,
+                           what="predicted ")
 
 
 def local_measure(settings: Any, options: Any = None) -> MeasureFn:
@@ -220,15 +235,20 @@ def local_measure(settings: Any, options: Any = None) -> MeasureFn:
     return measure
 
 
-def queue_measure(queue: "ResultQueue", timeout: float, run_id: str = "gate") -> MeasureFn:
-    """Measure on the real target through the job queue (a consumer), latency only."""
+def queue_measure(queue: "ResultQueue", timeout: float, run_id: str = "gate",
+                  reference_model: str = "", reference_shortcut: str = "A") -> MeasureFn:
+    """Measure on the real target through the job queue (a consumer), latency only; with
+    ``reference_model`` (the sweep's base network) the consumer also times the model in
+    alternation with that unpruned network (``Relative_Latency``), which a gate on
+    Relative_Latency confirms on."""
 
     def measure(onnx_path: Path, facts: ModelFacts, target: Target) -> dict[str, Any]:
         from pipeline.errors import BenchmarkError
 
         job = Job(job_id=uuid.uuid4().hex, run_id=f"{run_id}-{uuid.uuid4().hex[:8]}",
                   artifact=ArtifactRef(uri="", sha256="", size=0), target=target, model=facts,
-                  eval_split="")
+                  eval_split="", reference_model=reference_model,
+                  reference_shortcut=reference_shortcut)
         job = queue.submit(job, onnx_path)
         result = queue.wait_result(job.job_id, timeout)
         if result is None or not result.ok:

@@ -25,6 +25,7 @@ from pipeline.measure.options import MeasureOptions
 from pipeline.messages import TrialRecord
 from pipeline.queue import QueueConfig, ResultQueue, open_queue
 from pipeline.settings import Settings
+from pipeline.status import TrialStatus
 
 from .config import SweepConfig, load_sweep
 from .engine import SweepRunner, open_study, study_name_of
@@ -67,6 +68,9 @@ class LoopSpec:
     #: Measure the unpruned model (and the hand-picked schedule) once per target, stored in the
     #: study for reports (``pipeline.search.references``); off with ``--no-baselines``.
     baselines: bool = True
+    #: Print the table of finished trials from this process (with ``progress``); several workers
+    #: leave it to the parent, which prints one table for all of them (``run_workers``).
+    table: bool = True
 
 
 def run_sweep(spec: LoopSpec, workers: int = 1) -> list[TrialRecord]:
@@ -108,8 +112,10 @@ def run_loop(spec: LoopSpec) -> list[TrialRecord]:
                                  queue)
         runner = SweepRunner(
             config, study, trial_fn,
-            Path(spec.out_dir), spec.n_trials, measure=queue_measure(queue, spec.timeout),
-            target=spec.base.target, on_record=ProgressTable(config) if spec.progress else None,
+            Path(spec.out_dir), spec.n_trials,
+            measure=queue_measure(queue, spec.timeout, reference_model=spec.base.model,
+                                  reference_shortcut=spec.base.shortcut),
+            target=spec.base.target, on_record=_table(spec, config, study.study_name),
             heartbeat_s=heartbeat_interval(storage), latency_models=latency_models)
         # A database study recovers dead workers' trials by heartbeat; a journal (one machine) by pid.
         recovered = 0 if runner.heartbeat_s else runner.recover_interrupted()
@@ -118,6 +124,14 @@ def run_loop(spec: LoopSpec) -> list[TrialRecord]:
                         study.study_name)
         _references(spec, study, queue, runner.budget_left())
         return runner.run()
+
+
+def _table(spec: LoopSpec, config: SweepConfig, study_name: str) -> ProgressTable | None:
+    """The progress table of this process, its best so far counting the study's earlier trials
+    (a resumed sweep), or None when another process prints it or progress is off."""
+    if not (spec.progress and spec.table):
+        return None
+    return ProgressTable(config, earlier=load_trials(spec.storage or spec.out_dir, study_name))
 
 
 def _latency_models(spec: LoopSpec, config: SweepConfig, study: Any) -> Any:
@@ -146,7 +160,7 @@ def _run_fidelity(spec: LoopSpec, config: SweepConfig, study: Any, trial_fn: Any
     runner = MultiFidelityRunner(
         config, study, make_rapid_trial_function(spec.base, spec.settings, latency_models, config.fidelity.rapid),
         trial_fn, Path(spec.out_dir), spec.n_trials, seed=spec.seed,
-        on_record=ProgressTable(rapid_config(config)) if spec.progress else None, heartbeat_s=heartbeat_s)
+        on_record=_table(spec, rapid_config(config), study.study_name), heartbeat_s=heartbeat_s)
     if not heartbeat_s:
         runner.runner.recover_interrupted()
     _references(spec, study, queue, runner.runner.budget_left())
@@ -157,7 +171,7 @@ def worker_spec(spec: LoopSpec, index: int) -> LoopSpec:
     """The spec of worker ``index``: its own sampler seed, so random draws differ per worker;
     only worker 0 measures the references, so workers started together do not all measure them."""
     seed = None if spec.seed is None else spec.seed + index
-    return dataclasses.replace(spec, seed=seed, baselines=spec.baselines and index == 0)
+    return dataclasses.replace(spec, seed=seed, baselines=spec.baselines and index == 0, table=False)
 
 
 #: Seconds stopped workers get to record their running trial as interrupted before being killed.
@@ -179,8 +193,7 @@ def run_workers(spec: LoopSpec, workers: int) -> None:
     try:
         for process in processes:
             process.start()
-        for process in processes:
-            process.join()
+        _follow(spec, processes)
     finally:
         signal.signal(signal.SIGTERM, previous)
         _stop(processes)
@@ -191,7 +204,43 @@ def run_workers(spec: LoopSpec, workers: int) -> None:
         raise RuntimeError(f"sweep worker(s) {', '.join(crashed)} failed; see their output above")
 
 
+#: Seconds between the parent's looks at the study for trials its workers finished.
+FOLLOW_S = 2.0
+
+
+def _follow(spec: LoopSpec, processes: list[Any]) -> None:
+    """Wait for the workers; with progress on, print ONE table of the trials they finish (in the
+    order they finish), read from the study, instead of one table per worker."""
+    table, printed = None, set()
+    if spec.progress:
+        config = load_sweep(Path(spec.sweep))
+        table = ProgressTable(rapid_config(config) if config.fidelity is not None else config,
+                              earlier=load_trials(spec.storage or spec.out_dir, spec.study_name))
+        printed = {r.number for r in table.records}
+    while True:
+        alive = [p for p in processes if p.is_alive()]
+        if alive:
+            alive[0].join(FOLLOW_S)
+        if table is not None:
+            printed |= _print_new(spec, table, printed)
+        if not alive:
+            return
+
+
+def _print_new(spec: LoopSpec, table: ProgressTable, printed: set[int]) -> set[int]:
+    """Print the finished trials not printed yet; returns their numbers."""
+    fresh = [r for r in load_trials(spec.storage or spec.out_dir, spec.study_name)
+             if r.status != TrialStatus.RUNNING and r.number not in printed]
+    for record in sorted(fresh, key=lambda r: r.finished_at):
+        table(record)
+    return {r.number for r in fresh}
+
+
 def _worker_main(spec: LoopSpec, errors: Any) -> None:
+    from optuna import logging as optuna_logging
+
+    # Optuna's "[I ...] Trial 3 finished" lines would interleave with the parent's table.
+    optuna_logging.set_verbosity(optuna_logging.WARNING)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         run_loop(spec)

@@ -3,7 +3,9 @@
 
 Everything is appended (no cursor tricks), so it reads the same in a terminal, a log file or CI.
 The table is laid out with ``rich`` for the terminal's width: parameter names that would not fit
-are shortened (``fp70_ds``) and a legend names them in full once.
+are shortened (``fp70_ds``) and a legend names them in full once; values are never cut (a
+categorical parameter's column is as wide as its longest value, and a cell that still does not
+fit wraps onto a second line).
 """
 
 from __future__ import annotations
@@ -89,7 +91,10 @@ class ProgressTable:
     pruning, retraining, export and measurement; wall: start to end, waiting included).
     """
 
-    def __init__(self, config: SweepConfig, stream: TextIO | None = None, width: int | None = None):
+    def __init__(self, config: SweepConfig, stream: TextIO | None = None, width: int | None = None,
+                 earlier: Sequence[TrialRecord] = ()):
+        """``earlier``: the study's trials from before this run (a resumed sweep), which the best
+        so far counts though their rows are not printed again."""
         self.config = config
         self.stream = stream or sys.stdout
         self.width = width or shutil.get_terminal_size((120, 24)).columns
@@ -97,16 +102,20 @@ class ProgressTable:
         ranked = [o.name for o in config.objectives]
         ranked += [c.metric for c in config.constraints if c.metric not in ranked]
         self.metrics = ranked if "Top1" in ranked else ranked + ["Top1"]
-        self.records: list[TrialRecord] = []
+        self.records: list[TrialRecord] = [r for r in earlier if r.status != TrialStatus.RUNNING]
+        self._headed = False
         fixed = [("trial", 5), ("status", 13)] + [(m, max(_MIN_METRIC, min(len(m), 13)))
                                                   for m in self.metrics] + \
             [("timing", 11), ("wall s", 7), ("comp s", 7)]
         room = self.width - sum(w + 1 for _, w in fixed)
         self.shown = short_names(self.params, room)
-        self.columns = fixed[:2] + [(s, max(_MIN_PARAM, min(len(s), 12))) for s in self.shown.values()] \
-            + fixed[2:]
+        values = [_longest_value(config.searched[p]) for p in self.params]
+        self.columns = fixed[:2] + [(s, max(_MIN_PARAM, min(len(s), 12), v))
+                                    for s, v in zip(self.shown.values(), values)] + fixed[2:]
         self._minimum = [_MIN_WIDTH.get(n, _MIN_PARAM if i - 2 < len(self.params) else _MIN_METRIC)
                          for i, (n, _) in enumerate(self.columns)]
+        for i, longest in enumerate(values):  # a categorical value (a model name) is never cut
+            self._minimum[2 + i] = max(self._minimum[2 + i], longest)
         # Too narrow even at the minimum widths: the timing flag moves under the row.
         self.flag_column = sum(m + 1 for m in self._minimum) - 1 <= self.width
         if not self.flag_column:
@@ -131,8 +140,11 @@ class ProgressTable:
         table = Table(box=None, show_header=header, padding=(0, 1, 0, 0), show_edge=False,
                       pad_edge=False, header_style="bold")
         for index, (name, width) in enumerate(self.columns):
-            table.add_column(name, width=width, min_width=width, max_width=width, no_wrap=True,
-                             overflow="ellipsis", justify="left" if index == 1 else "right")
+            # fold: a value too wide for its column wraps onto another line, it is never cut
+            # (headers stay on one line: the legend names every shortened one in full).
+            table.add_column(name, width=width, min_width=width, max_width=width, no_wrap=header,
+                             overflow="ellipsis" if header else "fold",
+                             justify="left" if index == 1 else "right")
         if not header:
             table.add_row(*cells)
         # box=None and fixed widths: every row printed alone lines up under the header.
@@ -157,8 +169,9 @@ class ProgressTable:
 
     def __call__(self, record: TrialRecord) -> None:
         """Print ``record``'s row and the best trial(s) so far (use as ``on_record``)."""
-        if not self.records:
+        if not self._headed:
             self.header()
+            self._headed = True
         self.records.append(record)
         self._print_row(self.row_cells(record))
         if record.reason and record.status != TrialStatus.OK:
@@ -172,6 +185,11 @@ class ProgressTable:
 
     def _line(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
+
+
+def _longest_value(spec: Any) -> int:
+    """The widest of a categorical parameter's values as a cell shows them (0 for a range)."""
+    return max((len(format_metric(spec.name, v)) for v in spec.values), default=0)
 
 
 def describe(config: SweepConfig, record: TrialRecord) -> str:

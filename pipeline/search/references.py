@@ -162,17 +162,20 @@ def display_name(reference: StoredReference, several: bool) -> str:
 
 def speedup_text(references: list[StoredReference], metrics: dict[str, Any],
                  ranked: list[str]) -> str:
-    """``"1.84x faster than unpruned (Total_Latency)"`` for a trial's metrics, on the first latency
-    the sweep ranks by (else Total_Latency) that the unpruned reference has; "" without one."""
-    names = [m for m in ranked if m in ("Latency", "Total_Latency")] + ["Total_Latency"]
-    for reference in references:
-        if reference.name != "unpruned":
-            continue
-        for name in names:
-            ours, theirs = metrics.get(name), reference.metrics.get(name)
-            if isinstance(ours, (int, float)) and isinstance(theirs, (int, float)) and ours > 0:
-                return f"{theirs / ours:.2f}x faster than unpruned ({name})"
-    return ""
+    """``"2.91x faster than unpruned resnet56_cifar (1 / Relative_Latency, timed in alternation)"``
+    for a trial's metrics, with its noise flag when it has one; "" without a Relative_Latency.
+
+    The figure is the trial's own ratio, never a reference's ms over the trial's: those were
+    taken at different moments on a machine whose speed swings. ``references`` and ``ranked``
+    are kept for the callers' signature; the ratio needs neither.
+    """
+    relative = metrics.get("Relative_Latency")
+    if isinstance(relative, bool) or not isinstance(relative, (int, float)) or not relative > 0:
+        return ""
+    base = metrics.get("relative_reference_model") or metrics.get("relative_reference") or "network"
+    flag = metrics.get("measurement_flag")
+    return (f"{1 / relative:.2f}x faster than unpruned {base} (1 / Relative_Latency, timed in "
+            f"alternation){'; noisy: ' + str(flag) if flag else ''}")
 
 
 def _latency_text(metrics: dict[str, Any]) -> str:

@@ -25,10 +25,20 @@ from pipeline.redact import has_credentials, redact_text
 from pipeline.status import TrialStatus
 
 
+#: The speed-up W&B shows: 1 / Relative_Latency (the trial's own alternating ratio), never one
+#: absolute figure over another taken at a different moment.
+SPEEDUP = "speedup_vs_unpruned"
+
+
 def _loggable(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Numbers and (redacted) strings W&B can chart or show; nested dicts (``latency`` stats) kept as is."""
-    return {k: redact_text(v) if isinstance(v, str) else v for k, v in metrics.items()
-            if isinstance(v, (int, float, str, dict)) and not isinstance(v, bool)}
+    """Numbers and (redacted) strings W&B can chart or show; nested dicts (``latency`` stats) kept
+    as is; with a Relative_Latency, its speed-up (``SPEEDUP``) beside it."""
+    loggable = {k: redact_text(v) if isinstance(v, str) else v for k, v in metrics.items()
+                if isinstance(v, (int, float, str, dict)) and not isinstance(v, bool)}
+    relative = loggable.get("Relative_Latency")
+    if isinstance(relative, (int, float)) and relative > 0:
+        loggable[SPEEDUP] = round(1.0 / relative, 4)
+    return loggable
 
 
 class WandbTracker:

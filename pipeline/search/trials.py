@@ -21,7 +21,8 @@ def run_config_for(base: RunConfig, params: dict[str, Any],
                    schedule: Schedule | None = None) -> RunConfig:
     """``base`` with the trial's parameters applied (schedule overrides, model, epochs, lr,
     precision, kd_*). A ``model`` other than the base's takes its own pretrained checkpoint
-    (``checkpoint=None``: ``default_checkpoint(model, settings)``), not the base's."""
+    (``checkpoint=None``: ``default_checkpoint(model, settings)``), not the base's; the
+    reference network of ``Relative_Latency`` stays the base's."""
     mapped = map_params(params, schedule or load_base_schedule(base.schedule))
     settings = mapped.run_settings
     target = dataclasses.replace(base.target, precision=settings.get("precision", base.target.precision))
@@ -29,8 +30,10 @@ def run_config_for(base: RunConfig, params: dict[str, Any],
     fields = {k: v for k, v in settings.items() if k != "precision"}
     if fields.get("model", base.model) != base.model:
         fields["checkpoint"] = None
+    # Every trial is timed against the unpruned base network, whatever ``model`` it prunes, so
+    # the Relative_Latency of trials over several bases rank on one scale.
     return dataclasses.replace(base, overrides=mapped.overrides, target=target, params=mapped.params,
-                               **fields)
+                               reference_model=base.reference_model or base.model, **fields)
 
 
 def make_trial_function(base: RunConfig, settings: Settings, queue: ResultQueue, timeout: float,
