@@ -409,6 +409,20 @@ def test_a_folder_that_is_no_data_set_is_refused_without_walking_it(tmp_path: Pa
         load_data(tmp_path / "home", tmp_path / "cache")
 
 
+def test_a_data_set_with_another_class_count_than_the_network_is_one_line(tmp_path: Path) -> None:
+    _write_image_tree(tmp_path / "three")  # 3 classes; the pretrained ResNet20 has a 10-class head
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EDGEPRUNE_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-m", "edgeprune", "run", "--schedule", str(REPO / "schedules" / "resnet20_filter_rank.yaml"),
+         "--model", "resnet20_cifar", "--data", str(tmp_path / "three"), "--out", str(tmp_path / "out")],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in done.stderr
+    assert "the data set has 3 classes but checkpoint" in errors[0]
+    assert "head has 10" in errors[0] and "--shortcut" not in errors[0]
+
+
 # --------------------------------------------------------------------------------------------
 # Tensors, batches, augmentation
 
