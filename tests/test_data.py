@@ -66,10 +66,12 @@ def _tar(source: Path, target: Path, arcname: str) -> Path:
 
 
 # --------------------------------------------------------------------------------------------
-# The shared mini set
+# The shared mini sets
 
 
-def test_mini_set_splits_are_stratified_and_cached(mini_data: Path, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("fixture", ["mini_data", "jpeg_mini_data"])  # binary version, image-folder tree
+def test_mini_set_splits_are_stratified_and_cached(fixture: str, request, tmp_path: Path, monkeypatch) -> None:
+    mini_data = request.getfixturevalue(fixture)
     splits = load_data(mini_data, tmp_path, val_fraction=0.1, seed=0)
     classes = splits.classes
     assert classes == sorted(classes) and len(classes) == 10
