@@ -226,7 +226,7 @@ write_compose_inputs() {
 REDIS_PASSWORD=$password
 REDIS_PORT=$REDIS_PORT
 SHARED_DIR=$SHARED_DIR
-DATA_FILE=cifar10-jpeg-mini.tar.gz
+DATA_FILE=cifar-10-binary-mini.tar.gz
 SCHEDULE=schedules/resnet20_filter_rank.yaml
 MODEL=resnet20_cifar
 EPOCHS=0

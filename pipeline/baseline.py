@@ -29,8 +29,6 @@ log = logging.getLogger(__name__)
 #: A schedule that prunes nothing: the unpruned rows go through the same flow as the pruned ones.
 UNPRUNED_SCHEDULE = "version: 1\npruners: {}\npolicies: []\n"
 
-JPEG_NOTE = ("Top1/Top5 are on the JPEG re-encoding of CIFAR-10, lower than on the original "
-             "CIFAR-10 (pretrained ResNet56: 83.2% vs 93.4% Top1)")
 
 #: (column title, metric name, format) of the printed table, in the seed's order.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -86,7 +84,8 @@ class BaselineTable:
     epochs: int
     target: dict[str, Any]
     rows: list[BaselineRow]
-    note: str = JPEG_NOTE
+    #: Which images every row's Top1/Top5 were measured on (``pipeline.data.measured_on``).
+    note: str = ""
     created_at: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,7 +111,7 @@ class BaselineTable:
                          self.target.get("precision", ""))
         lines += ["", (f"{self.model}, schedule {self.schedule}, {self.target.get('backend')} "
                        f"{self.target.get('device')} {device}, precision {precision}."),
-                  f"Note: {self.note}."]
+                  f"Top1/Top5 on {self.note}." if self.note else ""]
         return "\n".join(lines)
 
 
@@ -199,5 +198,8 @@ def run_baselines(settings: Any, out_dir: Path, model: str = "resnet56_cifar",
             rows.append(row)
             if on_row is not None:
                 on_row(row)
-    return BaselineTable(model=model, schedule=str(schedule), epochs=epochs,
-                         target=target.to_dict(), rows=rows)
+    from .data import measured_on
+
+    count = next((r.metrics.get("eval_count") for r in rows if r.metrics.get("eval_count")), None)
+    return BaselineTable(model=model, schedule=str(schedule), epochs=epochs, target=target.to_dict(),
+                         rows=rows, note=measured_on(settings.data_path, eval_split, count))

@@ -144,6 +144,13 @@ def load_data(
     )
 
 
+def measured_on(source: Path, split: str, count: int | None) -> str:
+    """Which images an accuracy was measured on, as shown beside it: the split, how many images and
+    the data set's file name ("the test split (10,000 images) of cifar-10-binary.tar.gz")."""
+    images = f" ({count:,} images)" if isinstance(count, int) else ""
+    return f"the {split} split{images} of {Path(source).name}"
+
+
 def to_tensor_batch(images: np.ndarray) -> np.ndarray:
     """uint8 NHWC images -> float32 NCHW, scaled to [0, 1] and normalised with MEAN/STD."""
     return _normalise(torch.from_numpy(np.ascontiguousarray(images))).numpy()
