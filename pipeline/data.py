@@ -242,7 +242,7 @@ def _normalise(images: torch.Tensor) -> torch.Tensor:
 
 def _load_cached(path: Path, cache_dir: Path) -> dict[str, Any]:
     """The decoded set from the cache, decoding and storing it first when absent."""
-    _probe_source(path)
+    probe_source(path)
     entry = cache_dir / "data" / _cache_key(path)
     if not (entry / "classes.json").is_file():
         decoded = _decode(path)
@@ -299,10 +299,11 @@ _NOT_DATA_KINDS = ((stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block dev
                    (stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISSOCK, "socket"))
 
 
-def _probe_source(path: Path) -> None:
-    """Refuse, without reading any content, a source that is not a regular file or a folder laid out
-    as a data set: a device or a pipe would block a reader forever, a large unrelated folder would
-    be walked file by file."""
+def probe_source(path: Path) -> None:
+    """A DataError, without reading any content, for a source that is not a regular file or a
+    folder laid out as a data set: a device or a pipe would block a reader forever, a large
+    unrelated folder would be walked file by file. ``load_data`` calls it first; commands may call
+    it before they print anything."""
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:

@@ -56,6 +56,9 @@ def run(settings: Settings, schedule_path: Path, overrides: tuple[str, ...], out
     out_dir = out_dir or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{schedule_path.stem}"
     config = RunConfig(schedule=schedule_path, overrides=parse_overrides(overrides), target=target,
                        **options)  # type: ignore[arg-type]
+    from pipeline.data import probe_source
+
+    probe_source(settings.data_path)  # a device or pipe as --data fails here, before the banner
     with staged_output(out_dir) as staging:
         record = _run(config, settings, staging, full_measure, not no_reference)
     if as_json:
