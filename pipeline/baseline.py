@@ -156,6 +156,18 @@ def load_table(path: Path) -> BaselineTable:
 RowFn = Callable[[BaselineRow], None]
 
 
+def _recovery_for(spec: BaselineSpec, recovery: Mapping[str, Any]) -> dict[str, Any]:
+    """The recovery settings of one row. Pruned rows take them all. Unpruned rows take none of
+    distillation (the unpruned fine-tuned row is what the default teacher is) and no adaptive BN:
+    their statistics come from the whole train split, and re-estimating them on a few hundred
+    images only makes them worse (docs/results.md, 2026-12-08)."""
+    if spec.pruned:
+        return dict(recovery)
+    kept = {k: v for k, v in recovery.items() if not k.startswith("kd_")}
+    kept["bn_recalibrate"] = 0
+    return kept
+
+
 def run_baselines(settings: Any, out_dir: Path, model: str = "resnet56_cifar",
                   schedule: Path | str = Path("schedules/resnet56_filter_rank.yaml"),
                   epochs: int = 0, target: Target | None = None, lr: float = 0.01,
@@ -170,8 +182,8 @@ def run_baselines(settings: Any, out_dir: Path, model: str = "resnet56_cifar",
     settings with per-layer profiles kept, so reports can compare layers against the unpruned model.
     Each row's ``result.json`` flags a deployed Top1 more than 0.5 points off PyTorch's
     (``accuracy_gap_flagged``, ``pipeline.flow.result_record``).
-    ``recovery`` holds ``RunConfig``'s ``bn_recalibrate``/``kd_*``/``lr_anneal`` fields; distillation applies to
-    the pruned rows only (the unpruned fine-tuned row is what the default teacher is).
+    ``recovery`` holds ``RunConfig``'s ``bn_recalibrate``/``kd_*``/``lr_anneal`` fields; distillation and
+    adaptive BN apply to the pruned rows only (``_recovery_for``).
     """
     from .flow import RunConfig, measure_work
     from .measure.options import MeasureOptions
@@ -188,8 +200,7 @@ def run_baselines(settings: Any, out_dir: Path, model: str = "resnet56_cifar",
                                max_steps_per_epoch=max_steps_per_epoch, subset=subset,
                                eval_split=eval_split, eval_subset=eval_subset, target=target,
                                retrain_collapsed=True, torch_eval=True, params={"baseline": spec.name},
-                               **{k: v for k, v in (recovery or {}).items()
-                                  if spec.pruned or not k.startswith("kd_")})
+                               **_recovery_for(spec, recovery or {}))
             start = time.perf_counter()
             log.info("baseline row %s: %s, %d epochs", spec.name, config.schedule, spec.epochs)
             done = run_trial(config, queue, settings, run_dir, timeout=NO_WAIT_S)
