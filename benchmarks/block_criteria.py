@@ -48,7 +48,8 @@ def main() -> None:
     model = pretrained_resnet56()
     blocks = identity_blocks(model)
     criteria = [("sensitivity", 0), ("l1_bn2", 0)] + [("random", seed) for seed in range(args.random_seeds)]
-    print(f"pretrained ResNet56: Top1 {evaluate(model, test).top1:.1f}% on {len(test)} test images of {settings.data_path.name}")
+    print(f"pretrained ResNet56: Top1 {evaluate(model, test).top1:.1f}% on {len(test)} test images "
+          f"of {settings.data_path.name}")
     print(f"{'criterion':<14} {'removed':>7} {'raw Top1':>9} {'adaptive-BN Top1':>17}  rank s")
     for name, seed in criteria:
         started = time.perf_counter()

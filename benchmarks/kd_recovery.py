@@ -86,7 +86,8 @@ def main() -> None:
               f"depth: {len(given) or args.blocks_removed} blocks removed":
                   (depth_schedule(args.blocks_removed, blocks), given)}
     print(f"budget: {args.epochs} epochs x {args.steps} steps x {args.batch_size} images, lr {args.lr}; "
-          f"KD w={args.kd_weight} T={args.kd_temperature}; Top1 on the first {len(data.val)} test images of {settings.data_path.name}")
+          f"KD w={args.kd_weight} T={args.kd_temperature}; Top1 on the first {len(data.val)} test images "
+          f"of {settings.data_path.name}")
     for name, (schedule, given_blocks) in models.items():
         pruned, macs = pruned_model(schedule, calibration, given_blocks)
         start = evaluate(pruned, data.val).top1

@@ -163,7 +163,8 @@ def main() -> None:
                 for seed in tqdm(range(args.first_seed, args.first_seed + args.seeds), desc=name)]
             print(f"{name}: {time.time() - started:.0f} s", flush=True)
     print(f"\nSurrogate of rapid ResNet56 trials (not measured), {args.seeds} seeds x "
-          f"{args.trials} trials, feasible: Top1 >= {args.floor}% (JPEG mini tree's validation split); trials each sampler needed to reach each random run's best {METRIC}:")
+          f"{args.trials} trials, feasible: Top1 >= {args.floor}% (JPEG mini tree's validation split); "
+          f"trials each sampler needed to reach each random run's best {METRIC}:")
     bests = [min(v for v in r if v is not None) for r in results["random"]]
     for name, runs in results.items():
         if name != "random":
