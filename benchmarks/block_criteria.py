@@ -2,14 +2,13 @@
 
 The pretrained ResNet56 with 6 and 12 of its 25 identity blocks removed, chosen by each
 criterion (``sensitivity``, ``l1_bn2``, and ``random`` with several seeds): Top1 on the first
-2,000 JPEG test images without retraining, raw and after re-estimating BatchNorm statistics
+2,000 test images without retraining, raw and after re-estimating BatchNorm statistics
 (adaptive BN). Then the adaptive-BN Top1 of one pruned model against the number of train images
 used to re-estimate, which chose ``--bn-recalibrate``'s default.
 
     python benchmarks/block_criteria.py [--random-seeds 3]
 
-Figures are on the JPEG re-encoding of CIFAR-10 (pretrained ResNet56: 83.2% vs 93.4% on the
-original set).
+Data: the settings' default, the lossless CIFAR-10 binary version (EDGEPRUNE_DATA changes it).
 """
 
 from __future__ import annotations
@@ -49,7 +48,8 @@ def main() -> None:
     model = pretrained_resnet56()
     blocks = identity_blocks(model)
     criteria = [("sensitivity", 0), ("l1_bn2", 0)] + [("random", seed) for seed in range(args.random_seeds)]
-    print(f"pretrained ResNet56: Top1 {evaluate(model, test).top1:.1f}% on {len(test)} JPEG test images")
+    print(f"pretrained ResNet56: Top1 {evaluate(model, test).top1:.1f}% on {len(test)} test images "
+          f"of {settings.data_path.name}")
     print(f"{'criterion':<14} {'removed':>7} {'raw Top1':>9} {'adaptive-BN Top1':>17}  rank s")
     for name, seed in criteria:
         started = time.perf_counter()

@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/data_load.py [--data PATH] [--repeat K]
 The first load uses a fresh temporary cache folder, deleted afterwards; the default data set is
-the shared full JPEG CIFAR-10 (60,000 images). Aim: second load under 2 s.
+the shared lossless CIFAR-10 binary version (60,000 images). Aim: second load under 2 s.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _timed_load(path: Path, cache_dir: Path) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, help="data set (default: the shared full JPEG set)")
+    parser.add_argument("--data", type=Path, help="data set (default: the shared cifar-10-binary.tar.gz)")
     parser.add_argument("--repeat", type=int, default=3, help="number of timed loads from the cache")
     args = parser.parse_args()
     path = Settings.load(data=args.data).data_path

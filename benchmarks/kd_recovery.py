@@ -9,8 +9,7 @@ budget, cached); Top1 after each epoch and seconds are printed. Adaptive BN befo
 
     python benchmarks/kd_recovery.py [--epochs 2] [--steps 100] [--kd-weight 0.7]
 
-Figures are on the JPEG re-encoding of CIFAR-10 (pretrained ResNet56: 83.2% vs 93.4% on the
-original set).
+Data: the settings' default, the lossless CIFAR-10 binary version (EDGEPRUNE_DATA changes it).
 """
 
 from __future__ import annotations
@@ -87,7 +86,8 @@ def main() -> None:
               f"depth: {len(given) or args.blocks_removed} blocks removed":
                   (depth_schedule(args.blocks_removed, blocks), given)}
     print(f"budget: {args.epochs} epochs x {args.steps} steps x {args.batch_size} images, lr {args.lr}; "
-          f"KD w={args.kd_weight} T={args.kd_temperature}; Top1 on the first {len(data.val)} JPEG test images")
+          f"KD w={args.kd_weight} T={args.kd_temperature}; Top1 on the first {len(data.val)} test images "
+          f"of {settings.data_path.name}")
     for name, (schedule, given_blocks) in models.items():
         pruned, macs = pruned_model(schedule, calibration, given_blocks)
         start = evaluate(pruned, data.val).top1

@@ -18,8 +18,8 @@ same budget) together with this run's, for an interval that 20 architectures can
     python benchmarks/proxy_correlation.py [--archs 20] [--steps 20] [--repeats 1] [--out runs/proxy.jsonl]
         [--pool runs/proxy_seed1.jsonl ...]
 
-Rows are appended to --out as they finish (a rerun resumes); the figures are on the JPEG
-re-encoding of CIFAR-10 (pretrained ResNet56: 83.2% vs 93.4% on the original set).
+Rows are appended to --out as they finish (a rerun resumes); the data set is the settings'
+default, the lossless CIFAR-10 binary version (EDGEPRUNE_DATA changes it).
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def main() -> None:
     print(f"budget: {args.steps} SGD steps of {args.batch_size} train images (lr {args.lr}, "
           f"{'annealed to 0 on a cosine' if args.lr_anneal == 'cosine' else 'constant'}, momentum 0.9, "
           f"augmented) per architecture; adaptive BN on {args.recalibrate} train images; Top1 on the first "
-          f"{len(eval_split)} test images of the JPEG CIFAR-10 (lower than on the original set)")
+          f"{len(eval_split)} test images of {settings.data_path.name}")
     runs = "the mean of its fine-tunings" if args.repeats > 1 else "fine-tuned Top1"
     print(f"Spearman rho of {runs} against (a) raw pruned Top1: "
           f"{rho_with_interval(raw, finetuned)}")

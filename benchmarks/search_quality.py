@@ -37,8 +37,8 @@ architecture is the same).
     python benchmarks/search_quality.py [--train-images 10000] [--epochs 1] [--rapid-trials 300]
 
 Writes ``<out>/search_quality.json`` and ``<out>/pareto.png``; finished fine-tunings are kept in
-``<out>/<name>/`` so a rerun resumes. Accuracies are on the JPEG re-encoding of CIFAR-10 (lower
-than on the original set: pretrained ResNet56 83.2% vs 93.4%).
+``<out>/<name>/`` so a rerun resumes. Accuracies are on the settings' data set, by default the
+lossless CIFAR-10 binary version.
 """
 
 from __future__ import annotations
@@ -372,7 +372,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     ax.plot([1 / r["Relative_Latency"] for r in front], [r["Top1"] for r in front], "--", c="#7f7f7f",
             lw=0.8, label="Pareto front of all")
     ax.set_xlabel("speed-up over ResNet56 (1 / Relative_Latency, OpenVINO CPU, timed in alternation)")
-    ax.set_ylabel("deployed Top1 on the JPEG CIFAR-10 test split (%)")
+    ax.set_ylabel("deployed Top1 on the test split (%)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -507,7 +507,7 @@ def main() -> None:
                    "int8_searched": bool(args.int8_latency_model), "repeats": args.repeats},
         "test_images": len(test.labels), "seconds": round(time.perf_counter() - started, 1),
         "rows": rows, "verdicts": verdicts(rows),
-        "note": "Top1 on the JPEG re-encoding of CIFAR-10 (pretrained ResNet56 83.2% vs 93.4% on the original)",
+        "note": f"Top1 on the test split of {settings.data_path.name}",
     }
     atomic_write_text(args.out / "search_quality.json", json.dumps(report, indent=2))
     plot(rows, args.out / "pareto.png", f"{args.epochs} ep x {args.train_images} imgs, {report['date']}")

@@ -8,8 +8,8 @@ measured point exactly and any other from the fit, and runs the same sweep as se
 for real; quote the real benchmark, never this one, as the product's figures.
 
 The points: benchmarks/data/rapid_resnet56_xeon.csv (654 architectures measured on a 2-core Intel
-Xeon VM, 2026-11-29, JPEG CIFAR-10 mini validation split, whose accuracies are lower than the
-original set's) or the --history JSON that search_efficiency.py writes. On a held-out fifth of
+Xeon VM, 2026-11-29, on the validation split of the JPEG CIFAR-10 mini tree, about 10 points
+below the lossless set) or the --history JSON that search_efficiency.py writes. On a held-out fifth of
 the shipped points the fit's Top1 is off by 1.6 points on average and calls feasibility right 97%
 of the time; its Relative_Latency is off by 0.010 (printed at each run).
 
@@ -163,8 +163,8 @@ def main() -> None:
                 for seed in tqdm(range(args.first_seed, args.first_seed + args.seeds), desc=name)]
             print(f"{name}: {time.time() - started:.0f} s", flush=True)
     print(f"\nSurrogate of rapid ResNet56 trials (not measured), {args.seeds} seeds x "
-          f"{args.trials} trials, feasible: Top1 >= {args.floor}% (JPEG CIFAR-10: lower than the "
-          f"original set); trials each sampler needed to reach each random run's best {METRIC}:")
+          f"{args.trials} trials, feasible: Top1 >= {args.floor}% (JPEG mini tree's validation split); "
+          f"trials each sampler needed to reach each random run's best {METRIC}:")
     bests = [min(v for v in r if v is not None) for r in results["random"]]
     for name, runs in results.items():
         if name != "random":

@@ -29,8 +29,6 @@ log = logging.getLogger(__name__)
 #: A schedule that prunes nothing: the unpruned rows go through the same flow as the pruned ones.
 UNPRUNED_SCHEDULE = "version: 1\npruners: {}\npolicies: []\n"
 
-JPEG_NOTE = ("Top1/Top5 are on the JPEG re-encoding of CIFAR-10, lower than on the original "
-             "CIFAR-10 (pretrained ResNet56: 83.2% vs 93.4% Top1)")
 
 #: (column title, metric name, format) of the printed table, in the seed's order.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -86,7 +84,8 @@ class BaselineTable:
     epochs: int
     target: dict[str, Any]
     rows: list[BaselineRow]
-    note: str = JPEG_NOTE
+    #: Which images every row's Top1/Top5 were measured on (``pipeline.data.measured_on``).
+    note: str = ""
     created_at: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,7 +111,7 @@ class BaselineTable:
                          self.target.get("precision", ""))
         lines += ["", (f"{self.model}, schedule {self.schedule}, {self.target.get('backend')} "
                        f"{self.target.get('device')} {device}, precision {precision}."),
-                  f"Note: {self.note}."]
+                  f"Top1/Top5 on {self.note}." if self.note else ""]
         return "\n".join(lines)
 
 
@@ -157,6 +156,18 @@ def load_table(path: Path) -> BaselineTable:
 RowFn = Callable[[BaselineRow], None]
 
 
+def _recovery_for(spec: BaselineSpec, recovery: Mapping[str, Any]) -> dict[str, Any]:
+    """The recovery settings of one row. Pruned rows take them all. Unpruned rows take none of
+    distillation (the unpruned fine-tuned row is what the default teacher is) and no adaptive BN:
+    their statistics come from the whole train split, and re-estimating them on a few hundred
+    images only makes them worse (docs/results.md, 2026-12-08)."""
+    if spec.pruned:
+        return dict(recovery)
+    kept = {k: v for k, v in recovery.items() if not k.startswith("kd_")}
+    kept["bn_recalibrate"] = 0
+    return kept
+
+
 def run_baselines(settings: Any, out_dir: Path, model: str = "resnet56_cifar",
                   schedule: Path | str = Path("schedules/resnet56_filter_rank.yaml"),
                   epochs: int = 0, target: Target | None = None, lr: float = 0.01,
@@ -171,8 +182,8 @@ def run_baselines(settings: Any, out_dir: Path, model: str = "resnet56_cifar",
     settings with per-layer profiles kept, so reports can compare layers against the unpruned model.
     Each row's ``result.json`` flags a deployed Top1 more than 0.5 points off PyTorch's
     (``accuracy_gap_flagged``, ``pipeline.flow.result_record``).
-    ``recovery`` holds ``RunConfig``'s ``bn_recalibrate``/``kd_*``/``lr_anneal`` fields; distillation applies to
-    the pruned rows only (the unpruned fine-tuned row is what the default teacher is).
+    ``recovery`` holds ``RunConfig``'s ``bn_recalibrate``/``kd_*``/``lr_anneal`` fields; distillation and
+    adaptive BN apply to the pruned rows only (``_recovery_for``).
     """
     from .flow import RunConfig, measure_work
     from .measure.options import MeasureOptions
@@ -189,8 +200,7 @@ def run_baselines(settings: Any, out_dir: Path, model: str = "resnet56_cifar",
                                max_steps_per_epoch=max_steps_per_epoch, subset=subset,
                                eval_split=eval_split, eval_subset=eval_subset, target=target,
                                retrain_collapsed=True, torch_eval=True, params={"baseline": spec.name},
-                               **{k: v for k, v in (recovery or {}).items()
-                                  if spec.pruned or not k.startswith("kd_")})
+                               **_recovery_for(spec, recovery or {}))
             start = time.perf_counter()
             log.info("baseline row %s: %s, %d epochs", spec.name, config.schedule, spec.epochs)
             done = run_trial(config, queue, settings, run_dir, timeout=NO_WAIT_S)
@@ -199,5 +209,8 @@ def run_baselines(settings: Any, out_dir: Path, model: str = "resnet56_cifar",
             rows.append(row)
             if on_row is not None:
                 on_row(row)
-    return BaselineTable(model=model, schedule=str(schedule), epochs=epochs,
-                         target=target.to_dict(), rows=rows)
+    from .data import measured_on
+
+    count = next((r.metrics.get("eval_count") for r in rows if r.metrics.get("eval_count")), None)
+    return BaselineTable(model=model, schedule=str(schedule), epochs=epochs, target=target.to_dict(),
+                         rows=rows, note=measured_on(settings.data_path, eval_split, count))

@@ -1,7 +1,10 @@
 """CIFAR-style data sets: read once, cache as .npy, split, augment and batch.
 
-Two source formats are accepted:
+Three source formats are accepted:
 
+* CIFAR-10 / CIFAR-100 binary version: a ``cifar-10-batches-bin`` or ``cifar-100-binary`` folder
+  (or a folder holding one), or its ``.tar.gz``. Records of label byte(s) then 3,072 channel-planar
+  pixel bytes; lossless, the default data set (``cifar-10-binary.tar.gz``).
 * CIFAR-10 python batches: a ``cifar-10-batches-py`` folder (or a folder holding one), or the
   official ``cifar-10-python.tar.gz``. The batches are pickles; they are read with a restricted
   unpickler that only rebuilds numpy arrays, never arbitrary objects.
@@ -26,9 +29,10 @@ import logging
 import os
 import pickle
 import shutil
+import stat
 import tarfile
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +60,8 @@ _CIFAR_FOLDER = "cifar-10-batches-py"
 _CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 _CIFAR_FILES = (*_CIFAR_TRAIN_BATCHES, "test_batch", "batches.meta")
 _EXPECTED = (
-    f"expected a {_CIFAR_FOLDER} folder, cifar-10-python.tar.gz, or an image-folder tree "
+    "expected a cifar-10-batches-bin / cifar-100-binary folder or its .tar.gz, a "
+    f"{_CIFAR_FOLDER} folder, cifar-10-python.tar.gz, or an image-folder tree "
     "train/<class>/* + test/<class>/* (folder or .tar.gz)"
 )
 #: Below this many images a process pool costs more than it saves.
@@ -137,6 +142,13 @@ def load_data(
                    "test"),
         classes=decoded["classes"],
     )
+
+
+def measured_on(source: Path, split: str, count: int | None) -> str:
+    """Which images an accuracy was measured on, as shown beside it: the split, how many images and
+    the data set's file name ("the test split (10,000 images) of cifar-10-binary.tar.gz")."""
+    images = f" ({count:,} images)" if isinstance(count, int) else ""
+    return f"the {split} split{images} of {Path(source).name}"
 
 
 def to_tensor_batch(images: np.ndarray) -> np.ndarray:
@@ -230,8 +242,7 @@ def _normalise(images: torch.Tensor) -> torch.Tensor:
 
 def _load_cached(path: Path, cache_dir: Path) -> dict[str, Any]:
     """The decoded set from the cache, decoding and storing it first when absent."""
-    if not path.exists():
-        raise DataError(f"{path}: data set not found: {_EXPECTED}")
+    probe_source(path)
     entry = cache_dir / "data" / _cache_key(path)
     if not (entry / "classes.json").is_file():
         decoded = _decode(path)
@@ -281,6 +292,53 @@ def _read_cache(entry: Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
+# Bounded probe: what a source is, decided from its type and the top two levels of a folder
+
+
+_NOT_DATA_KINDS = ((stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                   (stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISSOCK, "socket"))
+
+
+def probe_source(path: Path) -> None:
+    """A DataError, without reading any content, for a source that is not a regular file or a
+    folder laid out as a data set: a device or a pipe would block a reader forever, a large
+    unrelated folder would be walked file by file. ``load_data`` calls it first; commands may call
+    it before they print anything."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: data set not found: {_EXPECTED}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror}): {_EXPECTED}") from None
+    if stat.S_ISDIR(mode):
+        if not _looks_like_data_folder(path):
+            raise DataError(f"{path}: no CIFAR batches and no train/ + test/ class folders: {_EXPECTED}")
+        return
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _NOT_DATA_KINDS if test(mode)), "special file")
+        raise DataError(f"{path} is a {kind}, not a data set file or folder: {_EXPECTED}")
+
+
+def _looks_like_data_folder(path: Path) -> bool:
+    """Whether ``path`` holds a known CIFAR folder or its files, or ``train/`` + ``test/``, at its
+    top level or inside one of its sub-folders: the same layouts the decoders accept."""
+    markers = {_CIFAR_FOLDER, *_CIFAR_FILES}
+    for layout in _BINARY_LAYOUTS:
+        markers.update((layout.folder, *layout.files))
+    try:
+        top = list(path.iterdir())
+        if any(entry.name in markers for entry in top) or _has_splits(path):
+            return True
+        return any(entry.is_dir() and _has_splits(entry) for entry in top)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror}): {_EXPECTED}") from None
+
+
+def _has_splits(folder: Path) -> bool:
+    return all((folder / split).is_dir() for split in _SPLITS)
+
+
+# --------------------------------------------------------------------------------------------
 # Format detection
 
 
@@ -294,6 +352,11 @@ def _decode(path: Path) -> dict[str, Any]:
         with tarfile.open(path, "r:*") as archive:
             listing = archive.getmembers()
             members = {m.name.removeprefix("./"): m for m in listing if m.isfile()}
+            binary = _binary_root(members.keys(), path)
+            if binary is not None:
+                layout, root = binary
+                return _decode_binary(
+                    layout, lambda name: _read(archive.extractfile(members[f"{root}{name}"]).read, name, path), path)
             cifar_root = _cifar_root(members.keys())
             if cifar_root is not None:
                 return _decode_cifar(lambda name: archive.extractfile(members[f"{cifar_root}{name}"]), path)
@@ -308,6 +371,10 @@ def _decode(path: Path) -> dict[str, Any]:
 def _decode_folder(path: Path) -> dict[str, Any]:
     entries = list(path.rglob("*"))
     names = [p.relative_to(path).as_posix() for p in entries if p.is_file()]
+    binary = _binary_root(names, path)
+    if binary is not None:
+        layout, root = binary
+        return _decode_binary(layout, lambda name: _read((path / f"{root}{name}").read_bytes, name, path), path)
     cifar_root = _cifar_root(names)
     if cifar_root is not None:
         return _decode_cifar(lambda name: open(path / f"{cifar_root}{name}", "rb"), path)
@@ -344,7 +411,7 @@ def _image_tree(files: Iterable[str], folders: Iterable[str], source: Path) -> d
         if all(tree.values()):
             _check_classes(tree, source)
             return tree
-    raise DataError(f"{source}: no {_CIFAR_FOLDER} batches and no train/ + test/ class folders: {_EXPECTED}")
+    raise DataError(f"{source}: no CIFAR batches and no train/ + test/ class folders: {_EXPECTED}")
 
 
 def _hidden(name: str) -> bool:
@@ -438,6 +505,104 @@ def _decode_image(blob: bytes) -> np.ndarray:
         if image.size != (IMAGE_SIZE, IMAGE_SIZE):
             image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
         return np.asarray(image)
+
+
+# --------------------------------------------------------------------------------------------
+# CIFAR binary version
+
+
+@dataclass(frozen=True)
+class _BinaryLayout:
+    """One official binary version: its folder, its files and the layout of its records."""
+
+    folder: str
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    #: Class names, one a line, in label order.
+    names: str
+    #: Label bytes before each record's pixels; the class is the last of them (CIFAR-100: coarse, fine).
+    label_bytes: int
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (*self.train, *self.test, self.names)
+
+    @property
+    def record_bytes(self) -> int:
+        return self.label_bytes + 3 * IMAGE_SIZE * IMAGE_SIZE
+
+
+_BINARY_LAYOUTS = (
+    _BinaryLayout("cifar-10-batches-bin", tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
+                  ("test_batch.bin",), "batches.meta.txt", label_bytes=1),
+    _BinaryLayout("cifar-100-binary", ("train.bin",), ("test.bin",), "fine_label_names.txt", label_bytes=2),
+)
+
+
+def _binary_root(names: Iterable[str], source: Path) -> tuple[_BinaryLayout, str] | None:
+    """The binary layout whose files ``names`` hold (directly or under its folder) and that prefix.
+
+    One file of a layout is enough to recognise it, so a set with a file missing is reported as
+    such instead of as an unknown format."""
+    names = set(names)
+    for layout in _BINARY_LAYOUTS:
+        for root in ("", f"{layout.folder}/"):
+            present = [name for name in layout.files if f"{root}{name}" in names]
+            if not present:
+                continue
+            missing = [f"{root}{name}" for name in layout.files if name not in present]
+            if missing:
+                raise DataError(f"{source}: {', '.join(missing)} missing from the {layout.folder} set: "
+                                f"restore the file(s); the set needs {', '.join(layout.files)}")
+            return layout, root
+    return None
+
+
+def _decode_binary(layout: _BinaryLayout, read: Callable[[str], bytes], source: Path) -> dict[str, Any]:
+    """Decode the train and test files of a binary version; ``read(name)`` returns a file's bytes."""
+    classes = _binary_class_names(read(layout.names), layout, source)
+    decoded: dict[str, Any] = {"classes": classes}
+    for split, names in (("train", layout.train), ("test", layout.test)):
+        parts = [_binary_records(read(name), name, layout, source, len(classes)) for name in names]
+        decoded[f"{split}_images"] = np.concatenate([images for images, _ in parts])
+        decoded[f"{split}_labels"] = np.concatenate([labels for _, labels in parts])
+    return decoded
+
+
+def _binary_class_names(blob: bytes, layout: _BinaryLayout, source: Path) -> list[str]:
+    """One name a line; trailing blank lines (the official files end with some) are dropped."""
+    try:
+        names = [line.strip() for line in blob.decode("utf-8").splitlines()]
+    except UnicodeDecodeError:
+        names = [""]
+    while names and not names[-1]:
+        names.pop()
+    if not names or "" in names:
+        raise DataError(f"{source}: {layout.names} must hold the class names as UTF-8 text, one a line "
+                        "in label order, without blank lines between them: replace the file")
+    return names
+
+
+def _binary_records(blob: bytes, name: str, layout: _BinaryLayout, source: Path,
+                    num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 NHWC images, int64 labels) of one ``.bin`` file, checked for size and label range."""
+    record = layout.record_bytes
+    if not blob or len(blob) % record:
+        raise DataError(
+            f"{source}: {name} holds {len(blob):,} bytes, not a whole number of {record:,}-byte records "
+            f"({layout.label_bytes} label byte(s) + 3,072 pixel bytes): the file is truncated or not "
+            f"from {layout.folder}; replace it")
+    records = np.frombuffer(blob, np.uint8).reshape(-1, record)
+    labels = records[:, layout.label_bytes - 1].astype(np.int64)
+    bad = np.flatnonzero(labels >= num_classes)
+    if len(bad):
+        raise DataError(
+            f"{source}: {name} record {bad[0]} has label {labels[bad[0]]}, outside 0..{num_classes - 1} "
+            f"({layout.names} names {num_classes} classes): replace the file, or name every class in "
+            f"{layout.names}")
+    # Pixels are planar (1024 R, 1024 G, 1024 B): reshape to NCHW, then to NHWC.
+    images = records[:, layout.label_bytes:].reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), labels
 
 
 # --------------------------------------------------------------------------------------------

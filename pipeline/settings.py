@@ -21,6 +21,9 @@ from .redact import redact_url
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 _DEFAULT_SHARED = _REPO_ROOT.parent / "shared"
 
+#: The default data set in ``<shared_dir>/data``: the official CIFAR-10 binary version, lossless.
+DEFAULT_DATA_FILE = "cifar-10-binary.tar.gz"
+
 #: Environment variable for each field; the CLI flag of the same name overrides it.
 ENV_VARS: dict[str, str] = {
     "shared_dir": "EDGEPRUNE_SHARED",
@@ -42,8 +45,9 @@ class Settings:
 
     #: Folder with ``data/`` and ``models/`` (the project's ``../shared`` by default).
     shared_dir: Path | None = None
-    #: Data set: ``cifar-10-batches-py`` folder, ``cifar-10-python.tar.gz`` or an image-folder tree
-    #: (folder or .tar.gz). Default: ``<shared_dir>/data/cifar10-jpeg.tar.gz``.
+    #: Data set: CIFAR-10/100 binary version (``cifar-10-batches-bin`` folder or its .tar.gz), a
+    #: ``cifar-10-batches-py`` folder, ``cifar-10-python.tar.gz`` or an image-folder tree (folder or
+    #: .tar.gz). Default: ``<shared_dir>/data/cifar-10-binary.tar.gz`` (lossless CIFAR-10).
     data: Path | None = None
     #: Folder of pretrained checkpoints. Default: ``<shared_dir>/models``.
     models_dir: Path | None = None
@@ -106,10 +110,11 @@ class Settings:
         if self.data is not None:
             return self.data
         if self.shared_dir is not None:
-            return self.shared_dir / "data" / "cifar10-jpeg.tar.gz"
+            return self.shared_dir / "data" / DEFAULT_DATA_FILE
         raise UserError(
             "no data set given and no shared folder found: pass --data PATH (or set "
-            f"{ENV_VARS['data']}) to a cifar-10-batches-py folder or an image-folder tree"
+            f"{ENV_VARS['data']}) to a cifar-10-batches-bin or cifar-10-batches-py folder or an "
+            "image-folder tree"
         )
 
     @property

@@ -28,7 +28,13 @@ def shared_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def mini_data(shared_dir: Path) -> Path:
-    """2,000 train / 1,000 test JPEG CIFAR-10 images as an image-folder .tar.gz."""
+    """2,000 train / 1,000 test images of the lossless CIFAR-10 binary version (200 / 100 a class)."""
+    return shared_dir / "data" / "cifar-10-binary-mini.tar.gz"
+
+
+@pytest.fixture(scope="session")
+def jpeg_mini_data(shared_dir: Path) -> Path:
+    """2,000 train / 1,000 test JPEG CIFAR-10 images as an image-folder .tar.gz: a user's own data."""
     return shared_dir / "data" / "cifar10-jpeg-mini.tar.gz"
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -63,10 +66,12 @@ def _tar(source: Path, target: Path, arcname: str) -> Path:
 
 
 # --------------------------------------------------------------------------------------------
-# The shared mini set
+# The shared mini sets
 
 
-def test_mini_set_splits_are_stratified_and_cached(mini_data: Path, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("fixture", ["mini_data", "jpeg_mini_data"])  # binary version, image-folder tree
+def test_mini_set_splits_are_stratified_and_cached(fixture: str, request, tmp_path: Path, monkeypatch) -> None:
+    mini_data = request.getfixturevalue(fixture)
     splits = load_data(mini_data, tmp_path, val_fraction=0.1, seed=0)
     classes = splits.classes
     assert classes == sorted(classes) and len(classes) == 10
@@ -159,6 +164,129 @@ def test_cifar_batch_with_wrong_shape_is_a_data_error(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# CIFAR binary version
+
+#: (folder, train files, test files, class-names file, label bytes) of the two official layouts.
+BINARY = {
+    "cifar10": ("cifar-10-batches-bin", [f"data_batch_{i}.bin" for i in range(1, 6)], ["test_batch.bin"],
+                "batches.meta.txt", 1),
+    "cifar100": ("cifar-100-binary", ["train.bin"], ["test.bin"], "fine_label_names.txt", 2),
+}
+CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def _write_binary_set(parent: Path, kind: str, per_file: int = 9) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """An official binary layout under ``parent``; returns {split: (NHWC images, labels)}."""
+    folder_name, train, test, names_file, label_bytes = BINARY[kind]
+    folder = parent / folder_name
+    folder.mkdir(parents=True)
+    # Class names in an order that is not sorted: labels must follow the file, not the alphabet.
+    (folder / names_file).write_text("\n".join(reversed(CLASSES)) + "\n\n\n")
+    expected = {}
+    for split, files in (("train", train), ("test", test)):
+        images_all, labels_all = [], []
+        for index, name in enumerate(files):
+            images = _images(per_file, seed=len(images_all) + 10 * (split == "test") + index)
+            labels = np.arange(per_file) % len(CLASSES)
+            header = np.stack([labels + 7, labels], axis=1)[:, -label_bytes:]  # CIFAR-100: coarse, fine
+            planar = images.transpose(0, 3, 1, 2).reshape(per_file, -1)
+            (folder / name).write_bytes(np.concatenate([header, planar], axis=1).astype(np.uint8).tobytes())
+            images_all.append(images)
+            labels_all.append(labels)
+        expected[split] = (np.concatenate(images_all), np.concatenate(labels_all))
+    return expected
+
+
+@pytest.mark.parametrize("kind", ["cifar10", "cifar100"])
+@pytest.mark.parametrize("form", ["set_folder", "parent_folder", "tar"])
+def test_cifar_binary_version_decodes_to_nhwc(tmp_path: Path, kind: str, form: str) -> None:
+    expected = _write_binary_set(tmp_path / "src", kind)
+    folder = tmp_path / "src" / BINARY[kind][0]
+    source = {"set_folder": folder, "parent_folder": folder.parent,
+              "tar": _tar(folder, tmp_path / f"{kind}-binary.tar.gz", folder.name)}[form]
+    splits = load_data(source, tmp_path / "cache", val_fraction=0.0)
+    assert splits.classes == list(reversed(CLASSES))
+    test_images, test_labels = expected["test"]
+    assert len(splits.test) == len(test_labels)
+    # Splits come back class-interleaved: compare as sets of (image, label) pairs.
+    for split, got in (("train", splits.train), ("test", splits.test)):
+        images, labels = expected[split]
+        assert sorted(zip(map(bytes, got.images), got.labels.tolist())) == sorted(
+            zip(map(bytes, images), labels.tolist()))
+
+
+def test_shared_binary_mini_set_reads_in_label_order(shared_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    source = shared_dir / "data" / "cifar-10-binary-mini.tar.gz"
+    splits = load_data(source, tmp_path, val_fraction=0.1)
+    assert splits.classes == CIFAR10_NAMES
+    assert len(splits.train) + len(splits.val) == 400 * 5 and len(splits.test) == 1000
+    assert np.bincount(splits.test.labels).tolist() == [100] * 10
+    assert np.bincount(np.concatenate([splits.train.labels, splits.val.labels])).tolist() == [200] * 10
+    # The first test record, decoded by hand: its label and its planar pixels.
+    with tarfile.open(source) as archive:
+        record = archive.extractfile("cifar-10-batches-bin/test_batch.bin").read(3073)
+    first = np.frombuffer(record[1:], np.uint8).reshape(3, 32, 32).transpose(1, 2, 0)
+    assert any(np.array_equal(image, first) for image in splits.test.images[splits.test.labels == record[0]])
+    monkeypatch.setattr(data, "_decode", lambda path: pytest.fail("decoded twice"))
+    assert np.array_equal(load_data(source, tmp_path, val_fraction=0.1).test.images, splits.test.images)
+
+
+def _binary_folder(tmp_path: Path) -> Path:
+    _write_binary_set(tmp_path, "cifar10")
+    return tmp_path / "cifar-10-batches-bin"
+
+
+def _make_binary_truncated(tmp_path: Path) -> Path:
+    folder = _binary_folder(tmp_path)
+    blob = (folder / "data_batch_2.bin").read_bytes()
+    (folder / "data_batch_2.bin").write_bytes(blob[:-1])
+    return folder
+
+
+def _make_binary_empty(tmp_path: Path) -> Path:
+    folder = _binary_folder(tmp_path)
+    (folder / "test_batch.bin").write_bytes(b"")
+    return folder
+
+
+def _make_binary_bad_label(tmp_path: Path) -> Path:
+    folder = _binary_folder(tmp_path)
+    blob = bytearray((folder / "test_batch.bin").read_bytes())
+    blob[4 * 3073] = 3  # three class names: labels 0..2
+    (folder / "test_batch.bin").write_bytes(bytes(blob))
+    return _tar(folder, tmp_path / "bad-label.tar.gz", folder.name)
+
+
+def _make_binary_missing(tmp_path: Path) -> Path:
+    folder = _binary_folder(tmp_path)
+    (folder / "data_batch_3.bin").unlink()
+    return _tar(folder, tmp_path / "missing.tar.gz", folder.name)
+
+
+def _make_binary_no_names(tmp_path: Path) -> Path:
+    folder = _binary_folder(tmp_path)
+    (folder / "batches.meta.txt").write_text("\n\n")
+    return folder
+
+
+@pytest.mark.parametrize("make, message", [
+    (_make_binary_truncated, r"data_batch_2.bin holds 27,656 bytes, not a whole number of 3,073-byte records"),
+    (_make_binary_empty, r"test_batch.bin holds 0 bytes, not a whole number of 3,073-byte records"),
+    (_make_binary_bad_label, r"bad-label.tar.gz: test_batch.bin record 4 has label 3, outside 0..2 "
+                             r"\(batches.meta.txt names 3 classes\)"),
+    (_make_binary_missing, r"missing.tar.gz: cifar-10-batches-bin/data_batch_3.bin missing from the "
+                           r"cifar-10-batches-bin set: restore"),
+    (_make_binary_no_names, r"batches.meta.txt must hold the class names"),
+])
+def test_bad_binary_sets_give_one_line_errors(tmp_path: Path, make, message: str) -> None:
+    source = make(tmp_path)
+    with pytest.raises(DataError, match=message) as error:
+        load_data(source, tmp_path / "cache")
+    assert "\n" not in str(error.value)
+    assert not list((tmp_path / "cache").glob("data/*/classes.json"))  # nothing half-written
+
+
+# --------------------------------------------------------------------------------------------
 # Image-folder trees
 
 
@@ -234,7 +362,7 @@ def _make_class_mismatch(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("make, message", [
     (_make_missing, r"nowhere: data set not found: expected"),
-    (_make_no_layout, r"/d: no cifar-10-batches-py batches and no train/ \+ test/ class folders"),
+    (_make_no_layout, r"/d: no CIFAR batches and no train/ \+ test/ class folders"),
     (_make_empty_class, r"empty class folder\(s\) test/\['frog'\]"),
     (_make_unreadable, r"t.tar.gz: .*train/cat/broken.jpg: unreadable image"),
     (_make_not_tar, r"data.tar.gz: not a tar archive"),
@@ -246,6 +374,55 @@ def test_bad_data_sets_give_one_line_errors(tmp_path: Path, make, message: str) 
         load_data(source, tmp_path / "cache")
     assert "\n" not in str(error.value)
     assert not list((tmp_path / "cache").glob("data/*/classes.json"))  # nothing half-written
+
+
+# --------------------------------------------------------------------------------------------
+# Bounded probe: no source makes the loader hang or walk an unrelated folder
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _fifo(tmp_path: Path) -> Path:
+    os.mkfifo(tmp_path / "pipe")
+    return tmp_path / "pipe"
+
+
+@pytest.mark.parametrize("make, kind", [(lambda tmp_path: Path("/dev/zero"), "character device"),
+                                        (_fifo, r"FIFO \(named pipe\)")])
+def test_run_refuses_a_device_or_pipe_as_data_at_once(tmp_path: Path, make, kind: str) -> None:
+    source = make(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EDGEPRUNE_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-m", "edgeprune", "run", "--schedule", str(REPO / "schedules" / "resnet20_filter_rank.yaml"),
+         "--model", "resnet20_cifar", "--data", str(source), "--out", str(tmp_path / "out")],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == done.stderr.splitlines() and not done.stdout  # no banner before it
+    assert re.search(rf"{re.escape(str(source))} is a {kind}, not a data set file or folder", errors[0])
+
+
+def test_a_folder_that_is_no_data_set_is_refused_without_walking_it(tmp_path: Path, monkeypatch) -> None:
+    deep = tmp_path / "home" / "projects" / "photos"
+    deep.mkdir(parents=True)
+    (deep / "a.png").write_bytes(b"x")
+    monkeypatch.setattr(Path, "rglob", lambda *args: pytest.fail("walked the whole folder"))
+    with pytest.raises(DataError, match=r"/home: no CIFAR batches and no train/ \+ test/ class folders"):
+        load_data(tmp_path / "home", tmp_path / "cache")
+
+
+def test_a_data_set_with_another_class_count_than_the_network_is_one_line(tmp_path: Path) -> None:
+    _write_image_tree(tmp_path / "three")  # 3 classes; the pretrained ResNet20 has a 10-class head
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EDGEPRUNE_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-m", "edgeprune", "run", "--schedule", str(REPO / "schedules" / "resnet20_filter_rank.yaml"),
+         "--model", "resnet20_cifar", "--data", str(tmp_path / "three"), "--out", str(tmp_path / "out")],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in done.stderr
+    assert "the data set has 3 classes but checkpoint" in errors[0]
+    assert "head has 10" in errors[0] and "--shortcut" not in errors[0]
 
 
 # --------------------------------------------------------------------------------------------

@@ -291,7 +291,7 @@ def test_local_override_keeps_all_traffic_on_loopback_with_its_own_redis_port(lo
 def test_smoke_environment_sets_only_documented_variables_and_a_valid_sweep():
     env = smoke_env()
     assert set(env) <= set(env_example())
-    assert env["DATA_FILE"] == "cifar10-jpeg-mini.tar.gz"
+    assert env["DATA_FILE"] == "cifar-10-binary-mini.tar.gz"
     argv = shlex.split(env["PRODUCER_ARGS"])
     sweep = argv[argv.index("--sweep") + 1]
     assert sweep.startswith("smoke/") and "./smoke:/app/smoke:ro" in load(LOCAL)["services"]["producer"]["volumes"]

@@ -1,7 +1,7 @@
 """The pretrained family as a search dimension: the ``model`` sweep parameter, one schedule for
 every depth (``cross_depth``), the ResNet56 teacher for every student, and reports naming the base.
 
-Accuracies here are on the mini JPEG CIFAR-10, lower than on the original set."""
+Accuracies here are on the lossless mini set (cifar-10-binary-mini.tar.gz)."""
 
 from __future__ import annotations
 

@@ -188,7 +188,7 @@ def assert_valid_report(paths, trials: list[TrialRecord]) -> None:
     assert [int(r["number"]) for r in rows] == sorted(t.number for t in trials)
     report = json.loads(paths.json.read_text())
     assert report["trials"] == len(trials)
-    assert "JPEG" in report["note"] and "JPEG" in paths.html.read_text()
+    assert "eval_split" in report["note"] and "eval_split, eval_count" in paths.html.read_text()
 
 
 def test_report_files_from_fixed_table(tmp_path: Path) -> None:

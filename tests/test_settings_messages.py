@@ -25,7 +25,7 @@ def test_flags_beat_environment_beats_defaults(tmp_path: Path) -> None:
 
 def test_shared_folder_gives_default_paths(shared_dir: Path) -> None:
     settings = Settings.load(env={"EDGEPRUNE_SHARED": str(shared_dir)})
-    assert settings.data_path == shared_dir / "data" / "cifar10-jpeg.tar.gz"
+    assert settings.data_path == shared_dir / "data" / "cifar-10-binary.tar.gz"
     assert settings.data_path.is_file()
 
 

@@ -53,8 +53,8 @@ def baseline(settings: Settings, model: str, schedule_path: Path, epochs: int, l
     """Measure the unpruned model and the hand-picked schedule (without and with retraining).
 
     Columns: Top1/Top5 in PyTorch and deployed, Throughput, Latency, Total_Latency, MACs,
-    parameters and ONNX size, all measured on this machine. Accuracy on the shared JPEG CIFAR-10
-    is lower than on the original set (ResNet56: 83.2% vs 93.4% Top1).
+    parameters and ONNX size, all measured on this machine. Top1/Top5 are on the data set's test
+    split (all its images unless --eval-limit); the table says which and how many.
     """
     from pipeline.baseline import baseline_specs, run_baselines, save_table
     from pipeline.measure.options import MeasureOptions

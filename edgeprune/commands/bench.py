@@ -181,9 +181,6 @@ def bench(settings: Settings, model_path: Path, target: Target, accuracy: bool, 
           out: Path | None) -> None:
     """Benchmark MODEL.onnx on OpenVINO or ONNX Runtime: latency statistics, the seed's Latency /
     Total_Latency / Throughput figures, deployed accuracy, sizes and the per-layer profile.
-
-    Accuracy on the shared JPEG CIFAR-10 is lower than on the original CIFAR-10 (pretrained
-    ResNet56: 83.2% vs 93.4% Top1).
     """
     from pipeline.measure import MeasureOptions, compare_profiles, format_comparison, format_profile
     from pipeline.measure import check_target, measure, onnx_facts
@@ -228,5 +225,6 @@ def bench(settings: Settings, model_path: Path, target: Target, accuracy: bool, 
         click.echo("")
         click.echo(format_comparison(comparison) if comparison else format_profile(measured[0].profile))
     if accuracy:
-        click.echo("\nAccuracy on the shared JPEG CIFAR-10 is lower than on the original set "
-                   "(pretrained ResNet56: 83.2% vs 93.4% Top1).")
+        from pipeline.data import measured_on
+
+        click.echo(f"\nTop1/Top5 on {measured_on(settings.data_path, split, len(labels))}.")

@@ -63,9 +63,10 @@ def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help=f"Folder holding data/ and models/ [env {ENV_VARS['shared_dir']}; "
                           "default ../shared beside the repository when present]."),
         click.option("--data", type=click.Path(path_type=Path), default=None,
-                     help="Data set: cifar-10-batches-py folder, cifar-10-python.tar.gz, or an "
+                     help="Data set: CIFAR-10/100 binary version (cifar-10-batches-bin / cifar-100-binary "
+                          "folder or .tar.gz), cifar-10-batches-py folder, cifar-10-python.tar.gz, or an "
                           "image-folder tree train/<class>/*, test/<class>/* (folder or .tar.gz) "
-                          f"[env {ENV_VARS['data']}; default <shared>/data/cifar10-jpeg.tar.gz]."),
+                          f"[env {ENV_VARS['data']}; default <shared>/data/cifar-10-binary.tar.gz]."),
         click.option("--models-dir", type=click.Path(path_type=Path), default=None,
                      help=f"Folder of pretrained checkpoints [env {ENV_VARS['models_dir']}; "
                           "default <shared>/models]."),

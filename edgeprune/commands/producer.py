@@ -84,7 +84,6 @@ def producer(ctx: click.Context, settings: Settings, schedule_path: Path, overri
     the schedule; --epochs/--lr/--precision may come that way too. Without --redis the job is
     measured in this process as it is submitted. Exit status: 0 the trial finished (see its
     status), 1 the job failed and was dead-lettered, 3 no result within --timeout, 2 user error.
-    Accuracy on the shared JPEG CIFAR-10 is lower than on the original set (ResNet56: 83.2% vs 93.4%).
     """
     from producer.agent import run_producer
     from producer.params import apply_sweep_params, parse_extra_args

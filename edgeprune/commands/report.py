@@ -164,8 +164,7 @@ def report(source: str, study_name: str | None, out_dir: Path | None, bin_width:
     best-so-far, per-layer latency and trial outcomes.
 
     SWEEP_DIR_OR_STORAGE is an `edgeprune sweep` output folder, its storage URL (sqlite:///...,
-    postgresql://...), or a JSON list of trial records. Accuracy on the shared JPEG CIFAR-10 is
-    lower than on the original set (ResNet56: 83.2% vs 93.4% Top1).
+    postgresql://...), or a JSON list of trial records.
     """
     from pipeline.report import DEFAULT_METRICS, build_report
 

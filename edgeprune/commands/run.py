@@ -10,8 +10,9 @@ from typing import Any
 
 import click
 
+from pipeline.data import probe_source
 from pipeline.files import require_new_folder, require_writable_folder
-from pipeline.flow import JPEG_NOTE, RunConfig
+from pipeline.flow import ACCURACY_NOTE, RunConfig
 from pipeline.messages import Target
 from pipeline.progress import StageLines, format_duration
 from pipeline.schedule import parse_overrides
@@ -51,13 +52,13 @@ def run(settings: Settings, schedule_path: Path, overrides: tuple[str, ...], out
     Runs everything in this process (the in-process queue): no Redis, W&B or GPU needed. Prints
     a line as each stage ends, then a table with the speed-up over the unpruned model timed in
     the same run, and says when Top1 fell enough to need retraining and how long an epoch takes
-    here. Accuracy on the shared JPEG CIFAR-10 is lower than on the original set (ResNet56: 83.2%
-    vs 93.4%).
+    here. Each accuracy names its split and how many images measured it.
     """
     require_schedule(schedule_path)
     out_dir = require_new_folder(out_dir or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{schedule_path.stem}")
     config = RunConfig(schedule=schedule_path, overrides=parse_overrides(overrides),
                        target=local_target(target), **options)  # type: ignore[arg-type]
+    probe_source(settings.data_path)  # a device or pipe as --data fails here, before any reading
     check_run_inputs(config, settings)
     require_writable_folder(settings.cache_dir)
     with staged_output(out_dir) as staging:
@@ -140,7 +141,7 @@ def format_record(record: dict, out_dir: Path) -> str:
     latency = m.get("latency") or {}
     rows = [
         ("status", record["status"] + (f" ({record['reason']})" if record["reason"] else "")),
-        ("Top1 / Top5 after pruning (val)", f"{_fmt(m.get('Top1_before'), '.2f')} / {_fmt(m.get('Top5_before'), '.2f')} %"
+        (f"Top1 / Top5 after pruning (val{_images(m.get('eval_images'))})", f"{_fmt(m.get('Top1_before'), '.2f')} / {_fmt(m.get('Top5_before'), '.2f')} %"
          + _adaptive_bn_note(m)),
         (f"Top1 / Top5 deployed ({record['eval_split']}{_images(m.get('eval_count'))})",
          f"{_fmt(m.get('Top1'), '.2f')} / {_fmt(m.get('Top5'), '.2f')} %"),
@@ -168,7 +169,7 @@ def format_record(record: dict, out_dir: Path) -> str:
                      f"--epochs 1 takes about {format_duration(hint['epoch_seconds'])} on this machine "
                      f"({hint['steps_per_epoch']} steps of {hint['step_seconds']:.2f} s as timed on the "
                      "pruned model, plus validation).")
-    lines += [f"Note: {JPEG_NOTE}.", f"Wrote {out_dir}/result.json, schedule.yaml, model.onnx"]
+    lines += [f"Note: {ACCURACY_NOTE}.", f"Wrote {out_dir}/result.json, schedule.yaml, model.onnx"]
     return "\n".join(lines)
 
 

@@ -56,9 +56,6 @@ def sensitivity(model: str, shortcut: str, checkpoint: Path | None, group_type: 
     """Per-layer pruning sensitivity: prune each conv alone at each level, on a copy of the model,
     and record validation Top1/Top5, the OpenVINO latency of the pruned architecture and the
     structures kept. Writes OUT/sensitivity.csv (resumable) and OUT/sensitivity.png.
-
-    Accuracy on the shared JPEG re-encoding of CIFAR-10 is lower than on the original set
-    (pretrained ResNet56: 83.2% vs 93.4% Top1).
     """
     from pipeline import sensitivity as sense
     from pipeline.data import Split, load_data
@@ -93,13 +90,13 @@ def sensitivity(model: str, shortcut: str, checkpoint: Path | None, group_type: 
     rows = sense.run_sensitivity(net, weights, level_list, group_type, out_dir / "sensitivity.csv",
                                  sense.accuracy_on(val, batch_size, device), latency, criterion)
     png = sense.plot_sensitivity(rows, out_dir / "sensitivity.png", group_type,
-                                 title=f"{model} {group_type} sensitivity ({len(val)} val images, JPEG CIFAR-10)")
+                                 title=f"{model} {group_type} sensitivity ({len(val)} val images)")
     if as_json:
         click.echo(json.dumps({"csv": str(out_dir / "sensitivity.csv"), "png": str(png),
                                "rows": [asdict(r) for r in rows]}, indent=2))
         return
     click.echo(sense.format_rows(rows))
     click.echo(f"wrote {out_dir / 'sensitivity.csv'} and {png} ({len(weights)} layers x {len(level_list)} "
-               f"levels; validation: {len(val)} images). Accuracy on the JPEG re-encoding of CIFAR-10 is "
-               "lower than on the original set (pretrained ResNet56: 83.2% vs 93.4% Top1).")
+               f"levels; Top1/Top5 on {len(val):,} val images held out of the train split of "
+               f"{settings.data_path.name}).")
 

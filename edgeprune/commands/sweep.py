@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from pipeline.errors import UserError
-from pipeline.flow import JPEG_NOTE, RunConfig
+from pipeline.flow import ACCURACY_NOTE, RunConfig
 from pipeline.messages import Target
 from pipeline.models import MODEL_NAMES
 from pipeline.queue import QueueConfig
@@ -103,7 +103,6 @@ def sweep(settings: Settings, sweep_file: Path, n_trials: int | None, storage: s
 (parameter names shortened to fit the terminal, with a legend) and the best so far (or the
 Pareto front), then wall time beside compute time. Without
     --redis, each worker measures its trials' models itself, as it submits them.
-    Accuracy on the shared JPEG CIFAR-10 is lower than on the original set (ResNet56: 83.2% vs 93.4%).
     """
     from optuna import logging as optuna_logging
 
@@ -168,4 +167,4 @@ Pareto front), then wall time beside compute time. Without
         speedup = speedup_text(references, record.metrics, config.ranked_metrics)
         click.echo(f"  trial {record.number}: {describe(record)}{'; ' + speedup if speedup else ''}; "
                    f"params: {params_text(record.params)}")
-    click.echo(f"Note: {JPEG_NOTE}. Report: edgeprune report {out_dir}")
+    click.echo(f"Note: {ACCURACY_NOTE}. Report: edgeprune report {out_dir}")

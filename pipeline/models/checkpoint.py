@@ -53,12 +53,28 @@ def load_checkpoint(model: nn.Module, path: Path) -> None:
     missing = sorted(k for k in set(own) - set(state) if not k.endswith("num_batches_tracked"))
     unexpected = sorted(set(state) - set(own))
     shapes = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    _check_class_count(model, state, path, shapes if not (missing or unexpected) else [])
     if missing or unexpected or shapes:
         detail = (f"missing {missing[:3]}" if missing else
                   f"unexpected {unexpected[:3]}" if unexpected else f"shape mismatch at {shapes[:3]}")
         raise ModelError(f"checkpoint {path} does not fit the model ({detail}): check --model and "
                          "--shortcut match the checkpoint")
     model.load_state_dict({own_names[k]: v for k, v in state.items()}, strict=False)
+
+
+def _check_class_count(model: nn.Module, state: dict, path: Path, mismatched: list[str]) -> None:
+    """A ModelError that says what to do when the only tensors that do not fit are the head's: the
+    model was built for the data set's class count, the checkpoint was trained on another."""
+    heads = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not heads or not mismatched:
+        return
+    head = f"{heads[-1]}.weight"
+    if not set(mismatched) <= {head, f"{heads[-1]}.bias"} or head not in state:
+        return
+    built, trained = model.state_dict()[head].shape[0], state[head].shape[0]
+    raise ModelError(f"the data set has {built} classes but checkpoint {path}'s head has {trained}: "
+                     f"give --data a set of those {trained} classes, or --checkpoint a network trained "
+                     f"on your {built} classes")
 
 
 def default_checkpoint(name: str, settings: "Settings") -> Path | None:
