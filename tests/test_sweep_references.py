@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from edgeprune.cli import cli
-from pipeline.search.references import REFERENCE_PREFIX, load_references, reference_specs
+from pipeline.search.references import (REFERENCE_PREFIX, load_references, reference_config,
+                                        reference_specs)
 from pipeline.search.storage import load_trials
 from pipeline.settings import Settings
 
@@ -44,6 +45,15 @@ def test_hand_picked_reference_only_for_resnet56() -> None:
 
 
 @pytest.mark.slow
+def test_unpruned_reference_keeps_its_batchnorm_statistics() -> None:
+    """The unpruned network is measured as it comes; the hand-picked one gets the sweep's adaptive BN."""
+    from pipeline.flow import RunConfig
+
+    base = RunConfig(schedule="schedules/resnet56_filter_rank.yaml", bn_recalibrate=512)
+    unpruned, hand_picked = (reference_config(base, spec) for spec in reference_specs("resnet56_cifar"))
+    assert unpruned.bn_recalibrate == 0 and hand_picked.bn_recalibrate == 512
+
+
 def test_sweep_stores_references_once_and_report_shows_speedup(settings: Settings, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(SWEEP)

@@ -101,9 +101,13 @@ def reference_key(base: "RunConfig", settings: "Settings") -> str:
 
 
 def reference_config(base: "RunConfig", spec: ReferenceSpec) -> "RunConfig":
-    """``base`` measuring ``spec`` as it is: no sweep overrides, no retraining, no distillation."""
+    """``base`` measuring ``spec`` as it is: no sweep overrides, no retraining, no distillation;
+    the unpruned network also without adaptive BN (its statistics come from the whole train split,
+    and re-estimating them on a few hundred images only makes them worse, as in ``pipeline.baseline``)."""
+    recalibrate = 0 if spec.schedule == UNPRUNED_SCHEDULE else base.bn_recalibrate
     return dataclasses.replace(base, schedule=spec.schedule, overrides=(), epochs=0, kd_weight=0.0,
-                               retrain_collapsed=True, params={"baseline": spec.name})
+                               retrain_collapsed=True, bn_recalibrate=recalibrate,
+                               params={"baseline": spec.name})
 
 
 def measure_references(study: optuna.Study, base: "RunConfig", settings: "Settings",
