@@ -33,8 +33,7 @@ from .errors import shown as errors_shown
 from .files import atomic_write_text
 from .messages import ArtifactRef, Job, ModelFacts, Result, Target
 from .models import count_macs_params, create_model, default_checkpoint, load_checkpoint
-from .pruning import (CompressionScheduler, PruneReport, arch_signature, load_schedule, prune_one_shot,
-                      validate_schedule)
+from .pruning import CompressionScheduler, PruneReport, arch_signature, load_schedule, prune_one_shot, validate_schedule
 from .pruning.coverage import PolicyCoverage, policy_coverage, warn_uncovered
 from .pruning.sparsity import SparsityReport, measure_sparsity, weight_shapes
 from .schedule import Override, Schedule, check_round_to, to_overrides

@@ -12,8 +12,17 @@ from pipeline.messages import Target
 from pipeline.models import MODEL_NAMES
 from pipeline.settings import Settings
 
-from .options import (LR_TYPE, MAX_BATCH, MAX_IMAGES, MAX_STEPS, epochs_type, local_target,
-                      recovery_options, settings_options, target_options)
+from .options import (
+    LR_TYPE,
+    MAX_BATCH,
+    MAX_IMAGES,
+    MAX_STEPS,
+    epochs_type,
+    local_target,
+    recovery_options,
+    settings_options,
+    target_options,
+)
 from .outputs import require_schedule, staged_output
 
 

@@ -182,8 +182,15 @@ def bench(settings: Settings, model_path: Path, target: Target, accuracy: bool, 
     """Benchmark MODEL.onnx on OpenVINO or ONNX Runtime: latency statistics, the seed's Latency /
     Total_Latency / Throughput figures, deployed accuracy, sizes and the per-layer profile.
     """
-    from pipeline.measure import MeasureOptions, compare_profiles, format_comparison, format_profile
-    from pipeline.measure import check_target, measure, onnx_facts
+    from pipeline.measure import (
+        MeasureOptions,
+        check_target,
+        compare_profiles,
+        format_comparison,
+        format_profile,
+        measure,
+        onnx_facts,
+    )
 
     if out is not None:
         check_replaceable(out)  # before measuring: --out /dev/full or a symlink is refused at once

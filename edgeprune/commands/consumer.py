@@ -17,10 +17,8 @@ from pipeline.queue.worker import WorkFn, abandoned_work_running, default_name
 from pipeline.redact import redact_url
 from pipeline.settings import Settings
 
-from .options import (FiniteFloat, check_target_names, measure_options, quiet_wait_option,
-                      redis_option, settings_options)
+from .options import FiniteFloat, check_target_names, measure_options, quiet_wait_option, redis_option, settings_options
 from .queue import consumer_queue_options, server_queue
-
 
 #: A consumer's name goes into its heartbeat key and every result it writes.
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")

@@ -16,8 +16,15 @@ from pipeline.queue import QueueConfig
 from pipeline.redact import redact_url
 from pipeline.settings import Settings
 
-from .options import (SEED_TYPE, FiniteFloat, check_artifact_store, local_target, redis_option,
-                      settings_options, target_options)
+from .options import (
+    SEED_TYPE,
+    FiniteFloat,
+    check_artifact_store,
+    local_target,
+    redis_option,
+    settings_options,
+    target_options,
+)
 from .queue import producer_queue_options
 
 #: Seconds one architecture may wait in the queue for a consumer to time it (--job-timeout).
@@ -68,8 +75,8 @@ def profile(settings: Settings, model_name: str, target: Target, redis_url: str 
     minutes on a busy 2-core VM (load 10-14).
     """
     from pipeline.files import check_replaceable
-    from pipeline.latency import export_unpruned, format_summary, profile_latency, profile_options
     from pipeline.flow import measure_work
+    from pipeline.latency import export_unpruned, format_summary, profile_latency, profile_options
     from pipeline.queue import open_queue
 
     check_replaceable(out_path)

@@ -146,8 +146,8 @@ def _predicting_gate(paths: tuple[Path, ...], limit: float | None, config: RunCo
         if limit is not None:
             raise UserError("--latency-limit needs --latency-model FILE: the limit is judged on its prediction")
         return None
-    from pipeline.latency import LatencyModels, load_latency_model
     from pipeline.flow import PREDICTED_METRIC
+    from pipeline.latency import LatencyModels, load_latency_model
     from pipeline.search.config import GateOptions
     from pipeline.search.gate import PredictingGate
 

@@ -14,9 +14,10 @@ from pipeline.settings import Settings
 from .options import settings_options
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from pipeline.batchnorm import Calibration
     from pipeline.schedule import Schedule
-    from torch import nn
 
 #: The network checked against when neither --model nor the schedule names one.
 DEFAULT_MODEL = "resnet56_cifar"

@@ -17,9 +17,23 @@ from pipeline.queue import QueueConfig
 from pipeline.redact import redact_url
 from pipeline.settings import Settings
 
-from .options import (LR_TYPE, MAX_IMAGES, MAX_STEPS, SEED_TYPE, FiniteFloat, check_artifact_store,
-                      epochs_type, latency_model_option, local_target, measure_options, quiet_wait_option,
-                      recovery_options, redis_option, settings_options, target_options)
+from .options import (
+    LR_TYPE,
+    MAX_IMAGES,
+    MAX_STEPS,
+    SEED_TYPE,
+    FiniteFloat,
+    check_artifact_store,
+    epochs_type,
+    latency_model_option,
+    local_target,
+    measure_options,
+    quiet_wait_option,
+    recovery_options,
+    redis_option,
+    settings_options,
+    target_options,
+)
 from .outputs import check_run_inputs
 from .queue import producer_queue_options
 
@@ -107,15 +121,15 @@ Pareto front), then wall time beside compute time. Without
     from optuna import logging as optuna_logging
 
     from pipeline.latency import load_latency_model
+    from pipeline.report.analysis import describe
     from pipeline.search.config import STUDY_NAME_FIX, load_sweep, study_name_problem
-    from pipeline.search.storage import check_storage
     from pipeline.search.engine import best_trials, study_name_of
-    from pipeline.search.progress import best_line, params_text, time_summary
+    from pipeline.search.loop import LoopSpec, run_sweep
     from pipeline.search.mapping import check_mapping
+    from pipeline.search.progress import best_line, params_text, time_summary
     from pipeline.search.references import load_references, speedup_text
     from pipeline.search.space import SearchSpace
-    from pipeline.report.analysis import describe
-    from pipeline.search.loop import LoopSpec, run_sweep
+    from pipeline.search.storage import check_storage
 
     optuna_logging.set_verbosity(optuna_logging.WARNING)
     if study_name is not None and study_name_problem(study_name):

@@ -9,8 +9,7 @@ docs/measurement.md ("Latency model") for the form and how well it predicts.
 from .architectures import ROUND_CHOICES, build_architecture, random_schedule, random_schedules
 from .features import SIMD_BLOCKS, FeatureSpec, cpu_simd_block
 from .model import FitInfo, LatencyModel, LatencyModelError, LatencyModels, format_summary, load_latency_model
-from .profiling import (DEFAULT_ARCHS, MeasureFn, export_unpruned, fit_latency_model, profile_latency,
-                        profile_options)
+from .profiling import DEFAULT_ARCHS, MeasureFn, export_unpruned, fit_latency_model, profile_latency, profile_options
 from .shapes import LayerShape, shapes_of_module, shapes_of_onnx
 
 __all__ = [

@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from ..errors import ScheduleError
+from .base import GROUP_TYPES, Pruner, PruningContext, StructureRemoval
 from .blocks import ResidualBlockPruner, remove_blocks, removed_blocks, split_removed
 from .depths import fit_depth
-from .base import GROUP_TYPES, Pruner, PruningContext, StructureRemoval
 from .lr_schedulers import EpochLRScheduler
 from .registry import EXTENSIONS, LR_SCHEDULERS, PRUNERS, ArgSpec, register_extension
 from .report import ModelSnapshot, PruneReport, build_report

@@ -14,6 +14,7 @@ channels = input channels, dim 1); the lowest scores are removed first.
 
 from __future__ import annotations
 
+import functools
 import weakref
 
 import torch
@@ -90,8 +91,7 @@ def _trace_adjacency(model: nn.Module, example_input: torch.Tensor | None
     handles = []
     for name, module in model.named_modules():
         if isinstance(module, (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Hardtanh)):
-            handles.append(module.register_forward_hook(
-                lambda m, i, o, n=canonical_name(name): hook(m, i, o, n)))
+            handles.append(module.register_forward_hook(functools.partial(hook, name=canonical_name(name))))
     was_training = model.training
     model.eval()
     try:

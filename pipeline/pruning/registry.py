@@ -43,7 +43,7 @@ CATALOG = Catalog(PRUNERS, LR_SCHEDULERS, EXTENSIONS, POLICY_ARGS)
 def _registering(registry: Registry, class_name: str | None, args: tuple[ArgSpec, ...],
                  summary: str) -> Callable[[T], T]:
     def decorate(factory: T) -> T:
-        name = class_name or getattr(factory, "__name__")
+        name = class_name or factory.__name__
         registry.register(ComponentSpec(name, registry.kind, tuple(args), factory, summary))
         return factory
 

@@ -26,8 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import ScheduleError
-from .base import GROUP_TYPES, PruningContext, Pruner, StructureRemoval, module_name_of, resolve_weight, \
-    structure_count
+from .base import GROUP_TYPES, Pruner, PruningContext, StructureRemoval, module_name_of, resolve_weight, structure_count
 from .criteria import CRITERIA, criterion_names
 from .registry import ArgSpec, register_pruner
 

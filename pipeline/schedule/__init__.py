@@ -16,8 +16,18 @@ fills the registries of what its classes accept). Reading checks every field aga
 """
 
 from .args import DISTILLER_PRUNERS, ArgSpec, Catalog, ComponentSpec, Registry
-from .model import (EPOCH_KEYS, SECTIONS, TEXT_ORIGIN, ExtensionSpec, InstanceSpec, LRSchedulerSpec, Override,
-                    Policy, PrunerSpec, Schedule)
+from .model import (
+                    EPOCH_KEYS,
+                    SECTIONS,
+                    TEXT_ORIGIN,
+                    ExtensionSpec,
+                    InstanceSpec,
+                    LRSchedulerSpec,
+                    Override,
+                    Policy,
+                    PrunerSpec,
+                    Schedule,
+)
 from .overrides import SCHEDULE_WIDE_KEYS, parse_override, parse_overrides, to_overrides
 from .reader import apply_overrides, parse_schedule, read_schedule
 from .rounding import check_round_to

@@ -21,8 +21,20 @@ from ..errors import ScheduleError
 from ..files import require_input_file
 from ..yaml_input import load_yaml, read_yaml_text
 from .args import ArgSpec, Catalog, Registry
-from .model import (EPOCH_KEYS, SECTIONS, TEXT_ORIGIN, TOP_LEVEL_KEYS, UNSUPPORTED_SECTIONS, ExtensionSpec,
-                    InstanceSpec, LRSchedulerSpec, Override, Policy, PrunerSpec, Schedule)
+from .model import (
+    EPOCH_KEYS,
+    SECTIONS,
+    TEXT_ORIGIN,
+    TOP_LEVEL_KEYS,
+    UNSUPPORTED_SECTIONS,
+    ExtensionSpec,
+    InstanceSpec,
+    LRSchedulerSpec,
+    Override,
+    Policy,
+    PrunerSpec,
+    Schedule,
+)
 from .overrides import SCHEDULE_WIDE_KEYS, to_overrides
 
 log = logging.getLogger(__name__)

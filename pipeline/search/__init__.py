@@ -2,8 +2,7 @@
 ``loop`` runs a sweep's worker(s)."""
 
 from .config import Constraint, Objective, SweepConfig, load_sweep
-from .engine import (SweepRunner, TrialContext, TrialFunction, TrialOutcome, best_trials,
-                     open_study)
+from .engine import SweepRunner, TrialContext, TrialFunction, TrialOutcome, best_trials, open_study
 from .mapping import MappedParams, check_mapping, map_params
 from .storage import load_trials, open_storage
 

@@ -42,8 +42,16 @@ from pipeline.settings import Settings
 from pipeline.status import TrialStatus
 
 from .config import GateOptions, Objective, SweepConfig
-from .engine import (SweepRunner, TrialContext, TrialFunction, TrialOutcome, finite_number, make_sampler,
-                     worker_died, worker_id)
+from .engine import (
+    SweepRunner,
+    TrialContext,
+    TrialFunction,
+    TrialOutcome,
+    finite_number,
+    make_sampler,
+    worker_died,
+    worker_id,
+)
 from .gate import PREDICTED_RELATIVE
 from .mapping import load_base_schedule
 from .storage import json_safe, rung_entries, rung_key

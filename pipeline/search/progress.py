@@ -23,6 +23,7 @@ from ..progress import format_duration, format_metric
 from .config import SweepConfig
 from .engine import best_trials
 
+
 def _initials(words: Sequence[str]) -> str:
     return "".join(w if w.isdigit() else w[0] for w in words)
 

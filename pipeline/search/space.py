@@ -19,7 +19,7 @@ from typing import Any, Callable
 import optuna
 from scipy import stats
 
-from .config import SweepConfig, ParamSpec
+from .config import ParamSpec, SweepConfig
 
 #: Suffix of the latent uniform behind a distribution Optuna lacks.
 LATENT_SUFFIX = "~u"

@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.extras import require
-from pipeline.trial import NullTracker, Tracker
 from pipeline.redact import has_credentials, redact_text
 from pipeline.status import TrialStatus
-
+from pipeline.trial import NullTracker, Tracker
 
 #: The speed-up W&B shows: 1 / Relative_Latency (the trial's own alternating ratio), never one
 #: absolute figure over another taken at a different moment.

@@ -12,9 +12,9 @@ from pipeline.schedule import Schedule
 from pipeline.settings import Settings
 from pipeline.trial import Tracker, run_trial
 
+from ..progress import StageLines
 from .engine import TrialContext, TrialFunction, TrialOutcome
 from .mapping import load_base_schedule, map_params
-from ..progress import StageLines
 
 
 def run_config_for(base: RunConfig, params: dict[str, Any],

@@ -33,9 +33,10 @@ def _sweeps():
     """The ``sweeps`` modules, imported quietly (0.2.0 uses pydantic-1 config names under pydantic 2)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import sweeps
         from sweeps.config import schema
         from sweeps.params import PARAM_DEPRECATION_MAP
+
+        import sweeps
     return sweeps, schema, PARAM_DEPRECATION_MAP
 
 
