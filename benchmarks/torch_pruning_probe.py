@@ -6,7 +6,7 @@ the layers coupled with its output channels and whether removing one of them (on
 network that runs. For ShuffleNetV2 the same again with the channel shuffle taken out, to show what
 fails beyond it. Then the removable blocks: modules whose output is their input plus a branch of
 the same shape (an add one of whose operands is the module's input, found from autograd's graph,
-not from names), optionally followed by a ReLU. Findings: docs/results-models.md.
+not from names), optionally followed by a ReLU. Findings: docs/results.md, "the built-ins beyond the CIFAR ResNets".
 """
 
 from __future__ import annotations
