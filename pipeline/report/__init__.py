@@ -345,8 +345,8 @@ def build_report(trials: Sequence[TrialRecord], out_dir: Path,
     report = analyse(trials, baselines, bin_width, metrics, latency_metric, accuracy_metric,
                      min_accuracy, headline)
     created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)  # first: a file in the way is its own error
     before = set() if created else set(out_dir.iterdir())
-    out_dir.mkdir(parents=True, exist_ok=True)
     try:
         drawn = _draw(report, trials, baselines, out_dir)
         report["files"] = {name: path.name for name, path in drawn.items()}
