@@ -497,7 +497,8 @@ class _Checker:
         example = "{rapid: 500, short_epochs: 1, promote: 0.25, full_epochs: 10} (each optional)"
         if not isinstance(raw, dict) or set(raw) - {"rapid", "short_epochs", "promote", "full_epochs"}:
             raise self.fail(key, f"is {raw!r}", f"give {example}")
-        values = {k: self.number(f"{key}.{k}", raw[k], integer=k != "promote") for k in raw}
+        # Any: each key's type follows its `integer` flag, which the checker cannot see.
+        values: dict[str, Any] = {k: self.number(f"{key}.{k}", raw[k], integer=k != "promote") for k in raw}
         fidelity = Fidelity(**values)
         if fidelity.rapid < 10 or fidelity.short_epochs < 1 or fidelity.full_epochs < 0:
             raise self.fail(key, f"is {raw!r}", "use rapid >= 10 images, short_epochs >= 1 and "
@@ -523,8 +524,8 @@ class _Checker:
                             "use min_iter, or max_iter and s; eta and strict optional")
         # Ranges (min_iter >= 1, eta > 1) are W&B's validator's (wandb_verdict); s may be a
         # non-integer in W&B's schema.
-        values = {k: self.number(f"{key}.{k}", raw[k], integer=k in ("min_iter", "max_iter"))
-                  for k in ("min_iter", "max_iter", "s", "eta") if k in raw}
+        values: dict[str, Any] = {k: self.number(f"{key}.{k}", raw[k], integer=k in ("min_iter", "max_iter"))
+                                  for k in ("min_iter", "max_iter", "s", "eta") if k in raw}
         if "min_iter" not in values and not {"max_iter", "s"} <= set(values):
             raise self.fail(key, "needs min_iter, or max_iter together with s",
                             "add e.g. min_iter: 1")
