@@ -42,6 +42,15 @@ def criterion_names() -> tuple[str, ...]:
     return tuple(sorted(CRITERIA))
 
 
+def weight_of(module: nn.Module) -> torch.Tensor:
+    """The weight of a conv, linear or BatchNorm layer (``nn.Module`` types an attribute as a
+    tensor or a module)."""
+    weight = module.weight
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{type(module).__name__}.weight is a {type(weight).__name__}, not a tensor")
+    return weight
+
+
 def structures_view(weight: torch.Tensor, group_type: str) -> torch.Tensor:
     """The weight as one row per structure: filters are dim 0, channels dim 1."""
     if group_type == "Channels":
@@ -56,7 +65,7 @@ class _LpNorm:
 
     def __call__(self, model: nn.Module, layer: str, group_type: str) -> torch.Tensor:
         with torch.no_grad():
-            rows = structures_view(model.get_submodule(layer).weight.detach(), group_type)
+            rows = structures_view(weight_of(model.get_submodule(layer)).detach(), group_type)
             return torch.linalg.vector_norm(rows, ord=self.p, dim=1) / rows.shape[1]
 
 
