@@ -71,6 +71,7 @@ def consumer(settings: Settings, redis_url: str | None, backend: str, target_dev
                          "(or set EDGEPRUNE_REDIS)")
     target = check_target_names(Target(backend=backend, device=target_device))
     queue = server_queue(redis_url, prefix, queue_config)  # type: ignore[arg-type]
+    work: WorkFn
     if check_only:
         work, engine = check_only_work, "check only (no measurement)"
     else:

@@ -13,7 +13,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from pipeline.errors import SweepError
 from pipeline.yaml_input import load_yaml, read_yaml_text
@@ -30,7 +30,8 @@ TOP_LEVEL_KEYS = frozenset({
 METHODS = ("grid", "random", "bayes")
 #: Most trials a sweep file may ask for (the same bound as `edgeprune sweep --trials`).
 MAX_RUN_CAP = 1_000_000
-GOALS = ("minimize", "maximize")
+Goal = Literal["minimize", "maximize"]
+GOALS: tuple[Goal, ...] = ("minimize", "maximize")
 #: W&B's command macros (wandb_agent / sdk.launch.sweeps.utils).
 COMMAND_MACROS = frozenset({
     "env", "interpreter", "program", "args", "args_no_equals", "args_no_hyphens",
@@ -92,7 +93,7 @@ class Objective:
     """One metric to optimise; ``target`` is W&B's ``metric.target`` (our latency gate limit)."""
 
     name: str
-    goal: str = "minimize"
+    goal: Goal = "minimize"
     target: float | None = None
 
     @property
