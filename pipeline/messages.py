@@ -26,7 +26,7 @@ def _from_dict(cls: Type[T], data: dict[str, Any]) -> T:
 
     Unknown keys are dropped, so a newer sender does not break an older reader.
     """
-    hints = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # every caller passes a dataclass
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         f = hints.get(name)

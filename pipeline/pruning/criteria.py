@@ -12,7 +12,7 @@ from typing import Callable, Protocol, TypeVar
 import torch
 from torch import nn
 
-T = TypeVar("T")
+T = TypeVar("T", bound="Callable[[], Importance]")
 
 
 class Importance(Protocol):
@@ -31,7 +31,7 @@ def register_criterion(name: str) -> Callable[[T], T]:
     def decorate(cls: T) -> T:
         if name in CRITERIA:
             raise ValueError(f"criterion {name} registered twice")
-        CRITERIA[name] = cls  # type: ignore[assignment]
+        CRITERIA[name] = cls
         return cls
 
     return decorate

@@ -337,15 +337,15 @@ def status_counts(trials: Sequence[TrialRecord]) -> dict[str, int]:
 def best_trial(trials: Sequence[TrialRecord], metric: str, accuracy_metric: str = "Top1",
                min_accuracy: float | None = None) -> TrialRecord | None:
     """The trial with the best ``metric`` among those with ``accuracy_metric >= min_accuracy``."""
-    candidates = [t for t in trials if metric_value(t, metric) is not None]
-    if min_accuracy is not None:
-        candidates = [t for t in candidates
-                      if (metric_value(t, accuracy_metric) is not None
-                          and metric_value(t, accuracy_metric) >= min_accuracy)]  # type: ignore
-    if not candidates:
-        return None
     sign = -1.0 if is_maximised(metric) else 1.0
-    return min(candidates, key=lambda t: (sign * metric_value(t, metric), t.number))  # type: ignore
+    scored: list[tuple[float, TrialRecord]] = []
+    for t in trials:
+        value, accuracy = metric_value(t, metric), metric_value(t, accuracy_metric)
+        if value is not None and (min_accuracy is None or (accuracy is not None and accuracy >= min_accuracy)):
+            scored.append((sign * value, t))
+    if not scored:
+        return None
+    return min(scored, key=lambda s: (s[0], s[1].number))[1]
 
 
 def to_jsonable(value: Any) -> Any:
