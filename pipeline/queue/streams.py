@@ -460,9 +460,9 @@ class JobQueue:
             self._finish(claimed, "duplicates")
             return
         log.error("job %s dead-lettered: %s", job.job_id, error)
-        entry: dict[FieldT, EncodableT] = {"job_id": job.job_id, "run_id": job.run_id, "target": job.target.name,
-                 "attempts": claimed.attempt, "error": error, "consumer": claimed.consumer,
-                 "at": time.time(), "job": job.to_json()}
+        entry: dict[FieldT, EncodableT] = {
+            "job_id": job.job_id, "run_id": job.run_id, "target": job.target.name, "attempts": claimed.attempt,
+            "error": error, "consumer": claimed.consumer, "at": time.time(), "job": job.to_json()}
         self._finish(claimed, "dead", extra=entry)
 
     def _requeue(self, claimed: ClaimedJob, counter: str) -> None:
