@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 import torch
@@ -187,8 +187,8 @@ def random_crop_flip(images: np.ndarray, rng: np.random.Generator, padding: int 
     """Random ``H x W`` crops of the zero-padded uint8 NHWC batch, each flipped left-right with p=0.5."""
     count, height, width, _ = images.shape
     padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    top = rng.integers(0, 2 * padding + 1, size=count)
-    left = rng.integers(0, 2 * padding + 1, size=count)
+    top = rng.integers(0, 2 * padding + 1, size=(count,))
+    left = rng.integers(0, 2 * padding + 1, size=(count,))
     rows = top[:, None] + np.arange(height)
     cols = left[:, None] + np.arange(width)
     flip = rng.random(count) < 0.5
@@ -356,10 +356,10 @@ def _decode(path: Path) -> dict[str, Any]:
             if binary is not None:
                 layout, root = binary
                 return _decode_binary(
-                    layout, lambda name: _read(archive.extractfile(members[f"{root}{name}"]).read, name, path), path)
+                    layout, lambda name: _read(_member_file(archive, members[f"{root}{name}"]).read, name, path), path)
             cifar_root = _cifar_root(members.keys())
             if cifar_root is not None:
-                return _decode_cifar(lambda name: archive.extractfile(members[f"{cifar_root}{name}"]), path)
+                return _decode_cifar(lambda name: _member_file(archive, members[f"{cifar_root}{name}"]), path)
             folders = [m.name.removeprefix("./").rstrip("/") for m in listing if m.isdir()]
             tree = _image_tree(members.keys(), folders, path)
             files = {name: _tar_reader(archive, member) for name, member in members.items()}
@@ -438,8 +438,16 @@ def _check_classes(tree: dict[str, dict[str, list[str]]], source: Path) -> None:
 # Image-folder decoding
 
 
-def _tar_reader(archive: tarfile.TarFile, member: tarfile.TarInfo):
-    return lambda: archive.extractfile(member).read()
+def _member_file(archive: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
+    """A regular file's contents (``extractfile`` gives None for any other kind of member)."""
+    file = archive.extractfile(member)
+    if file is None:
+        raise DataError(f"{member.name}: not a regular file in the archive: repack it")
+    return file
+
+
+def _tar_reader(archive: tarfile.TarFile, member: tarfile.TarInfo) -> Callable[[], bytes]:
+    return lambda: _member_file(archive, member).read()
 
 
 def _decode_images(tree: dict[str, dict[str, list[str]]], files: dict[str, Any], source: Path) -> dict[str, Any]:
@@ -472,7 +480,7 @@ def _decode_all(blobs: list[bytes], names: list[str], source: Path) -> np.ndarra
     starts = range(0, len(blobs), chunk)
     out = np.empty((len(blobs), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
     with contextlib.ExitStack() as stack:
-        mapper = map
+        mapper: Callable[..., Iterator[Any]] = map
         if len(blobs) >= _PARALLEL_MIN_IMAGES and (os.cpu_count() or 1) >= 2:
             mapper = stack.enter_context(ProcessPoolExecutor(max_workers=2)).map
         progress = stack.enter_context(
@@ -498,12 +506,13 @@ def _decode_chunk(blobs: list[bytes]) -> tuple[np.ndarray, tuple[int, str] | Non
 
 
 def _decode_image(blob: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(blob)) as image:
-        image.draft("RGB", (IMAGE_SIZE, IMAGE_SIZE))  # JPEG: decode larger images at reduced scale
+    with Image.open(io.BytesIO(blob)) as opened:
+        opened.draft("RGB", (IMAGE_SIZE, IMAGE_SIZE))  # JPEG: decode larger images at reduced scale
+        image: Image.Image = opened
         if image.mode != "RGB":
             image = image.convert("RGB")
         if image.size != (IMAGE_SIZE, IMAGE_SIZE):
-            image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
+            image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
         return np.asarray(image)
 
 

@@ -66,6 +66,8 @@ _OS_FIXES = {
 def os_error_message(exc: OSError) -> str | None:
     """One line for an OSError the user can fix (disk full, read-only, a file where a folder is
     expected...), or None for any other (a programming error keeps its traceback)."""
+    if exc.errno is None:
+        return None
     fix = _OS_FIXES.get(exc.errno)
     if fix is None:
         return None

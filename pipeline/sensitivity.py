@@ -269,7 +269,7 @@ def run_sensitivity(model: nn.Module, layers: Sequence[str], levels: Sequence[fl
                 row.top1, row.top5 = evaluate_fn(pruned)
         if level == 0:
             baseline = row
-        if want_latency and row.latency_ms is None:
+        if latency_fn is not None and row.latency_ms is None:
             row.latency_ms = round(latency_fn(pruned), 4)
         rows[(layer, level)] = row
         write_rows(csv_path, rows.values())

@@ -144,15 +144,15 @@ def _inference_copy(model: nn.Module, device: str) -> nn.Module:
     model (fewer passes over memory); the model itself is left untouched."""
     runner = copy.deepcopy(model).eval().to(device)
     # Folding would bypass hooks (e.g. pruning masks applied in a forward pre-hook): keep those as is.
-    if any(m._forward_hooks or m._forward_pre_hooks for m in runner.modules()):
-        return runner.to(memory_format=torch.channels_last)
-    try:
-        from torch.fx.experimental.optimization import fuse
+    if not any(m._forward_hooks or m._forward_pre_hooks for m in runner.modules()):
+        try:
+            from torch.fx.experimental.optimization import fuse
 
-        runner = fuse(runner, inplace=True)
-    except Exception as exc:  # noqa: BLE001 - any trace failure just means no folding
-        log.debug("conv-BN folding skipped: %s", exc)
-    return runner.to(memory_format=torch.channels_last)
+            runner = fuse(runner, inplace=True)
+        except Exception as exc:  # noqa: BLE001 - any trace failure just means no folding
+            log.debug("conv-BN folding skipped: %s", exc)
+    # Module.to takes memory_format (torch's documented signature); its typed overloads leave it out.
+    return runner.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.flow import EpochFn, GateFn, RunConfig, StageFn, measure_work
 from pipeline.queue import QueueConfig, open_queue
 from pipeline.settings import Settings
 from pipeline.trial import RunOutcome, Tracker, run_trial
 
+if TYPE_CHECKING:
+    from pipeline.measure import MeasureOptions
+
 
 def run_producer(config: RunConfig, settings: Settings, out_dir: Path, timeout: float,
                  redis_url: str | None = None, prefix: str = "edgeprune",
                  queue_config: QueueConfig | None = None, tracker: Tracker | None = None,
-                 measure_options: object | None = None, on_stage: StageFn | None = None,
+                 measure_options: MeasureOptions | None = None, on_stage: StageFn | None = None,
                  on_epoch: EpochFn | None = None, gate: GateFn | None = None) -> RunOutcome:
     """Run one trial; its job goes to the Redis at ``redis_url``, or is measured in this
     process (with ``measure_options``) as it is submitted when ``redis_url`` is None. ``on_stage``,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
@@ -16,6 +16,9 @@ from pipeline.settings import Settings
 
 from .options import FiniteFloat, quiet_wait_option, settings_options, target_options
 from .outputs import timing_rows
+
+if TYPE_CHECKING:
+    from pipeline.measure import LayerProfile, Measurement
 
 
 def _eval_data(settings: Settings, split: str, limit: int, accuracy: bool,
@@ -33,6 +36,13 @@ def _eval_data(settings: Settings, split: str, limit: int, accuracy: bool,
     if calibrate:
         calibration = data.calibration_images()
     return images, labels, calibration
+
+
+def _layer_profile(measurement: Measurement) -> LayerProfile:
+    """The layer profile that every engine takes in ``measure``."""
+    if measurement.profile is None:
+        raise RuntimeError(f"{measurement.onnx_path} was measured without its layer profile")
+    return measurement.profile
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -201,10 +211,10 @@ def bench(settings: Settings, model_path: Path, target: Target, accuracy: bool, 
         onnx_facts(path)  # a missing or corrupt file fails here, before any data is loaded
     images, labels, calibration = _eval_data(settings, split, limit, accuracy,
                                              target.precision == "int8")
-    overrides = {k: v for k, v in (("min_iters", min_iters), ("min_time_s", min_time),
-                                   ("throughput_time_s", min_time), ("quiet_window", quiet_window),
-                                   ("quiet_wait_s", quiet_wait))
-                 if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in (("min_iters", min_iters), ("min_time_s", min_time),
+                                                   ("throughput_time_s", min_time), ("quiet_window", quiet_window),
+                                                   ("quiet_wait_s", quiet_wait))
+                                 if v is not None}
     options = MeasureOptions(profile_layers=per_layer, calibration_images=calibration, **overrides)
     # MODEL is also timed in alternation with the baseline (Relative_Latency); the baseline alone.
     model_options = replace(options, reference_onnx=str(baseline)) if baseline else options
@@ -218,7 +228,7 @@ def bench(settings: Settings, model_path: Path, target: Target, accuracy: bool, 
         report["baseline"] = named[1][1]
     comparison = None
     if per_layer and baseline:
-        comparison = compare_profiles(measured[0].profile, measured[1].profile)
+        comparison = compare_profiles(_layer_profile(measured[0]), _layer_profile(measured[1]))
         report["per_layer_comparison"] = [{**vars(row), "speedup": row.speedup} for row in comparison]
     text = json.dumps(report, indent=2, sort_keys=True)
     if out is not None:
@@ -230,8 +240,8 @@ def bench(settings: Settings, model_path: Path, target: Target, accuracy: bool, 
     click.echo(format_table(named))
     if per_layer:
         click.echo("")
-        click.echo(format_comparison(comparison) if comparison else format_profile(measured[0].profile))
-    if accuracy:
+        click.echo(format_comparison(comparison) if comparison else format_profile(_layer_profile(measured[0])))
+    if labels is not None:  # given exactly when --accuracy
         from pipeline.data import measured_on
 
         click.echo(f"\nTop1/Top5 on {measured_on(settings.data_path, split, len(labels))}.")

@@ -12,6 +12,7 @@ import click
 from pipeline.errors import QueueError, shown
 from pipeline.flow import measure_work
 from pipeline.messages import Job, Result, Target
+from pipeline.queue import QueueConfig
 from pipeline.queue import check_only as check_only_work
 from pipeline.queue.worker import WorkFn, abandoned_work_running, default_name
 from pipeline.redact import redact_url
@@ -57,7 +58,7 @@ def _check_name(ctx: click.Context, param: click.Parameter, value: str | None) -
 @settings_options
 def consumer(settings: Settings, redis_url: str | None, backend: str, target_device: str,
              name: str | None, max_jobs: int, idle_exit: float, fast: bool, quiet_wait: float,
-             check_only: bool, prefix: str, queue_config: object) -> None:
+             check_only: bool, prefix: str, queue_config: QueueConfig) -> None:
     """Serve the job queue of one target (backend and device) until stopped.
 
     SIGTERM or Ctrl-C: finish the current job, then exit; a second one releases the job back to
@@ -70,7 +71,8 @@ def consumer(settings: Settings, redis_url: str | None, backend: str, target_dev
         raise QueueError("the consumer needs a queue to serve: pass --redis redis://host:6379/0 "
                          "(or set EDGEPRUNE_REDIS)")
     target = check_target_names(Target(backend=backend, device=target_device))
-    queue = server_queue(redis_url, prefix, queue_config)  # type: ignore[arg-type]
+    queue = server_queue(redis_url, prefix, queue_config)
+    work: WorkFn
     if check_only:
         work, engine = check_only_work, "check only (no measurement)"
     else:

@@ -183,6 +183,7 @@ def predict(model_file: Path, onnx_path: Path | None, schedule_path: Path | None
         pruned = build_architecture(model.model_name, schedule)
         shapes, source = shapes_of_module(pruned), str(schedule_path)
     else:
+        assert onnx_path is not None  # exactly one of the two: checked above
         shapes, source = shapes_of_onnx(onnx_path), str(onnx_path)
         model.check_architecture(shapes, source)
     ms = model.predict(shapes)

@@ -281,7 +281,7 @@ def run_config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     ``target`` and keyword arguments named like ``pipeline.flow.RunConfig``'s fields."""
     from pipeline.models import MODEL_NAMES
 
-    options = [
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.option("--schedule", "schedule_path", required=True, type=click.Path(path_type=Path),
                      help="Distiller-format compression schedule (YAML), e.g. "
                           "schedules/resnet56_filter_rank.yaml."),

@@ -105,7 +105,8 @@ def producer(ctx: click.Context, settings: Settings, schedule_path: Path, overri
                      redis_url, prefix, queue_config, timeout, measure_options, latency_models)
         return
     sweep_params = parse_extra_args(ctx.args)
-    all_overrides, params = edits, {}
+    all_overrides = edits
+    params: dict[str, Any] = {}
     if sweep_params:
         run_settings: dict[str, Any] = {}
         mapped, params = apply_sweep_params(sweep_params, schedule_path, run_settings)
@@ -135,7 +136,7 @@ def producer(ctx: click.Context, settings: Settings, schedule_path: Path, overri
                    "its result is stored when it comes (edgeprune queue status)", err=True)
         ctx.exit(EXIT_TIMEOUT)
     if outcome.status == TrialStatus.FAILED:
-        click.echo(f"job {outcome.job_id} failed: {outcome.result.error}", err=True)
+        click.echo(f"job {outcome.job_id} failed: {outcome.reason}", err=True)
         ctx.exit(EXIT_JOB_FAILED)
 
 

@@ -66,7 +66,7 @@ _CONFIG_FIELDS = {"visibility_timeout": "visibility_timeout_s", "max_attempts": 
 
 def _param_name(option: Callable[..., Any]) -> str:
     """The parameter name a click option decorator adds."""
-    return option(lambda: None).__click_params__[-1].name  # type: ignore[attr-defined]
+    return option(lambda: None).__click_params__[-1].name
 
 
 def _with_queue_config(*options: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

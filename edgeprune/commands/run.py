@@ -46,7 +46,7 @@ RUN_DEFAULTS = {"eval_subset": 2000, "val_subset": 1000, "raw_eval": False}
 @click.option("--json", "as_json", is_flag=True, help="Print result.json instead of the table.")
 @settings_options
 def run(settings: Settings, schedule_path: Path, overrides: tuple[str, ...], out_dir: Path | None,
-        full_measure: bool, no_reference: bool, as_json: bool, target: Target, **options: object) -> None:
+        full_measure: bool, no_reference: bool, as_json: bool, target: Target, **options: Any) -> None:
     """Prune a pretrained network with a Distiller schedule, retrain it, export ONNX and benchmark it.
 
     Runs everything in this process (the in-process queue): no Redis, W&B or GPU needed. Prints
@@ -57,7 +57,7 @@ def run(settings: Settings, schedule_path: Path, overrides: tuple[str, ...], out
     require_schedule(schedule_path)
     out_dir = require_new_folder(out_dir or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{schedule_path.stem}")
     config = RunConfig(schedule=schedule_path, overrides=parse_overrides(overrides),
-                       target=local_target(target), **options)  # type: ignore[arg-type]
+                       target=local_target(target), **options)
     probe_source(settings.data_path)  # a device or pipe as --data fails here, before any reading
     check_run_inputs(config, settings)
     require_writable_folder(settings.cache_dir)

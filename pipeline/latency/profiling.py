@@ -233,8 +233,9 @@ def profile_latency(model_name: str, target: Target, settings: Settings, measure
     references = [ms for ms, ref in zip(latencies, order) if ref]
     reference_ms = float(np.median(references))
     pruned_relative = [r for r, ref in zip(relative, order) if not ref]
-    use_relative = all(r is not None for r in pruned_relative)
-    ratios = pruned_relative if use_relative else normalised_ratios(order, latencies)
+    known_relative = [r for r in pruned_relative if r is not None]
+    use_relative = len(known_relative) == len(pruned_relative)
+    ratios = known_relative if use_relative else normalised_ratios(order, latencies)
     samples = [Sample(unpruned_shapes, 1.0, anchor=True)]
     samples += [Sample(layers, ratio, spec) for layers, ratio, (_, spec)
                 in zip([s for s, ref in zip(shapes, order) if not ref], ratios, schedules)]

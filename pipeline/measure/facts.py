@@ -72,6 +72,13 @@ def _infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
         return shape_inference.infer_shapes(model, data_prop=True)
 
 
+def _known(dims: list[int | None] | None) -> list[int] | None:
+    """``dims`` when there are some and every one is known, else None."""
+    if not dims or None in dims:
+        return None
+    return [d for d in dims if d is not None]
+
+
 def count_onnx_macs(model: onnx.ModelProto) -> int:
     """MACs of Conv, Gemm and MatMul nodes for a batch of one, from inferred shapes."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
@@ -86,13 +93,14 @@ def count_onnx_macs(model: onnx.ModelProto) -> int:
     macs = 0
     for node in inferred.graph.node:
         if node.op_type == "Conv":
-            out, weight = shapes.get(node.output[0]), shapes.get(node.input[1])
-            if out and weight and None not in out:
-                # weight is (C_out, C_in / group, kh, kw): every output element costs C_in/g*kh*kw.
-                macs += int(np.prod(out)) * int(np.prod(weight[1:]))
+            # weight is (C_out, C_in / group, kh, kw): every output element costs C_in/g*kh*kw.
+            out, weight = _known(shapes.get(node.output[0])), shapes.get(node.input[1])
+            kernel = _known(weight[1:]) if weight else None
+            if out and kernel:
+                macs += int(np.prod(out)) * int(np.prod(kernel))
         elif node.op_type in ("Gemm", "MatMul"):
-            a, out = shapes.get(node.input[0]), shapes.get(node.output[0])
-            if a and out and None not in a and None not in out:
+            a, out = _known(shapes.get(node.input[0])), _known(shapes.get(node.output[0]))
+            if a and out:
                 transposed = node.op_type == "Gemm" and any(
                     attr.name == "transA" and attr.i for attr in node.attribute)
                 inner = a[-2] if transposed else a[-1]

@@ -151,12 +151,15 @@ def _check_images(path: Path, facts: OnnxFacts, images: np.ndarray | None,
 def check_target(target: Target) -> None:
     """A BenchmarkError, before any work, when the backend, device or precision cannot run here."""
     if target.backend == "openvino":
-        from .openvino_backend import check_target as check
+        from .openvino_backend import check_target as check_openvino
+
+        check_openvino(target.device, target.precision)
     elif target.backend == "onnxruntime":
-        from .onnxruntime_backend import check_target as check
+        from .onnxruntime_backend import check_target as check_onnxruntime
+
+        check_onnxruntime(target.device, target.precision)
     else:
         raise BenchmarkError(f"unknown backend {target.backend!r}: use one of {', '.join(BACKENDS)}")
-    check(target.device, target.precision)
 
 
 def engine_version(backend: str) -> str:
@@ -231,7 +234,8 @@ def measure(onnx_path: Path | str, target: Target, eval_images: np.ndarray | Non
     facts = onnx_facts(path)
     _check_images(path, facts, eval_images, eval_labels, "evaluation")
     _check_images(path, facts, options.calibration_images, None, "calibration")
-    if None in facts.input_shape[1:]:
+    image_shape = [d for d in facts.input_shape[1:] if d is not None]
+    if len(image_shape) < len(facts.input_shape) - 1:
         raise BenchmarkError(f"{path}: input {facts.input_shape} has a dynamic axis besides the "
                              "batch: export the model with a fixed image size")
     engine = open_engine(path, target, options)
@@ -241,7 +245,7 @@ def measure(onnx_path: Path | str, target: Target, eval_images: np.ndarray | Non
     if eval_images is not None and len(eval_images):
         sample = np.ascontiguousarray(eval_images[:1], dtype=np.float32)
     else:
-        sample = np.random.default_rng(0).standard_normal([1, *facts.input_shape[1:]],
+        sample = np.random.default_rng(0).standard_normal([1, *image_shape],
                                                           dtype=np.float32)
     info = engine.info()
     log.info("measuring %s on %s %s (%s)", path.name, info.backend, info.device, info.precision)
@@ -290,7 +294,7 @@ def _time_latency(engine: Any, reference: Any, sample: np.ndarray, backend: str,
     latency = engine.latency(sample)
     profile = engine.profile(sample)
     relative = None
-    if reference is not None:
+    if reference is not None and options.reference_onnx:  # the reference is compiled from that file
         window = options.relative_window
         relative = relative_latency(lambda: engine.latency_samples(sample, window),
                                     lambda: reference.latency_samples(sample, window),

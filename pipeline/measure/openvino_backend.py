@@ -107,7 +107,7 @@ class OpenVinoEngine:
         if self.precision not in ("auto", "int8", actual_name):
             log.warning("asked for %s but %s runs %s: the figures are recorded as %s",
                         self.precision, self.device, actual_name, actual_name)
-        runtime = Counter()
+        runtime: Counter[str] = Counter()
         for op in compiled.get_runtime_model().get_ops():
             info = op.get_rt_info()
             if "runtimePrecision" in info and op.get_type_name() not in ("Parameter", "Result",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -67,24 +68,24 @@ class MeasureOptions:
     tail_limit: float = TAIL_LIMIT
 
     @classmethod
-    def single_run(cls, **overrides) -> "MeasureOptions":
+    def single_run(cls, **overrides: Any) -> "MeasureOptions":
         """One model measured for a person waiting at the terminal (``edgeprune run``): a
         second of timing instead of three, half a second of throughput, 20 profiled inferences and
         no re-timing (a noisy figure is flagged in the table, and ``--full-measure`` re-times it:
         one re-timing cost 2-3 s, a sixth of the run); the speed-up over a reference is the steady
         figure (alternating windows), so the absolute ones need less time here than where a search
         ranks by them."""
-        values = dict(min_iters=500, min_time_s=1.0, throughput_time_s=0.5, profile_repeats=20,
-                      relative_polls=10, remeasure=0)
+        values: dict[str, Any] = dict(min_iters=500, min_time_s=1.0, throughput_time_s=0.5, profile_repeats=20,
+                                      relative_polls=10, remeasure=0)
         values.update(overrides)
         return cls(**values)
 
     @classmethod
-    def fast(cls, **overrides) -> "MeasureOptions":
+    def fast(cls, **overrides: Any) -> "MeasureOptions":
         """Short settings for tests and smoke runs (figures are noisy, never for decisions)."""
-        values = dict(warmup=5, min_iters=30, min_time_s=0.1, throughput_time_s=0.2,
-                      profile_repeats=10, accuracy_batch=250, relative_polls=4,
-                      relative_window=10)
+        values: dict[str, Any] = dict(warmup=5, min_iters=30, min_time_s=0.1, throughput_time_s=0.2,
+                                      profile_repeats=10, accuracy_batch=250, relative_polls=4,
+                                      relative_window=10)
         values.update(overrides)
         return cls(**values)
 

@@ -22,6 +22,7 @@ from torch_pruning.pruner.function import BasePruningFunc
 from ..errors import ScheduleError
 from ..models import canonical_name
 from ..models.resnet_cifar import ZeroPadShortcut
+from .criteria import weight_of
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -51,7 +52,7 @@ def module_name_of(weight_name: str) -> str:
 
 def structure_count(module: nn.Module, group_type: str) -> int:
     """Input channels for ``Channels``, else output channels (filters) of a conv/linear layer."""
-    weight = module.weight
+    weight = weight_of(module)
     return int(weight.shape[1] if group_type == "Channels" else weight.shape[0])
 
 

@@ -43,6 +43,7 @@ from ..models import canonical_name
 from ..models.resnet_cifar import BasicBlock
 from ..progress import ItemLines, announce
 from .base import Pruner, PruningContext
+from .criteria import weight_of
 from .registry import ArgSpec, register_pruner
 from .structured import structures_to_prune
 
@@ -93,7 +94,7 @@ BlockCriterion = Callable[[nn.Module, Sequence[str], "Calibration | None", int, 
 
 def _l1_bn2(model: nn.Module, blocks: Sequence[str], calibration: Calibration | None, seed: int,
             cache_dir: Path | None = None) -> list[float]:
-    return [float(model.get_submodule(b).bn2.weight.detach().abs().mean()) for b in blocks]
+    return [float(weight_of(model.get_submodule(f"{b}.bn2")).detach().abs().mean()) for b in blocks]
 
 
 def _random(model: nn.Module, blocks: Sequence[str], calibration: Calibration | None, seed: int,

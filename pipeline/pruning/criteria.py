@@ -12,7 +12,7 @@ from typing import Callable, Protocol, TypeVar
 import torch
 from torch import nn
 
-T = TypeVar("T")
+T = TypeVar("T", bound="Callable[[], Importance]")
 
 
 class Importance(Protocol):
@@ -31,7 +31,7 @@ def register_criterion(name: str) -> Callable[[T], T]:
     def decorate(cls: T) -> T:
         if name in CRITERIA:
             raise ValueError(f"criterion {name} registered twice")
-        CRITERIA[name] = cls  # type: ignore[assignment]
+        CRITERIA[name] = cls
         return cls
 
     return decorate
@@ -40,6 +40,15 @@ def register_criterion(name: str) -> Callable[[T], T]:
 def criterion_names() -> tuple[str, ...]:
     """The registered criterion names, sorted (late-bound choices for schedule validation)."""
     return tuple(sorted(CRITERIA))
+
+
+def weight_of(module: nn.Module) -> torch.Tensor:
+    """The weight of a conv, linear or BatchNorm layer (``nn.Module`` types an attribute as a
+    tensor or a module)."""
+    weight = module.weight
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{type(module).__name__}.weight is a {type(weight).__name__}, not a tensor")
+    return weight
 
 
 def structures_view(weight: torch.Tensor, group_type: str) -> torch.Tensor:
@@ -56,7 +65,7 @@ class _LpNorm:
 
     def __call__(self, model: nn.Module, layer: str, group_type: str) -> torch.Tensor:
         with torch.no_grad():
-            rows = structures_view(model.get_submodule(layer).weight.detach(), group_type)
+            rows = structures_view(weight_of(model.get_submodule(layer)).detach(), group_type)
             return torch.linalg.vector_norm(rows, ord=self.p, dim=1) / rows.shape[1]
 
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import ScheduleError
 from ..models import canonical_name
-from .criteria import register_criterion, structures_view
+from .criteria import register_criterion, structures_view, weight_of
 
 #: group_type -> the weight dimension that indexes its structures.
 STRUCTURE_DIM = {"Filters": 0, "Channels": 1}
@@ -125,7 +125,7 @@ class GeometricMedianDistance:
     """FPGM: structures nearest the geometric median of their layer go first."""
 
     def __call__(self, model: nn.Module, layer: str, group_type: str) -> torch.Tensor:
-        return fpgm_scores(model.get_submodule(layer).weight, group_type)
+        return fpgm_scores(weight_of(model.get_submodule(layer)), group_type)
 
 
 @register_criterion("bn_scale")

@@ -83,8 +83,7 @@ def check_non_negative(values: Mapping[str, object], where: str) -> None:
     if not values:
         raise ScheduleError(f"{where} is empty: give {{weight_name: value}} entries or '*': value")
     for key, value in values.items():
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok or not math.isfinite(value) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ScheduleError(f"{where}.{key}={value!r} is not a number >= 0: use e.g. 0.05")
 
 

@@ -17,7 +17,7 @@ from ..schedule.args import DISTILLER_PRUNERS, ArgSpec, Catalog, ComponentSpec, 
 __all__ = ["CATALOG", "DISTILLER_PRUNERS", "EXTENSIONS", "LR_SCHEDULERS", "POLICY_ARGS", "PRUNERS", "ArgSpec",
            "ComponentSpec", "Registry", "register_extension", "register_lr_scheduler", "register_pruner"]
 
-T = TypeVar("T")
+T = TypeVar("T", bound=Callable[..., object])  # a class or a function: both have __name__
 
 PRUNERS = Registry("pruner")
 LR_SCHEDULERS = Registry("lr_scheduler")

@@ -18,6 +18,7 @@ import logging
 import os
 import stat
 from pathlib import Path
+from typing import cast
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -124,7 +125,8 @@ class ArtifactStore:
             if stored != ref.size:
                 raise ArtifactError(f"artifact of job {job_id} is {stored} bytes, expected {ref.size}: "
                                     "it was truncated or replaced; submit the job again")
-            data = self.client.get(key) or b""
+            # bytes: an ONNX file is binary, so no client could have decoded it to str.
+            data = cast(bytes, self.client.get(key) or b"")
             verify(ref, data, job_id)
             # The scratch folder is the job's own: a fixed name, nothing taken from the queue.
             local = Path(scratch_dir) / "model.onnx"

@@ -28,7 +28,9 @@ def target_status(client: redis.Redis, keys: QueueKeys, target_name: str) -> dic
     length = client.xlen(stream)
     in_flight = []
     if length:
-        rows = client.xpending_range(stream, GROUP, min="-", max="+", count=IN_FLIGHT_SHOWN)
+        # redis-py types every field bytes | str | int; each key has its own (ids and names are text).
+        rows: list[dict[str, Any]] = client.xpending_range(stream, GROUP, min="-", max="+",
+                                                           count=IN_FLIGHT_SHOWN)
         in_flight = [{"entry_id": _text(r["message_id"]), "consumer": _text(r["consumer"]),
                       "idle_s": round(r["time_since_delivered"] / 1000.0, 1),
                       "deliveries": r["times_delivered"]} for r in rows]

@@ -31,9 +31,10 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from ..messages import Job, Result, Target, parse_checked
 from ..status import JobStatus
@@ -199,8 +200,9 @@ class JobQueue:
 
     def touch(self, claimed: ClaimedJob) -> bool:
         """Reset the job's idle time so it is not reclaimed; False if another consumer took it."""
-        owner = self.client.xpending_range(claimed.stream, GROUP, min=claimed.entry_id,
-                                           max=claimed.entry_id, count=1)
+        # redis-py types every field bytes | str | int; "consumer" is a name.
+        owner: list[dict[str, Any]] = self.client.xpending_range(claimed.stream, GROUP, min=claimed.entry_id,
+                                                                 max=claimed.entry_id, count=1)
         if not owner or _text(owner[0]["consumer"]) != claimed.consumer:
             return False
         self.client.xclaim(claimed.stream, GROUP, claimed.consumer, 0, [claimed.entry_id], justid=True)
@@ -257,8 +259,12 @@ class JobQueue:
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest ``limit`` dead-lettered jobs: job id, run id, target, attempts, error, time."""
         rows = []
-        for entry_id, fields in self.client.xrevrange(self.keys.dead, count=limit):
-            row = {_text(k): _text(v) for k, v in fields.items()}
+        # redis-py's type is that of every stream reply (XCLAIM's (id, None) for a deleted entry
+        # included); XREVRANGE's entries always have their fields.
+        entries = cast("list[tuple[bytes | str, dict[bytes | str, bytes | str]]]",
+                       self.client.xrevrange(self.keys.dead, count=limit))
+        for entry_id, fields in entries:
+            row: dict[str, Any] = {_text(k): _text(v) for k, v in fields.items()}
             row["entry_id"] = _text(entry_id)
             row["attempts"] = int(row.get("attempts", 0))
             row["at"] = float(row.get("at", 0))
@@ -299,7 +305,8 @@ class JobQueue:
         return entries[0]
 
     def _read_new(self, stream: str, consumer: str) -> tuple[bytes, dict] | None:
-        reply = self.client.xreadgroup(GROUP, consumer, {stream: ">"}, count=1)
+        # The RESP2 reply (the queue's clients' protocol): [[stream, [(id, fields)]]], None when empty.
+        reply = cast("list[list[Any]] | None", self.client.xreadgroup(GROUP, consumer, {stream: ">"}, count=1))
         for _, entries in reply or ():
             for entry in entries:
                 return entry
@@ -378,7 +385,7 @@ class JobQueue:
     def _job_text(self, job: Job) -> str:
         return signed_json(self.config.secret, "job", job.to_dict())
 
-    def _valid_result(self, raw: bytes | None, job: Job) -> bool:
+    def _valid_result(self, raw: bytes | str | None, job: Job) -> bool:
         if raw is None:
             return False
         try:
@@ -421,7 +428,7 @@ class JobQueue:
         log.warning("job %s: replaced a stored value that was not a valid result of it", result.job_id)
         return True
 
-    def _finish(self, claimed: ClaimedJob, counter: str, extra: dict[str, Any] | None = None) -> None:
+    def _finish(self, claimed: ClaimedJob, counter: str, extra: dict[FieldT, EncodableT] | None = None) -> None:
         """Acknowledge and forget the job, delete its artifact, wake its producer."""
         job_id = claimed.job.job_id
         pipe = self.client.pipeline(transaction=True)
@@ -453,9 +460,9 @@ class JobQueue:
             self._finish(claimed, "duplicates")
             return
         log.error("job %s dead-lettered: %s", job.job_id, error)
-        entry = {"job_id": job.job_id, "run_id": job.run_id, "target": job.target.name,
-                 "attempts": claimed.attempt, "error": error, "consumer": claimed.consumer,
-                 "at": time.time(), "job": job.to_json()}
+        entry: dict[FieldT, EncodableT] = {
+            "job_id": job.job_id, "run_id": job.run_id, "target": job.target.name, "attempts": claimed.attempt,
+            "error": error, "consumer": claimed.consumer, "at": time.time(), "job": job.to_json()}
         self._finish(claimed, "dead", extra=entry)
 
     def _requeue(self, claimed: ClaimedJob, counter: str) -> None:

@@ -274,8 +274,7 @@ class Worker:
             try:
                 self.queue.client.set(key, json.dumps(self.heartbeat()), ex=ttl)
                 current = self.current
-                lost = current is not None and not self.queue.touch(current)
-                if lost and self.current is current:
+                if current is not None and not self.queue.touch(current) and self.current is current:
                     log.warning("job %s was taken over by another consumer; the first result "
                                 "stored wins", current.job.job_id)
             except redis.exceptions.RedisError as exc:  # unreachable, or a key of another type

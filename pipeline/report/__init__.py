@@ -260,12 +260,12 @@ def _per_layer(best: TrialRecord | None, baselines: Sequence[BaselinePoint]) -> 
                           f"directory ({best.run_dir or 'none recorded'})"}
     reference = next((b for b in baselines if b.name.startswith("unpruned")), None)
     reference_profile = load_profile(reference.metrics, reference.run_dir) if reference else None
-    if reference_profile is None:
+    if reference is None or reference_profile is None:
         return {"absent": "no per-layer profile of the unpruned model: pass --baselines "
                           "baseline.json from `edgeprune baseline`", "model": best.number,
                 "model_profile": profile}
     rows = compare_profiles(profile, reference_profile)
-    return {"model": best.number, "reference": reference.name,  # type: ignore[union-attr]
+    return {"model": best.number, "reference": reference.name,
             "model_total_ms": sum(profile.values()),
             "reference_total_ms": sum(reference_profile.values()),
             "rows": analysis.to_jsonable(rows)}

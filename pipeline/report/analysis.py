@@ -154,15 +154,16 @@ def pareto(trials: Sequence[TrialRecord], latency_metric: str = "Total_Latency",
            references: dict[str, tuple[float, float]] | None = None) -> Pareto:
     """Every trial with both metrics as a point, flagged when it lies on the front; the front is
     taken over the trials and ``references`` (name -> (latency, accuracy)) together."""
-    usable = [t for t in trials
-              if metric_value(t, latency_metric) is not None
-              and metric_value(t, accuracy_metric) is not None]
-    coords = [(metric_value(t, latency_metric), metric_value(t, accuracy_metric)) for t in usable]
+    usable: list[tuple[TrialRecord, tuple[float, float]]] = []
+    for t in trials:
+        x, y = metric_value(t, latency_metric), metric_value(t, accuracy_metric)
+        if x is not None and y is not None:
+            usable.append((t, (x, y)))
     named = sorted((references or {}).items())
     # References come first: a trial that merely ties a reference is not on the front.
-    front = set(pareto_front([xy for _, xy in named] + coords))  # type: ignore[arg-type]
-    points = [ParetoPoint(t.number, x, y, t.status, len(named) + i in front, base_model(t))  # type: ignore[arg-type]
-              for i, (t, (x, y)) in enumerate(zip(usable, coords))]
+    front = set(pareto_front([xy for _, xy in named] + [xy for _, xy in usable]))
+    points = [ParetoPoint(t.number, x, y, t.status, len(named) + i in front, base_model(t))
+              for i, (t, (x, y)) in enumerate(usable)]
     return Pareto(latency_metric, accuracy_metric, points,
                   [name for i, (name, _) in enumerate(named) if i in front])
 
@@ -223,7 +224,7 @@ class Bin:
     mean: float
 
 
-def equal_width_bins(x: Sequence[float], y: Sequence[float], width: float) -> list[Bin]:
+def equal_width_bins(x: Iterable[float], y: Iterable[float], width: float) -> list[Bin]:
     """Mean of ``y`` in each equal-width bin ``[k*width, (k+1)*width)`` of ``x`` that holds a value.
 
     Bins sit on multiples of ``width`` (0.00-0.02, 0.02-0.04, ...) so that two sweeps bin alike; a
@@ -336,15 +337,15 @@ def status_counts(trials: Sequence[TrialRecord]) -> dict[str, int]:
 def best_trial(trials: Sequence[TrialRecord], metric: str, accuracy_metric: str = "Top1",
                min_accuracy: float | None = None) -> TrialRecord | None:
     """The trial with the best ``metric`` among those with ``accuracy_metric >= min_accuracy``."""
-    candidates = [t for t in trials if metric_value(t, metric) is not None]
-    if min_accuracy is not None:
-        candidates = [t for t in candidates
-                      if (metric_value(t, accuracy_metric) is not None
-                          and metric_value(t, accuracy_metric) >= min_accuracy)]  # type: ignore
-    if not candidates:
-        return None
     sign = -1.0 if is_maximised(metric) else 1.0
-    return min(candidates, key=lambda t: (sign * metric_value(t, metric), t.number))  # type: ignore
+    scored: list[tuple[float, TrialRecord]] = []
+    for t in trials:
+        value, accuracy = metric_value(t, metric), metric_value(t, accuracy_metric)
+        if value is not None and (min_accuracy is None or (accuracy is not None and accuracy >= min_accuracy)):
+            scored.append((sign * value, t))
+    if not scored:
+        return None
+    return min(scored, key=lambda s: (s[0], s[1].number))[1]
 
 
 def to_jsonable(value: Any) -> Any:

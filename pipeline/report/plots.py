@@ -10,8 +10,12 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.extras import require
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # Agg before pyplot is imported: reports are drawn on machines without a display.
 require("matplotlib").use("Agg")
@@ -23,16 +27,16 @@ from .analysis import Bin, Correlation, Importance, Pareto, ProgressPoint, is_ma
 from .layers import LayerRow
 
 #: Colour of each trial status, shared by every figure.
-STATUS_COLOURS = {TrialStatus.OK: "#1f77b4", TrialStatus.EARLY_STOPPED: "#9467bd",
-                  TrialStatus.GATED: "#7f7f7f", TrialStatus.COLLAPSED: "#d62728",
-                  TrialStatus.FAILED: "#000000", TrialStatus.RUNNING: "#bcbd22",
-                  TrialStatus.RAPID: "#c7c7c7"}
+STATUS_COLOURS: dict[str, str] = {TrialStatus.OK: "#1f77b4", TrialStatus.EARLY_STOPPED: "#9467bd",
+                                  TrialStatus.GATED: "#7f7f7f", TrialStatus.COLLAPSED: "#d62728",
+                                  TrialStatus.FAILED: "#000000", TrialStatus.RUNNING: "#bcbd22",
+                                  TrialStatus.RAPID: "#c7c7c7"}
 FRONT_COLOUR = "#ff7f0e"
 DPI = 110
 
 
 @contextmanager
-def _figure(path: Path, width: float, height: float) -> Iterator[plt.Figure]:
+def _figure(path: Path, width: float, height: float) -> Iterator[Figure]:
     """A fresh figure, saved to ``path`` through a temporary file and closed afterwards."""
     fig = plt.figure(figsize=(width, height))
     try:
@@ -64,7 +68,7 @@ def plot_pareto(result: Pareto, path: Path,
             points = [p for p in result.points if p.status == status]
             if points:
                 ax.scatter([p.latency for p in points], [p.accuracy for p in points], s=22,
-                           color=colour, alpha=0.6, label=f"{status.value} ({len(points)})")
+                           color=colour, alpha=0.6, label=f"{str(status)} ({len(points)})")
         front = result.front
         if front:
             ax.step([p.latency for p in front], [p.accuracy for p in front], where="post",
@@ -109,6 +113,10 @@ def plot_importance(importances: Sequence[Importance], path: Path) -> Path:
     return path
 
 
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
 def plot_correlations(table: Sequence[Correlation], path: Path, kind: str = "pearson") -> Path:
     """Heat map of one correlation coefficient, parameter rows by metric columns, values written in."""
     params = list(dict.fromkeys(c.param for c in table))
@@ -116,8 +124,7 @@ def plot_correlations(table: Sequence[Correlation], path: Path, kind: str = "pea
     values = {(c.param, c.metric): getattr(c, kind) for c in table}
     with _figure(path, 1.6 * max(3, len(metrics)) + 3, 0.45 * max(3, len(params)) + 1.5) as fig:
         ax = fig.add_subplot()
-        grid = [[values.get((p, m)) if values.get((p, m)) is not None else math.nan
-                 for m in metrics] for p in params] or [[math.nan]]
+        grid = [[_or_nan(values.get((p, m))) for m in metrics] for p in params] or [[math.nan]]
         image = ax.imshow(grid, cmap="coolwarm", vmin=-1, vmax=1, aspect="auto")
         for i, p in enumerate(params):
             for j, m in enumerate(metrics):
@@ -160,11 +167,11 @@ def plot_progress(progress: Mapping[str, Sequence[ProgressPoint]], path: Path) -
     with _figure(path, 6 * columns, 3.4 * rows) as fig:
         for k, (metric, points) in enumerate(progress.items()):
             ax = fig.add_subplot(rows, columns, k + 1)
-            measured = [p for p in points if p.value is not None]
-            ax.scatter([p.number for p in measured], [p.value for p in measured], s=12,
+            measured = [(p.number, p.value) for p in points if p.value is not None]
+            ax.scatter([n for n, _ in measured], [v for _, v in measured], s=12,
                        color="#7f7f7f", alpha=0.6, label="trial")
-            best = [p for p in points if p.best is not None]
-            ax.step([p.number for p in best], [p.best for p in best], where="post",
+            best = [(p.number, p.best) for p in points if p.best is not None]
+            ax.step([n for n, _ in best], [b for _, b in best], where="post",
                     color=FRONT_COLOUR, label="best so far")
             goal = "max" if is_maximised(metric) else "min"
             ax.set_title(f"{metric} ({goal}imised)", fontsize=10)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, cast
 
 from ..errors import ScheduleError
 from ..files import require_input_file
@@ -158,8 +158,10 @@ def parse_schedule(data: Any, catalog: Catalog, origin: str = TEXT_ORIGIN, parti
     for name in sections["pruners"]:
         if not any(p.kind == "pruner" and p.instance == name for p in policies):
             log.warning("%s: pruners.%s is named by no policy and will not run", origin, name)
-    return Schedule(1, sections["pruners"], sections["lr_schedulers"], sections["extensions"],
-                    policies, round_to, origin, cross_depth)
+    # Each section's specs are of its _SPEC_TYPES class.
+    return Schedule(1, cast("dict[str, PrunerSpec]", sections["pruners"]),
+                    cast("dict[str, LRSchedulerSpec]", sections["lr_schedulers"]),
+                    cast("dict[str, ExtensionSpec]", sections["extensions"]), policies, round_to, origin, cross_depth)
 
 
 def _parse_section(data: dict, section: str, origin: str, registry: Registry, partial: bool

@@ -13,7 +13,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from pipeline.errors import SweepError
 from pipeline.yaml_input import load_yaml, read_yaml_text
@@ -30,7 +30,8 @@ TOP_LEVEL_KEYS = frozenset({
 METHODS = ("grid", "random", "bayes")
 #: Most trials a sweep file may ask for (the same bound as `edgeprune sweep --trials`).
 MAX_RUN_CAP = 1_000_000
-GOALS = ("minimize", "maximize")
+Goal = Literal["minimize", "maximize"]
+GOALS: tuple[Goal, ...] = ("minimize", "maximize")
 #: W&B's command macros (wandb_agent / sdk.launch.sweeps.utils).
 COMMAND_MACROS = frozenset({
     "env", "interpreter", "program", "args", "args_no_equals", "args_no_hyphens",
@@ -92,7 +93,7 @@ class Objective:
     """One metric to optimise; ``target`` is W&B's ``metric.target`` (our latency gate limit)."""
 
     name: str
-    goal: str = "minimize"
+    goal: Goal = "minimize"
     target: float | None = None
 
     @property
@@ -497,7 +498,8 @@ class _Checker:
         example = "{rapid: 500, short_epochs: 1, promote: 0.25, full_epochs: 10} (each optional)"
         if not isinstance(raw, dict) or set(raw) - {"rapid", "short_epochs", "promote", "full_epochs"}:
             raise self.fail(key, f"is {raw!r}", f"give {example}")
-        values = {k: self.number(f"{key}.{k}", raw[k], integer=k != "promote") for k in raw}
+        # Any: each key's type follows its `integer` flag, which the checker cannot see.
+        values: dict[str, Any] = {k: self.number(f"{key}.{k}", raw[k], integer=k != "promote") for k in raw}
         fidelity = Fidelity(**values)
         if fidelity.rapid < 10 or fidelity.short_epochs < 1 or fidelity.full_epochs < 0:
             raise self.fail(key, f"is {raw!r}", "use rapid >= 10 images, short_epochs >= 1 and "
@@ -523,8 +525,8 @@ class _Checker:
                             "use min_iter, or max_iter and s; eta and strict optional")
         # Ranges (min_iter >= 1, eta > 1) are W&B's validator's (wandb_verdict); s may be a
         # non-integer in W&B's schema.
-        values = {k: self.number(f"{key}.{k}", raw[k], integer=k in ("min_iter", "max_iter"))
-                  for k in ("min_iter", "max_iter", "s", "eta") if k in raw}
+        values: dict[str, Any] = {k: self.number(f"{key}.{k}", raw[k], integer=k in ("min_iter", "max_iter"))
+                                  for k in ("min_iter", "max_iter", "s", "eta") if k in raw}
         if "min_iter" not in values and not {"max_iter", "s"} <= set(values):
             raise self.fail(key, "needs min_iter, or max_iter together with s",
                             "add e.g. min_iter: 1")

@@ -27,7 +27,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeGuard
 
 import numpy as np
 import optuna
@@ -38,7 +38,7 @@ from pipeline.measure.noise import unranked_figures
 from pipeline.messages import Target, TrialRecord
 from pipeline.status import TrialStatus
 
-from .config import Constraint, Objective, SweepConfig
+from .config import Constraint, Goal, Objective, SweepConfig
 from .early_stop import EarlyStopper
 from .gate import GateRules, LatencyGate, MeasureFn, PredictingGate, StudyLatencyCache
 from .monotone import MonotoneSampler, constraint_keys, improvement_trend, violation_trend
@@ -162,7 +162,7 @@ def open_study(config: SweepConfig, storage: optuna.storages.BaseStorage,
     name = study_name or study_name_of(config)
     # A sweep without metric (W&B allows it for grid and random) ranks nothing: one placeholder
     # direction, told 0.0 per finished trial (_objective), which those samplers ignore.
-    directions = [o.goal for o in config.objectives] or ["minimize"]
+    directions: list[Goal] = [o.goal for o in config.objectives] or ["minimize"]
     study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
                                 sampler=sampler or make_sampler(config, seed),
                                 directions=directions)
@@ -307,10 +307,11 @@ class SweepRunner:
         values = [record.metrics.get(o.name) for o in self.config.objectives] or [0.0]
         if record.status == TrialStatus.FAILED:
             raise _TrialFailed(record.reason)
-        if not all(finite_number(v) for v in values) or unranked_figures(record.metrics, self.config.ranked_metrics):
+        ranked = [float(v) for v in values if finite_number(v)]
+        if len(ranked) < len(values) or unranked_figures(record.metrics, self.config.ranked_metrics):
             # Gated or stopped without every objective, or a noisy figure: no value to learn from.
             raise optuna.TrialPruned(record.reason)
-        return [float(v) for v in values]
+        return ranked
 
     def _record(self, trial: optuna.Trial, base: dict[str, Any], outcome: TrialOutcome,
                 started: float) -> TrialRecord:
@@ -381,7 +382,7 @@ class SweepRunner:
 
 def curve_values(curve: dict[str, float]) -> list[float]:
     """A stored curve (``{"1": top1, "2": ...}``) as Top1 after epochs 1, 2, ... (stops at a gap)."""
-    values = []
+    values: list[float] = []
     while str(len(values) + 1) in curve:
         values.append(float(curve[str(len(values) + 1)]))
     return values
@@ -416,7 +417,7 @@ class _TrialFailed(Exception):
     """A trial that finished as failed: ``Study.optimize`` records it as FAIL and goes on."""
 
 
-def finite_number(value: Any) -> bool:
+def finite_number(value: Any) -> TypeGuard[float]:
     """A real, finite number (not a bool, not nan/inf)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

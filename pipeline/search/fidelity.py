@@ -159,7 +159,8 @@ class MultiFidelityRunner:
         """Run rung 0, then each promoted rung; returns the records this worker produced."""
         records = self.runner.run()
         previous = [r for r in self.runner.finished_records() if r.status == TrialStatus.RAPID]
-        objectives, gate = self.rapid.objectives, self.config.gate
+        objectives = self.rapid.objectives
+        gate: GateOptions | None = self.config.gate
         for rung, epochs in enumerate(self.fidelity.rungs, start=1):
             chosen = promote(previous, objectives, self.fidelity.promote, gate)
             log.info("rung %d: %d of %d trials fine-tuned %d epoch(s)", rung, len(chosen), len(previous), epochs)

@@ -122,6 +122,10 @@ class GateRules:
         #: Fresh measurements made by this gate (cache hits and predictions excluded).
         self.measurements = 0
 
+    def __call__(self, onnx_path: Path, facts: ModelFacts) -> str | None:
+        """Why to skip retraining the exported architecture, or None (``produce``'s gate)."""
+        raise NotImplementedError  # each gate obtains the latency its own way
+
     def reason(self, value: float | None = None, what: str = "") -> str | None:
         """Why to skip retraining on ``value`` (default: the measured ``metrics``), or None."""
         name, limit = self.options.metric, self.options.limit
@@ -135,11 +139,11 @@ class GateRules:
                     f"({self.target.precision}) exceeds the target {limit:g}{unit}, so it was not "
                     "retrained")
         if self.options.dominated and self.finished is not None:
-            return self._dominated(name, value)
+            return self._dominated(self.finished(), name, value)
         return None
 
-    def _dominated(self, name: str, value: float) -> str | None:
-        done = [r for r in self.finished() if r.status == TrialStatus.OK
+    def _dominated(self, finished: list[TrialRecord], name: str, value: float) -> str | None:
+        done = [r for r in finished if r.status == TrialStatus.OK
                 and r.metrics.get(name) is not None and r.metrics.get(self.accuracy_metric) is not None]
         if not done:
             return None

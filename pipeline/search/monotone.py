@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import Constraint
@@ -187,7 +187,9 @@ def _distance(search_space: dict[str, BaseDistribution], a: dict[str, Any], b: d
         if isinstance(dist, CategoricalDistribution):
             total += 0.0 if a[name] == b[name] else 1.0
             continue
-        scale = math.log if getattr(dist, "log", False) else float
+        if not isinstance(dist, (FloatDistribution, IntDistribution)):
+            raise TypeError(f"{name}: no distance for a {type(dist).__name__}")
+        scale = math.log if dist.log else float
         low, high = scale(dist.low), scale(dist.high)
         total += ((scale(a[name]) - scale(b[name])) / ((high - low) or 1.0)) ** 2
     return total

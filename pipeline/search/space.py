@@ -102,7 +102,11 @@ class SearchSpace:
             return trial.suggest_categorical(name, _grid_values(spec))
         if d == "categorical":
             return self._categorical(trial, spec)
+        if d in _INVERSE_CDF:
+            u = trial.suggest_float(name + LATENT_SUFFIX, _EPS, 1 - _EPS)
+            return _INVERSE_CDF[d](spec, u)
         lo, hi = spec.min, spec.max
+        assert lo is not None and hi is not None  # the config reader requires both for the rest
         if d == "int_uniform":
             return trial.suggest_int(name, int(lo), int(hi))
         if d == "uniform":
@@ -118,8 +122,7 @@ class SearchSpace:
             return _quantise(trial.suggest_float(name, lo, _q_top(spec), step=spec.q), spec.q)
         if d == "q_log_uniform_values":
             return _quantise(trial.suggest_float(name, lo, hi, log=True), spec.q)
-        u = trial.suggest_float(name + LATENT_SUFFIX, _EPS, 1 - _EPS)
-        return _INVERSE_CDF[d](spec, u)
+        raise ValueError(f"parameters.{name}: unknown distribution {d!r}")  # refused by the config reader
 
     @staticmethod
     def _categorical(trial: optuna.trial.BaseTrial, spec: ParamSpec) -> Any:

@@ -18,6 +18,7 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
+from pydantic import ValidationError
 
 from pipeline.errors import SweepError, shorten, shown
 from pipeline.extras import require
@@ -141,7 +142,7 @@ def check_record(data: Any, where: str) -> TrialRecord:
         raise SweepError(f"{where}: a trial record is a JSON object, got {type(data).__name__}: {fix}")
     try:
         return parse_checked(TrialRecord, json.dumps(data, default=str), strict=True)
-    except ValueError as exc:
+    except ValidationError as exc:
         error = exc.errors()[0]
         name = ".".join(str(part) for part in error["loc"])
         if error["type"] == "missing":
