@@ -220,6 +220,8 @@ CASES = [
                                 "--artifacts", "ftp://x", "--out", "{d}/o"], "'ftp://x'", ["o"]),
     ("producer-checkpoint-missing", ["producer", "--schedule", SCHEDULE, "--checkpoint", "/nonexistent.th",
                                      "--out", "{d}/o"], "/nonexistent.th", ["o"]),
+    ("producer-artifact-limit-tiny", ["producer", "--schedule", SCHEDULE, "--max-artifact-mb", "0.001",
+                                      "--out", "{d}/o"], "0.001", ["o"]),
     ("consumer-onnxruntime-npu", ["consumer", "--redis", "redis://127.0.0.1:1/0", "--backend", "onnxruntime",
                                  "--device", "NPU"], "'NPU'", []),
     ("consumer-artifacts-device", ["consumer", "--redis", "redis://127.0.0.1:1/0", "--artifacts",

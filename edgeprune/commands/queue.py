@@ -41,10 +41,15 @@ _artifacts_option = click.option(
     help="Where model files wait for their consumer: 'redis' (a key with a TTL on the queue's "
          "Redis; nothing else shared) or file:///dir (a directory every producer and consumer "
          "mounts at the same path). A consumer reads and deletes artifacts only there.")
+#: No convolutional network's ONNX file fits under this many MiB: a smaller --max-artifact-mb is
+#: a slip of the unit, refused before any pruning instead of after the export.
+MIN_ARTIFACT_MB = 0.01
+
 _artifact_size_option = click.option(
-    "--max-artifact-mb", type=FiniteFloat(min=0.001),
+    "--max-artifact-mb", type=FiniteFloat(min=MIN_ARTIFACT_MB),
     default=_DEFAULTS.max_artifact_bytes / 2**20, show_default=True,
-    help="Largest model file, in MiB, a producer queues or a consumer reads (checked before reading).")
+    help="Largest model file, in MiB, a producer queues or a consumer reads (checked before reading; "
+         f"at least {MIN_ARTIFACT_MB}). A model over it is refused when it is exported, before it is queued.")
 
 _job_timeout_option = click.option(
     "--job-timeout", type=FiniteFloat(min=0), default=_DEFAULTS.job_timeout_s, show_default=True,
