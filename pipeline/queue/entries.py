@@ -8,7 +8,6 @@ it with an excerpt of the raw payload and acknowledges it, so one bad entry neve
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Any
@@ -17,7 +16,7 @@ from pydantic import ValidationError
 
 from ..errors import QueueError
 from ..messages import Job, parse_checked
-from .signing import SignatureError, check_signature
+from .signing import signed_object
 
 #: Job ids name Redis keys and files: letters, digits, ``_`` and ``-`` only (uuid4 hex in practice),
 #: so no id can climb out of a folder (``../``), name an absolute path or hold a glob or ``:``.
@@ -93,17 +92,7 @@ def parse_entry(fields: dict[Any, Any], target_name: str, secret: bytes | None =
     if len(raw) > MAX_MESSAGE_BYTES:
         raise BadEntry(f"the job message is {len(raw)} bytes, over {MAX_MESSAGE_BYTES}: "
                        "model files travel as artifacts, not inside the message")
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise BadEntry(f"unreadable job message (not JSON: {str(exc)[:120]})") from None
-    if not isinstance(body, dict):
-        raise BadEntry(f"unreadable job message (a JSON {type(body).__name__}, not an object)")
-    if secret is not None:
-        try:
-            check_signature(secret, "job", body)
-        except SignatureError as exc:
-            raise BadEntry(str(exc)) from None
+    body = signed_object(raw, "job", secret, BadEntry, "unreadable job message ({})")
     problem = number_problem(body, "job")
     if problem:
         raise BadEntry(f"unreadable job message ({problem})")

@@ -8,13 +8,12 @@ valid result until its timeout, so a forged entry can delay a run but never end 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..errors import QueueError
 from ..messages import Result, parse_checked
 from .entries import number_problem, shown
-from .signing import SignatureError, check_signature
+from .signing import signed_object
 
 #: Largest result message read (metrics with a per-layer profile are tens of KB).
 MAX_RESULT_BYTES = 4 * 1024 * 1024
@@ -36,17 +35,7 @@ def check_result(raw: bytes | str, job_id: str, run_id: str | None, secret: byte
     or ``BadResult`` naming what is wrong."""
     if len(raw) > MAX_RESULT_BYTES:
         raise BadResult(f"the result is {len(raw)} bytes, over {MAX_RESULT_BYTES}")
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise BadResult("the result is not JSON") from None
-    if not isinstance(body, dict):
-        raise BadResult(f"the result is a JSON {type(body).__name__}, not an object")
-    if secret is not None:
-        try:
-            check_signature(secret, "result", body)
-        except SignatureError as exc:
-            raise BadResult(str(exc)) from None
+    signed_object(raw, "result", secret, BadResult, "the result is {}")  # before the typed parse
     try:
         result = parse_checked(Result, raw, strict=True)
     except ValueError as exc:

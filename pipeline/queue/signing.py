@@ -18,7 +18,7 @@ import hmac
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..errors import QueueError
 
@@ -66,6 +66,25 @@ def check_signature(secret: bytes, domain: str, body: Mapping[str, Any]) -> None
                                signature(secret, domain, body).encode()):
         raise SignatureError(f"the {domain}'s signature does not match: it was changed, or signed "
                              "with another secret; give every agent the same queue secret")
+
+
+def signed_object(raw: bytes | str, domain: str, secret: bytes | None,
+                  error: Callable[[str], Exception], unreadable: str) -> dict[str, Any]:
+    """``raw`` read as one JSON object whose signature for ``domain`` checks (when there is a
+    ``secret``); anything else raises ``error(line)``, the line for unreadable text being
+    ``unreadable`` formatted with what is wrong."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise error(unreadable.format(f"not JSON: {str(exc)[:120]}")) from None
+    if not isinstance(body, dict):
+        raise error(unreadable.format(f"a JSON {type(body).__name__}, not an object"))
+    if secret is not None:
+        try:
+            check_signature(secret, domain, body)
+        except SignatureError as exc:
+            raise error(str(exc)) from None
+    return body
 
 
 def read_secret_file(path: Path) -> bytes:
