@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.export import export_onnx  # noqa: E402
 from pipeline.models import create_model, default_checkpoint, load_checkpoint, model_spec  # noqa: E402
-from pipeline.models.crosscheck import openvino_predictions, read_cifar_binary, torch_predictions  # noqa: E402
+from pipeline.data import load_data  # noqa: E402
+from pipeline.models.crosscheck import openvino_predictions, torch_predictions  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 
 NAMES = ("resnet8_tiny", "shufflenetv2_x0_5_cifar")
@@ -52,7 +53,8 @@ def main() -> None:
     if settings.shared_dir is None or settings.checkpoints_dir is None:
         sys.exit("Error: shared folder not found: pass --shared DIR")
     archive = args.archive or settings.shared_dir / "data" / "cifar-10-binary.tar.gz"
-    images, labels = read_cifar_binary(archive)
+    test = load_data(archive, settings.cache_dir).test
+    images, labels = test.images, test.labels
     print(f"{archive}: {len(images)} test images")
     models = {name: _pretrained(name, settings) for name in NAMES}
     for name, model in models.items():

@@ -17,7 +17,8 @@ from pipeline.export import export_onnx
 from pipeline.measure.facts import onnx_facts
 from pipeline.models import (BUILTIN_NAMES, MODEL_NAMES, count_macs_params, create_model, default_checkpoint,
                              deployed_params, load_checkpoint, model_spec)
-from pipeline.models.crosscheck import openvino_outputs, read_cifar_binary, torch_predictions
+from pipeline.data import load_data
+from pipeline.models.crosscheck import openvino_outputs, torch_predictions
 from pipeline.models.resnet8_tiny import same_padding
 from pipeline.models.shufflenetv2_cifar import channel_shuffle
 from pipeline.settings import Settings
@@ -29,8 +30,10 @@ MIN_MINI_TOP1 = {"resnet8_tiny": 84.0, "shufflenetv2_x0_5_cifar": 87.0}
 
 
 @pytest.fixture(scope="module")
-def mini_test(shared_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    return read_cifar_binary(shared_dir / "data" / "cifar-10-binary-mini.tar.gz")
+def mini_test(mini_data: Path, cache_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The 1,000 images of the lossless mini test split (uint8 NHWC) and their labels."""
+    test = load_data(mini_data, cache_dir).test
+    return test.images, test.labels
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +47,6 @@ def pretrained(name: str, settings: Settings) -> torch.nn.Module:
     model = create_model(name)
     load_checkpoint(model, path)
     return model.eval()
-
-
-def test_mini_test_split_is_read_as_recorded(mini_test: tuple[np.ndarray, np.ndarray]) -> None:
-    images, labels = mini_test
-    assert images.shape == (1000, 32, 32, 3) and images.dtype == np.uint8
-    assert np.bincount(labels).tolist() == [100] * 10
 
 
 @pytest.mark.parametrize("name", NEW_BUILTINS)

@@ -7,7 +7,6 @@ and their Top1 predictions can be compared image by image.
 
 from __future__ import annotations
 
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -16,27 +15,7 @@ from torch import nn
 
 from .spec import InputSpec
 
-_CIFAR_RECORD = 1 + 3 * 32 * 32
 _BATCH = 500
-
-
-def read_cifar_binary(archive: Path, member: str = "test_batch.bin") -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 NHWC images, int64 labels) of one file of the CIFAR-10 binary version in a .tar.gz.
-
-    Each record is a label byte and 3,072 pixel bytes, red then green then blue planes, rows top to
-    bottom. (Until ``pipeline.data`` reads the binary version itself.)
-    """
-    with tarfile.open(archive) as tar:
-        found = next((m for m in tar.getmembers() if Path(m.name).name == member), None)
-        handle = tar.extractfile(found) if found is not None else None
-        if handle is None:
-            raise FileNotFoundError(f"{archive} holds no {member}")
-        raw = np.frombuffer(handle.read(), dtype=np.uint8)
-    if raw.size % _CIFAR_RECORD:
-        raise ValueError(f"{archive}:{member} is not a whole number of CIFAR-10 records")
-    records = raw.reshape(-1, _CIFAR_RECORD)
-    images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(images), records[:, 0].astype(np.int64)
 
 
 def torch_predictions(model: nn.Module, spec: InputSpec, images: np.ndarray) -> np.ndarray:
