@@ -44,12 +44,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from .errors import DataError
+from .models.spec import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 
-#: Per-channel mean and std of [0, 1] RGB pixels that the pretrained weights expect (ImageNet's).
-MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+#: Per-channel mean and std of [0, 1] RGB pixels that the CIFAR ResNets expect (ImageNet's; their
+#: model spec holds the same constants).
+MEAN, STD = IMAGENET_MEAN, IMAGENET_STD
 
 IMAGE_SIZE = 32
 #: Bumped whenever the cache layout or decoding changes, so old caches are not reused.
