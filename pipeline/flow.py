@@ -468,11 +468,11 @@ def unpruned_onnx(model: str, shortcut: str, num_classes: int, settings: Setting
 
 def _export_reference(model: str, shortcut: str, num_classes: int, settings: Settings,
                       path: Path) -> None:
-    from .export import export_onnx
+    from .export import DEFAULT_ATOL, export_onnx
     from .files import atomic_output
 
     checkpoint = default_checkpoint(model, settings)
-    atol = None
+    atol = DEFAULT_ATOL
     if checkpoint is not None and shortcut == "A" and num_classes == 10:
         network = create_model(model, num_classes=num_classes, shortcut=shortcut)
         load_checkpoint(network, checkpoint)
@@ -486,10 +486,7 @@ def _export_reference(model: str, shortcut: str, num_classes: int, settings: Set
         # Untrained deep logits differ between engines; only the reference's timing is read.
         atol = math.inf
     with atomic_output(path) as partial:
-        if atol is None:
-            export_onnx(network.eval(), partial)
-        else:
-            export_onnx(network.eval(), partial, atol=atol)
+        export_onnx(network.eval(), partial, atol=atol)
 
 
 def measure_work(settings: Settings, options: "MeasureOptions | None" = None) -> "WorkFn":
